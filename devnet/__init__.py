@@ -1,0 +1,1 @@
+"""Local multi-node networks: launcher, perturbations, Prometheus and Grafana configuration."""

@@ -1,0 +1,1 @@
+"""The bcfl daemon: the only package that does I/O (network, disk, clock, threads)."""

@@ -1,0 +1,1 @@
+"""Prometheus metrics, their HTTP exporter, and structured logs for a bcfl node."""
