@@ -1,0 +1,241 @@
+"""Data sets and partitioners that mimic hospitals.
+
+Built-in data sets ship inside scikit-learn (no download): the Wisconsin diagnostic breast cancer
+data (569 patients, 30 features, binary: malignant = 1, metric AUC) and the diabetes progression
+data (442 patients, 10 features, regression, metric R²/RMSE).
+
+Splitting, for a built-in data set and a seed:
+1. a stratified 20 % global test split is held out first; no site ever trains on it, and the
+   simulator reports every baseline on it;
+2. the rest is divided among the sites: `iid` (shuffled, equal sizes), `dirichlet:ALPHA` (label
+   skew: each class is spread over the sites by proportions drawn from Dir(ALPHA), Hsu et al. 2019;
+   a regression target is binned into quartiles first), `quantity:ALPHA` (quantity skew: site sizes
+   drawn from Dir(ALPHA), labels uniform). Every site gets at least `MIN_SITE_SAMPLES` samples
+   (draws are repeated deterministically until that holds, as in the usual FL benchmarks);
+3. each site keeps a private validation split (20 %, at least one sample) for its attestations.
+
+Everything is a pure function of (task, number of sites, partition, seed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from learning.task import TaskSpec
+
+TEST_FRACTION = 0.2
+VAL_FRACTION = 0.2
+MIN_SITE_SAMPLES = 10
+
+
+class DataError(ValueError):
+    """Bad data or a bad partition spec; the message is one sentence naming what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Samples ready for a model: normalised float32 features and float32 labels."""
+
+    x: npt.NDArray[np.float32]
+    y: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def take(self, index: npt.NDArray[np.int64]) -> Split:
+        """Return the samples at `index`."""
+        return Split(self.x[index], self.y[index])
+
+
+@dataclass(frozen=True, slots=True)
+class SiteData:
+    """One site's private data: what it trains on and what it attests on."""
+
+    train: Split
+    val: Split
+
+
+def _raw_builtin(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[str]]:
+    from sklearn.datasets import load_breast_cancer, load_diabetes
+
+    if name == "breast-cancer":
+        bunch = load_breast_cancer()
+        # sklearn codes malignant as 0; the clinical positive class (malignant) is 1 here.
+        y = 1.0 - np.asarray(bunch.target, dtype=np.float64)
+    elif name == "diabetes":
+        bunch = load_diabetes()
+        y = np.asarray(bunch.target, dtype=np.float64)
+    else:
+        raise DataError(f"unknown built-in data set {name!r} (use breast-cancer or diabetes)")
+    names = [str(n).replace(" ", "_") for n in bunch.feature_names]
+    return np.asarray(bunch.data, dtype=np.float64), y, names
+
+
+def builtin_task(name: str, model: str = "logreg", hidden: tuple[int, ...] = (32,)) -> TaskSpec:
+    """Return the task spec of a built-in data set, with its public normalisation constants."""
+    x, y, names = _raw_builtin(name)
+    center = tuple(float(v) for v in x.mean(axis=0))
+    scale = tuple(float(v) if v > 0 else 1.0 for v in x.std(axis=0))
+    if name == "breast-cancer":
+        return TaskSpec(
+            name="breast-cancer",
+            dataset=name,
+            kind="binary",
+            model=model,
+            features=tuple(names),
+            label="malignant",
+            metric="auc",
+            hidden=hidden,
+            feature_center=center,
+            feature_scale=scale,
+        )
+    return TaskSpec(
+        name="diabetes",
+        dataset=name,
+        kind="regression",
+        model=model,
+        features=tuple(names),
+        label="progression",
+        metric="r2",
+        hidden=hidden,
+        feature_center=center,
+        feature_scale=scale,
+        label_center=float(y.mean()),
+        label_scale=float(y.std()),
+    )
+
+
+def normalise(task: TaskSpec, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """Apply the task's declared feature centre and scale."""
+    out = np.asarray(x, dtype=np.float64)
+    if task.feature_center:
+        out = out - np.asarray(task.feature_center)
+    if task.feature_scale:
+        out = out / np.asarray(task.feature_scale)
+    return out.astype(np.float32)
+
+
+def _builtin_split(task: TaskSpec) -> Split:
+    x, y, _ = _raw_builtin(task.dataset)
+    return Split(normalise(task, x), y.astype(np.float32))
+
+
+def _strata(task: TaskSpec, y: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+    """Class labels for stratification: the label itself, or quartile bins of a target."""
+    if task.kind == "binary":
+        return y.astype(np.int64)
+    edges = np.quantile(y, [0.25, 0.5, 0.75])
+    return np.searchsorted(edges, y, side="right").astype(np.int64)
+
+
+def _stratified_cut(
+    strata: npt.NDArray[np.int64], fraction: float, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Split indices into (rest, held) with `fraction` of every stratum held, at least one."""
+    held: list[npt.NDArray[np.int64]] = []
+    rest: list[npt.NDArray[np.int64]] = []
+    for value in np.unique(strata):
+        idx = rng.permutation(np.flatnonzero(strata == value))
+        k = max(1, round(len(idx) * fraction)) if len(idx) > 1 else 0
+        held.append(idx[:k])
+        rest.append(idx[k:])
+    return np.sort(np.concatenate(rest)), np.sort(np.concatenate(held))
+
+
+def _test_cut(task: TaskSpec, seed: int) -> tuple[Split, npt.NDArray[np.int64], Split]:
+    data = _builtin_split(task)
+    rng = np.random.default_rng([seed, 0x7E57])
+    rest, held = _stratified_cut(_strata(task, data.y), TEST_FRACTION, rng)
+    return data, rest, data.take(held)
+
+
+def global_test(task: TaskSpec, seed: int) -> Split:
+    """Return the held-out global test split of a built-in data set."""
+    return _test_cut(task, seed)[2]
+
+
+def pooled_train(task: TaskSpec, seed: int) -> Split:
+    """Return every site's training data pooled (the centralised baseline's input)."""
+    data, rest, _ = _test_cut(task, seed)
+    return data.take(rest)
+
+
+def parse_partition(spec: str) -> tuple[str, float]:
+    """Parse "iid", "dirichlet:ALPHA" or "quantity:ALPHA" into (scheme, alpha)."""
+    scheme, _, arg = spec.partition(":")
+    if scheme == "iid" and not arg:
+        return "iid", 0.0
+    if scheme in ("dirichlet", "quantity"):
+        try:
+            alpha = float(arg)
+        except ValueError:
+            alpha = -1.0
+        if alpha > 0 and np.isfinite(alpha):
+            return scheme, alpha
+        raise DataError(f"partition {spec!r} needs a positive alpha, e.g. {scheme}:0.5")
+    raise DataError(f"unknown partition {spec!r} (use iid, dirichlet:ALPHA or quantity:ALPHA)")
+
+
+def partition_indices(
+    strata: npt.NDArray[np.int64], n_sites: int, spec: str, seed: int
+) -> list[npt.NDArray[np.int64]]:
+    """Assign sample indices to `n_sites` sites by the partition spec (deterministic)."""
+    scheme, alpha = parse_partition(spec)
+    n = len(strata)
+    if n_sites < 1:
+        raise DataError("the number of sites must be at least 1")
+    if n < n_sites * MIN_SITE_SAMPLES:
+        raise DataError(
+            f"{n} training samples cannot give {n_sites} sites {MIN_SITE_SAMPLES} samples each"
+        )
+    rng = np.random.default_rng([seed, 0x5175])
+    if scheme == "iid":
+        return [np.sort(part) for part in np.array_split(rng.permutation(n), n_sites)]
+    for _attempt in range(1000):
+        parts: list[list[int]] = [[] for _ in range(n_sites)]
+        if scheme == "dirichlet":
+            for value in np.unique(strata):
+                idx = rng.permutation(np.flatnonzero(strata == value))
+                cuts = (np.cumsum(rng.dirichlet([alpha] * n_sites)) * len(idx)).astype(int)[:-1]
+                for site, chunk in enumerate(np.split(idx, cuts)):
+                    parts[site].extend(int(i) for i in chunk)
+        else:
+            idx = rng.permutation(n)
+            cuts = (np.cumsum(rng.dirichlet([alpha] * n_sites)) * n).astype(int)[:-1]
+            for site, chunk in enumerate(np.split(idx, cuts)):
+                parts[site].extend(int(i) for i in chunk)
+        if min(len(p) for p in parts) >= MIN_SITE_SAMPLES:
+            return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+    raise DataError(f"partition {spec!r} left a site with fewer than {MIN_SITE_SAMPLES} samples")
+
+
+def split_train_val(split: Split, val_fraction: float = VAL_FRACTION, seed: int = 0) -> SiteData:
+    """Keep a private validation split of a site's data (at least one sample each side)."""
+    n = len(split)
+    if n < 2:
+        raise DataError("a site needs at least two samples to keep a validation split")
+    rng = np.random.default_rng([seed, 0x0A11])
+    order = rng.permutation(n)
+    k = min(n - 1, max(1, round(n * val_fraction)))
+    return SiteData(train=split.take(np.sort(order[k:])), val=split.take(np.sort(order[:k])))
+
+
+def all_sites(task: TaskSpec, n_sites: int, partition: str, seed: int) -> list[SiteData]:
+    """Return every site's data for a built-in data set (what the simulator uses)."""
+    data, rest, _ = _test_cut(task, seed)
+    pool = data.take(rest)
+    parts = partition_indices(_strata(task, pool.y), n_sites, partition, seed)
+    return [
+        split_train_val(pool.take(part), VAL_FRACTION, seed * 1_000_003 + site)
+        for site, part in enumerate(parts)
+    ]
+
+
+def site_data(task: TaskSpec, site: int, n_sites: int, partition: str, seed: int) -> SiteData:
+    """Return site `site`'s (0-based) train and validation splits of a built-in data set."""
+    if not 0 <= site < n_sites:
+        raise DataError(f"site index {site} is outside 0..{n_sites - 1}")
+    return all_sites(task, n_sites, partition, seed)[site]

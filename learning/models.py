@@ -1,0 +1,69 @@
+"""Models for tabular data, built by name from the task spec, with seeded initial weights.
+
+`logreg` is a single linear layer (logistic regression for a binary task, linear regression for a
+regression task); `mlp` stacks Linear + ReLU layers of the task's hidden widths. Both output one
+value per sample (a logit, or a standardised target). Initial weights are drawn with NumPy's PCG64
+generator (the PyTorch default: uniform in ±1/sqrt(fan_in)), so the same (task, seed) gives the same
+bytes on every machine and PyTorch version.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from learning.serialize import Weights, weights_to_bytes
+from learning.task import TaskSpec
+
+
+class TabularModel(nn.Module):
+    """A feed-forward network with one output; the layers live in `self.net`."""
+
+    def __init__(self, n_inputs: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_inputs
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return one output per row of `x`."""
+        out: torch.Tensor = self.net(x).squeeze(-1)
+        return out
+
+
+def build_model(task: TaskSpec) -> TabularModel:
+    """Build the task's architecture (weights are not initialised meaningfully)."""
+    hidden = task.hidden if task.model == "mlp" else ()
+    return TabularModel(task.n_features, hidden)
+
+
+def model_weights(model: nn.Module) -> Weights:
+    """Return the model's parameters as named float32 NumPy arrays."""
+    return {
+        name: t.detach().cpu().numpy().astype(np.float32, copy=True)
+        for name, t in model.state_dict().items()
+    }
+
+
+def load_weights(model: nn.Module, weights: Weights) -> None:
+    """Copy named arrays into the model (names and shapes must match)."""
+    state = {name: torch.from_numpy(np.array(arr, dtype=np.float32)) for name, arr in weights.items()}
+    model.load_state_dict(state, strict=True)
+
+
+def initial_weights(task: TaskSpec, seed: int) -> bytes:
+    """Return the seeded initial model of the task as a safetensors blob."""
+    model = build_model(task)
+    rng = np.random.default_rng([seed, 0x1417])
+    weights: Weights = {}
+    for name, tensor in sorted(model.state_dict().items()):
+        layer = name.rsplit(".", 1)[0]
+        fan_in = model.state_dict()[f"{layer}.weight"].shape[1]
+        bound = 1.0 / np.sqrt(fan_in)
+        weights[name] = rng.uniform(-bound, bound, size=tuple(tensor.shape)).astype(np.float32)
+    return weights_to_bytes(weights)
