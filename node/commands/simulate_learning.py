@@ -1,0 +1,146 @@
+"""`bcfl simulate learning`: run the in-process federation simulator (learning/simulate.py).
+
+Prints one table row per round (global test metrics, accepted or rejected, attestations) and the
+baselines, or with `--json` one JSON object (keys `rounds`, `final`, `centralized`, `local_only`,
+`rounds_to_centralized`, ...). Only parses arguments; the simulation lives in `learning/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from node.cli import UserError
+
+RULES = ("fedavg", "median", "trimmed-mean", "multi-krum")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the simulator's options."""
+    parser.add_argument("--nodes", type=int, default=8, help="number of sites (default 8)")
+    parser.add_argument(
+        "--dataset", default="breast-cancer", choices=("breast-cancer", "diabetes")
+    )
+    parser.add_argument("--model", default="logreg", choices=("logreg", "mlp"))
+    parser.add_argument(
+        "--partition", default="iid", help="iid | dirichlet:ALPHA | quantity:ALPHA (default iid)"
+    )
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--local-epochs", type=int, default=2)
+    parser.add_argument("--rule", default="fedavg", choices=RULES)
+    parser.add_argument("--attack", default=None, help="KIND:COUNT, e.g. signflip:2")
+    parser.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="accept every candidate (ignore the >2/3 attestation gate)",
+    )
+    parser.add_argument("--dp-epsilon", type=float, default=None, help="per-site DP budget")
+    parser.add_argument("--dp-delta", type=float, default=1e-5)
+    parser.add_argument("--dp-clip", type=float, default=1.0, help="update L2 clip norm")
+    parser.add_argument(
+        "--dp-noise",
+        type=float,
+        default=None,
+        help="noise multiplier (default: the one whose budget lasts --rounds rounds)",
+    )
+    parser.add_argument("--verdict-metric", default="loss")
+    parser.add_argument("--verdict-tolerance", type=float, default=0.005)
+    parser.add_argument("--fedprox-mu", type=float, default=0.0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from learning.attacks import parse_attack
+    from learning.data import DataError, parse_partition
+    from learning.simulate import SimConfig
+
+    if args.nodes < 1 or args.rounds < 1 or args.local_epochs < 1 or args.threads < 1:
+        raise UserError("--nodes, --rounds, --local-epochs and --threads must be at least 1")
+    try:
+        parse_partition(args.partition)
+    except DataError as exc:
+        raise UserError(str(exc)) from None
+    attack, attackers = None, 0
+    if args.attack:
+        try:
+            attack, attackers = parse_attack(args.attack)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        if attackers > args.nodes:
+            raise UserError(f"--attack names {attackers} attackers but there are {args.nodes} sites")
+    if args.dp_epsilon is not None and not args.dp_epsilon > 0:
+        raise UserError("--dp-epsilon must be positive")
+    return SimConfig(
+        nodes=args.nodes,
+        dataset=args.dataset,
+        model=args.model,
+        partition=args.partition,
+        rounds=args.rounds,
+        local_epochs=args.local_epochs,
+        rule=args.rule,
+        attack=attack,
+        attackers=attackers,
+        gate=not args.no_gate,
+        dp_epsilon=args.dp_epsilon,
+        dp_delta=args.dp_delta,
+        dp_clip=args.dp_clip,
+        dp_noise=args.dp_noise,
+        verdict_metric=args.verdict_metric,
+        verdict_tolerance=args.verdict_tolerance,
+        fedprox_mu=args.fedprox_mu,
+        seed=args.seed,
+        threads=args.threads,
+    )
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the simulation and print the table or the JSON object."""
+    from learning.data import DataError
+    from learning.simulate import run_simulation
+
+    config = _config(args)
+
+    def show(entry: dict[str, Any]) -> None:
+        verdict = "accepted" if entry.get("accepted") else "rejected"
+        if not config.gate and not entry.get("accepted"):
+            verdict = "applied*"
+        extra = ""
+        if entry.get("rejected_updates"):
+            extra += f"  invalid={entry['rejected_updates']}"
+        if "epsilon_spent" in entry:
+            extra += f"  eps={entry['epsilon_spent']:.3f}"
+        print(
+            f"round {entry['round']:3d}  {_fmt(entry['test'])}  {verdict:8s}  "
+            f"attest {entry['attestations']}/{config.nodes}  "
+            f"updates {entry['contributors']}{extra}",
+            flush=True,
+        )
+
+    try:
+        result = run_simulation(config, on_round=None if args.json else show)
+    except (DataError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    if not config.gate:
+        print("* --no-gate: candidate applied although the attestations rejected it")
+    print(f"final        {_fmt(result['final'])}")
+    print(f"centralized  {_fmt(result['centralized'])}")
+    print(f"local-only   {_fmt(result['local_only'])}")
+    print(f"rounds to centralized {result['metric']}: {result['rounds_to_centralized']}")
+    if "dp" in result:
+        dp = result["dp"]
+        print(
+            f"DP: epsilon spent {dp['epsilon_spent']:.3f} of {dp['epsilon_budget']} "
+            f"(delta {dp['delta']}, noise multiplier {dp['noise_multiplier']:.3f}, "
+            f"{dp['releases']} releases)"
+        )
+    return 0
