@@ -1,0 +1,96 @@
+"""The closed sets of label values every bcfl metric may carry.
+
+Prometheus stores one time series per distinct label set, so a label fed with
+free text (a peer id, an exception message, a height) grows without bound and
+eventually takes the monitoring server down. Every label of a bcfl metric is
+therefore one of the small enums below, and `NodeMetrics` refuses anything else
+with a `ValueError` (a caller passing free text is our bug, not a peer's).
+Free-form reasons (e.g. `consensus.InvalidMessage.reason`) are mapped onto these
+by the driver; a genuinely new reason is added here, in one place.
+
+Reasons use hyphens like the learning engine's `validate_update` reasons; step,
+phase and state names use underscores like the devnet JSON keys.
+"""
+
+from __future__ import annotations
+
+STEPS = ("propose", "prevote", "precommit", "commit")
+"""Tendermint steps of a round, plus the commit step (decision -> block stored)."""
+
+PHASES = (
+    "train",
+    "update_gossip",
+    "candidate",
+    "attestation",
+    "propose_to_commit",
+    "block_interval",
+)
+"""Phases of one height, the keys of `bcfl devnet up --json` blocks[].phases."""
+
+TOPICS = ("consensus", "receipts", "candidates", "attestations", "blocks")
+"""Gossip topics, by the last segment of `bcfl/<chain>/<name>`."""
+
+DIRECTIONS = ("in", "out")
+
+GOSSIP_REJECT_REASONS = (
+    "oversized",
+    "undecodable",
+    "schema",
+    "bad-signature",
+    "unknown-signer",
+    "wrong-chain",
+    "height-window",
+    "duplicate",
+    "rate-limited",
+    "malformed-rpc",
+    "invalid",
+)
+"""Why a topic validator (or the guarded pubsub handler) dropped a message."""
+
+UPDATE_RESULTS = ("received", "accepted", "rejected")
+
+UPDATE_REJECT_REASONS = (
+    # learning.validate_update
+    "undecodable",
+    "missing-tensor",
+    "unexpected-tensor",
+    "shape-mismatch",
+    "dtype-mismatch",
+    "non-finite",
+    "norm-exceeded",
+    # the driver
+    "wrong-base",
+    "blob-unavailable",
+    "bad-signature",
+    "not-trainer",
+    "duplicate",
+    "late",
+    "outlier",
+)
+
+PROPOSAL_RESULTS = ("sent", "accepted", "rejected")
+VOTE_TYPES = ("prevote", "precommit")
+VOTE_RESULTS = ("sent", "accepted", "rejected", "duplicate")
+ATTESTATION_VERDICTS = ("improved", "not_improved", "refused")
+EVIDENCE_KINDS = ("equivocation", "invalid_proposal", "bad_certificate")
+CERTIFICATE_KINDS = ("commit", "improvement")
+BLOCK_KINDS = ("model", "carry_over")
+MODEL_METRICS = ("auc", "accuracy", "rmse", "r2")
+"""Task metrics of the learning engine's `evaluate` (loss has its own gauge)."""
+
+SYNC_STATES = ("in_sync", "catching_up", "stalled")
+BLOB_RESULTS = ("ok", "failed")
+REFUSAL_REASONS = ("not-allowed", "too-many")
+STORE_WRITE_KINDS = ("block", "blob", "signer_state", "ledger")
+
+
+def check(label: str, value: str, allowed: tuple[str, ...]) -> str:
+    """Return `value` if it is one of `allowed`, else raise ValueError naming the label."""
+    if value not in allowed:
+        raise ValueError(f"metric label {label}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def topic_name(topic: str) -> str:
+    """Accept `receipts` or `bcfl/<chain>/receipts`; return the checked short name."""
+    return check("topic", topic.rsplit("/", 1)[-1], TOPICS)
