@@ -1,0 +1,234 @@
+"""Events into and actions out of the consensus core (`ConsensusCore.handle(event, now)`).
+
+Events are past-tense nouns: messages that arrived, timeouts that fired, answers of the local
+learning app. Actions are imperatives the node executes IN ORDER (so `PersistSignerState` is
+durable before the `Broadcast` carrying the new signature leaves the process).
+
+The app side: `StartTraining` is answered (later, after training) with `TrainingFinished`;
+`BuildCandidate` with `CandidateBuilt`; `EvaluateCandidate` with `CandidateEvaluated`. The core
+signs the receipt, candidate and attestation itself. `RequestSync` asks the node to fetch
+committed blocks from peers and feed them back as `BlockSynced`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consensus.guard import SignerState
+from consensus.types import (
+    Attestation,
+    Block,
+    Candidate,
+    CommitCertificate,
+    DuplicateVoteEvidence,
+    EvalReport,
+    Hash,
+    Height,
+    Ledger,
+    Proposal,
+    Round,
+    Step,
+    UpdateReceipt,
+    Vote,
+)
+
+Message = Proposal | Vote | UpdateReceipt | Candidate | Attestation
+"""Everything the core gossips."""
+
+# ------------------------------------------------------------------------------------------
+# Events
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The node started the core; it begins the next height (emits timers, maybe training)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptReceived:
+    """An update receipt arrived from gossip."""
+
+    receipt: UpdateReceipt
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingFinished:
+    """The node finished `StartTraining`; the core signs and gossips the receipt."""
+
+    height: Height
+    base_model_hash: Hash
+    blob_hash: Hash
+    n_samples: int
+    train_loss: float
+    epsilon_spent: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateBuilt:
+    """The node's answer to `BuildCandidate` (fields round, proposer, signature are ignored)."""
+
+    candidate: Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateReceived:
+    """A candidate arrived from gossip."""
+
+    candidate: Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateEvaluated:
+    """The node's answer to `EvaluateCandidate`; the verdict comes from learning/, not the core.
+
+    A node that could not recompute the aggregation (mismatch, missing blob) answers
+    improved=False.
+    """
+
+    candidate_hash: Hash
+    improved: bool
+    report: EvalReport
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationReceived:
+    """An attestation arrived from gossip."""
+
+    attestation: Attestation
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalReceived:
+    """A proposal arrived from gossip."""
+
+    proposal: Proposal
+
+
+@dataclass(frozen=True, slots=True)
+class VoteReceived:
+    """A prevote or precommit arrived from gossip."""
+
+    vote: Vote
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutFired:
+    """A timeout the core scheduled earlier has expired; stale ones are ignored."""
+
+    height: Height
+    round: Round
+    step: Step
+
+
+@dataclass(frozen=True, slots=True)
+class BlockSynced:
+    """A committed block fetched by sync; the core checks it and its certificate again."""
+
+    block: Block
+    commit_certificate: CommitCertificate
+
+
+Event = (
+    Started
+    | ReceiptReceived
+    | TrainingFinished
+    | CandidateBuilt
+    | CandidateReceived
+    | CandidateEvaluated
+    | AttestationReceived
+    | ProposalReceived
+    | VoteReceived
+    | TimeoutFired
+    | BlockSynced
+)
+
+# ------------------------------------------------------------------------------------------
+# Actions
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Gossip a message to every peer (the core has already processed it locally)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTimeout:
+    """Call `handle(TimeoutFired(height, round, step), now)` after `delay_seconds`."""
+
+    height: Height
+    round: Round
+    step: Step
+    delay_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StartTraining:
+    """Train the model `base_model_hash` for `height`; answer with `TrainingFinished`."""
+
+    height: Height
+    base_model_hash: Hash
+
+
+@dataclass(frozen=True, slots=True)
+class BuildCandidate:
+    """Validate the updates and aggregate them with the genesis rule; answer `CandidateBuilt`."""
+
+    height: Height
+    round: Round
+    base_model_hash: Hash
+    receipts: tuple[UpdateReceipt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluateCandidate:
+    """Recompute the aggregation and evaluate it locally; answer `CandidateEvaluated`."""
+
+    candidate: Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class PersistSignerState:
+    """Durably store the signer guard state before executing the next action."""
+
+    state: SignerState
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """Store the decided block, its commit certificate and the ledger after it."""
+
+    block: Block
+    commit_certificate: CommitCertificate
+    ledger: Ledger
+
+
+@dataclass(frozen=True, slots=True)
+class ReportEvidence:
+    """Equivocation detected (for metrics and logs; the core also includes it in a block)."""
+
+    evidence: DuplicateVoteEvidence
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSync:
+    """Peers holding more than 1/3 of the power are at a later height: fetch blocks from
+    `from_height` on and feed them back as `BlockSynced`."""
+
+    from_height: Height
+
+
+Action = (
+    Broadcast
+    | ScheduleTimeout
+    | StartTraining
+    | BuildCandidate
+    | EvaluateCandidate
+    | PersistSignerState
+    | Commit
+    | ReportEvidence
+    | RequestSync
+)

@@ -1,0 +1,110 @@
+"""Building and checking a genesis (DESIGN.md "Blocks, certificates and the ledger": Genesis).
+
+`validate_genesis` is what every node runs on the genesis file before trusting it: every key
+well formed and not the identity, every proof of possession valid (rogue-key attack), powers and
+roles consistent. `make_genesis` is the convenience used by tests, simulations and `bcfl genesis`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from consensus.crypto import Signer, Verifier
+from consensus.types import (
+    HASH_SIZE,
+    ROLE_TRAINER,
+    ROLE_VALIDATOR,
+    ROLES,
+    Genesis,
+    Hash,
+    Timeouts,
+    ValidatorInfo,
+    VerdictRule,
+)
+from consensus.validators import ValidatorSet
+
+
+class InvalidGenesis(Exception):
+    """The genesis is unusable; the message says what to fix."""
+
+
+def make_genesis(
+    chain_id: str,
+    signers: Sequence[Signer],
+    *,
+    powers: Sequence[int] | None = None,
+    roles: Sequence[Sequence[str]] | None = None,
+    peer_ids: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+    task: dict[str, Any] | None = None,
+    aggregation_rule: str = "fedavg",
+    aggregation_params: dict[str, Any] | None = None,
+    verdict_rule: VerdictRule | None = None,
+    timeouts: Timeouts | None = None,
+    initial_model_hash: bytes = bytes(HASH_SIZE),
+    expected_trainers: int | None = None,
+    genesis_time_ms: int = 0,
+) -> Genesis:
+    """A genesis where member i is `signers[i]` (default: power 1, validator + trainer)."""
+    n = len(signers)
+    role_sets = [tuple(sorted(r)) for r in roles] if roles else [(ROLE_TRAINER, ROLE_VALIDATOR)] * n
+    member_powers = list(powers) if powers else [1 if ROLE_VALIDATOR in r else 0 for r in role_sets]
+    members = tuple(
+        ValidatorInfo(
+            name=names[i] if names else f"member-{i}",
+            public_key=s.public_key,
+            proof_of_possession=s.prove_possession(),
+            peer_id=peer_ids[i] if peer_ids else f"peer-{i}",
+            power=member_powers[i],
+            roles=role_sets[i],
+        )
+        for i, s in enumerate(signers)
+    )
+    n_trainers = sum(1 for m in members if ROLE_TRAINER in m.roles)
+    return Genesis(
+        chain_id=chain_id,
+        validators=members,
+        task=dict(task or {"name": "test"}),
+        aggregation_rule=aggregation_rule,
+        aggregation_params=dict(aggregation_params or {}),
+        verdict_rule=verdict_rule or VerdictRule(metric="loss", tolerance=0.0),
+        timeouts=timeouts or Timeouts(),
+        initial_model_hash=Hash(bytes(initial_model_hash)),
+        expected_trainers=n_trainers if expected_trainers is None else expected_trainers,
+        genesis_time_ms=genesis_time_ms,
+    )
+
+
+def validate_genesis(genesis: Genesis, verifier: Verifier) -> ValidatorSet:
+    """Check the genesis and return its validator set, or raise InvalidGenesis."""
+    if not genesis.chain_id:
+        raise InvalidGenesis("the genesis has an empty chain_id")
+    if len(genesis.initial_model_hash) != HASH_SIZE:
+        raise InvalidGenesis("initial_model_hash must be a 32-byte SHA-256")
+    seen_keys: set[bytes] = set()
+    for i, member in enumerate(genesis.validators):
+        where = f"member {i} ({member.name!r})"
+        if not set(member.roles) <= ROLES or list(member.roles) != sorted(set(member.roles)):
+            raise InvalidGenesis(f"{where} has roles {member.roles}; use a sorted subset of {sorted(ROLES)}")
+        if member.power < 0:
+            raise InvalidGenesis(f"{where} has negative voting power")
+        if (ROLE_VALIDATOR in member.roles) != (member.power > 0):
+            raise InvalidGenesis(f"{where}: a validator needs power > 0 and only validators have power")
+        if not verifier.valid_public_key(member.public_key):
+            raise InvalidGenesis(f"{where} has a malformed or identity public key")
+        if not verifier.verify_possession(member.public_key, member.proof_of_possession):
+            raise InvalidGenesis(f"{where} has an invalid proof of possession")
+        if bytes(member.public_key) in seen_keys:
+            raise InvalidGenesis(f"{where} reuses another member's public key")
+        seen_keys.add(bytes(member.public_key))
+    try:
+        valset = ValidatorSet(genesis.validators)
+    except ValueError as exc:
+        raise InvalidGenesis(str(exc)) from exc
+    if genesis.expected_trainers < 0 or genesis.expected_trainers > len(valset.trainers):
+        raise InvalidGenesis("expected_trainers must be between 0 and the number of trainers")
+    t = genesis.timeouts
+    if min(t.propose, t.prevote, t.precommit, t.update_window, t.attestation) <= 0:
+        raise InvalidGenesis("every timeout must be positive")
+    return valset

@@ -1,0 +1,328 @@
+"""Domain types of the proof-of-learning BFT chain (DESIGN.md "Blocks, certificates and the ledger").
+
+Every type here is a frozen, slotted dataclass so that a value can be shared between the core,
+the codec and the node without defensive copies. Domain integers and hashes are `NewType`s.
+
+Choices where the issue is silent (written down as STYLE.md asks):
+
+- Heights start at 1; height 0 is the genesis, whose hash is the parent of block 1.
+- Member indices (`ValidatorIndex`) index `Genesis.validators`, which lists every member of the
+  federation: validators (power > 0, role "validator"), trainers and observers. A trainer-only
+  member has power 0, signs update receipts, and never votes.
+- Eval reports ride in the block body next to the improvement certificate rather than inside it,
+  so that the certificate's size stays 32 + 96 + ceil(n/8) bytes whatever n is. Attestation
+  signatures cover the verdict (candidate hash, improved) and not the report numbers, so that all
+  "improved" attestations sign one message and the certificate is checked with a single
+  aggregate verification; the numbers are the evaluator's claim, carried for audit.
+- A carry-over block keeps the parent's model hash, carries no improvement certificate and records
+  why (`carry_over_reason`, non-empty); it includes no update receipts.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, NewType
+
+Height = NewType("Height", int)
+Round = NewType("Round", int)
+ValidatorIndex = NewType("ValidatorIndex", int)
+Hash = NewType("Hash", bytes)  # SHA-256, 32 raw bytes
+PublicKey = NewType("PublicKey", bytes)  # BLS12-381 G1, 48 bytes compressed
+Signature = NewType("Signature", bytes)  # BLS12-381 G2, 96 bytes compressed
+
+HASH_SIZE = 32
+PUBLIC_KEY_SIZE = 48
+SIGNATURE_SIZE = 96
+
+EMPTY_SIGNATURE = Signature(bytes(SIGNATURE_SIZE))
+"""Placeholder carried by a message before it is signed; never valid as a signature."""
+
+ROLE_VALIDATOR = "validator"
+ROLE_TRAINER = "trainer"
+ROLE_OBSERVER = "observer"
+ROLES = frozenset({ROLE_VALIDATOR, ROLE_TRAINER, ROLE_OBSERVER})
+
+
+class Step(enum.IntEnum):
+    """Round step of Algorithm 1, plus the two timeout kinds of the proof-of-learning phase.
+
+    The state machine is only ever in PROPOSE, PREVOTE or PRECOMMIT; UPDATE_WINDOW and
+    ATTESTATION name timeouts (`TimeoutFired.step`).
+    """
+
+    PROPOSE = 0
+    PREVOTE = 1
+    PRECOMMIT = 2
+    UPDATE_WINDOW = 3
+    ATTESTATION = 4
+
+
+class VoteType(enum.IntEnum):
+    """The two vote kinds of Algorithm 1."""
+
+    PREVOTE = 1
+    PRECOMMIT = 2
+
+
+# --------------------------------------------------------------------------------------------
+# Proof of learning messages
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateReceipt:
+    """A trainer's signed claim that it trained the base model into the update `blob_hash`.
+
+    The update itself is a content-addressed safetensors blob fetched on demand.
+    `epsilon_spent` is the differential-privacy budget this update spent (0.0 without DP).
+    """
+
+    author: ValidatorIndex
+    height: Height
+    base_model_hash: Hash
+    blob_hash: Hash
+    n_samples: int
+    train_loss: float
+    epsilon_spent: float
+    signature: Signature = EMPTY_SIGNATURE
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A proposer's aggregation of update receipts into a new model (DESIGN.md step 2).
+
+    `receipts` are the accepted updates, `rejected` those the proposer refused (for example an
+    update that failed validation); `rule` names the aggregation rule used. The candidate's
+    identity (`candidate_hash`) covers height, base, model, rule and receipts, not the round or
+    proposer, so attestations for one aggregation are reusable by a later round's proposer.
+    """
+
+    height: Height
+    round: Round
+    proposer: ValidatorIndex
+    base_model_hash: Hash
+    model_hash: Hash
+    receipts: tuple[UpdateReceipt, ...]
+    rejected: tuple[UpdateReceipt, ...]
+    rule: str
+    signature: Signature = EMPTY_SIGNATURE
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    """One validator's numbers for a candidate on its local validation split."""
+
+    evaluator: ValidatorIndex
+    candidate_hash: Hash
+    n_samples: int
+    loss_before: float
+    loss_after: float
+    metric_before: float
+    metric_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """A validator's signed verdict on a candidate (DESIGN.md step 3)."""
+
+    height: Height
+    candidate_hash: Hash
+    improved: bool
+    signer: ValidatorIndex
+    report: EvalReport
+    signature: Signature = EMPTY_SIGNATURE
+
+
+@dataclass(frozen=True, slots=True)
+class ImprovementCertificate:
+    """>2/3 of voting power attested that the candidate improved: bitfield + one aggregate."""
+
+    candidate_hash: Hash
+    signers: bytes  # bitfield over Genesis.validators, ceil(n/8) bytes, bit i = byte i//8, 1 << i%8
+    aggregate_signature: Signature
+
+
+@dataclass(frozen=True, slots=True)
+class CommitCertificate:
+    """>2/3 of voting power precommitted `block_hash` in `round`: bitfield + one aggregate."""
+
+    height: Height
+    round: Round
+    block_hash: Hash
+    signers: bytes
+    aggregate_signature: Signature
+
+
+# --------------------------------------------------------------------------------------------
+# Tendermint messages
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """A prevote or precommit; `block_hash` None is a vote for nil."""
+
+    vote_type: VoteType
+    height: Height
+    round: Round
+    block_hash: Hash | None
+    validator: ValidatorIndex
+    signature: Signature = EMPTY_SIGNATURE
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateVoteEvidence:
+    """Two signed votes of one validator for one (height, round, type) with different values."""
+
+    vote_a: Vote
+    vote_b: Vote
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """Block header; `time_ms` is the proposer's clock, strictly above the parent's."""
+
+    chain_id: str
+    height: Height
+    round: Round
+    time_ms: int
+    parent_hash: Hash
+    proposer: ValidatorIndex
+    model_hash: Hash
+    updates_root: Hash
+    last_commit_hash: Hash
+    ledger_root: Hash
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A block: header plus body (DESIGN.md "Blocks, certificates and the ledger")."""
+
+    header: Header
+    receipts: tuple[UpdateReceipt, ...]
+    rejected: tuple[UpdateReceipt, ...]
+    rule: str
+    improvement_certificate: ImprovementCertificate | None
+    eval_reports: tuple[EvalReport, ...]
+    carry_over_reason: str
+    last_commit: CommitCertificate | None
+    evidence: tuple[DuplicateVoteEvidence, ...]
+
+    @property
+    def height(self) -> Height:
+        """The block's height."""
+        return self.header.height
+
+    @property
+    def is_carry_over(self) -> bool:
+        """True when the block keeps the parent's model."""
+        return self.improvement_certificate is None
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """Algorithm 1's PROPOSAL message: ⟨PROPOSAL, h, r, v, vr⟩ signed by proposer(h, r)."""
+
+    height: Height
+    round: Round
+    block: Block
+    valid_round: Round  # -1 when the block was not re-proposed from an earlier polka
+    proposer: ValidatorIndex
+    signature: Signature = EMPTY_SIGNATURE
+
+
+# --------------------------------------------------------------------------------------------
+# Genesis
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorInfo:
+    """One federation member as listed in the genesis."""
+
+    name: str
+    public_key: PublicKey
+    proof_of_possession: Signature
+    peer_id: str  # libp2p peer id, base58 string
+    power: int
+    roles: tuple[str, ...]  # sorted subset of ROLES
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictRule:
+    """How a validator turns its eval numbers into "improved" (applied in learning/, not here)."""
+
+    metric: str
+    tolerance: float
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Timeouts in seconds; round r waits `base + r * delta` (Algorithm 1 lines 21, 35, 48).
+
+    `update_window` runs from the start of a height; the proposer builds a candidate as soon as
+    every expected trainer's receipt is in, otherwise when the window closes. `attestation` runs
+    from the moment the proposer gossips its candidate.
+    """
+
+    propose: float = 3.0
+    propose_delta: float = 1.0
+    prevote: float = 1.0
+    prevote_delta: float = 0.5
+    precommit: float = 1.0
+    precommit_delta: float = 0.5
+    update_window: float = 60.0
+    attestation: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    """Everything every node agrees on before block 1.
+
+    `task` and `aggregation_params` are opaque canonical maps (str keys, CBOR-primitive values)
+    interpreted by learning/. `expected_trainers` receipts close the update window at once; at the
+    window timeout the proposer needs receipts from strictly more than 2/3 of that number.
+    """
+
+    chain_id: str
+    validators: tuple[ValidatorInfo, ...]
+    task: dict[str, Any]
+    aggregation_rule: str
+    aggregation_params: dict[str, Any]
+    verdict_rule: VerdictRule
+    timeouts: Timeouts
+    initial_model_hash: Hash
+    expected_trainers: int
+    genesis_time_ms: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Ledger (chain state)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantRecord:
+    """Per-member ledger entry."""
+
+    accepted_updates: int = 0
+    rejected_updates: int = 0
+    samples_contributed: int = 0
+    reputation: int = 0
+    epsilon_spent: float = 0.0
+    slashed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """The chain's state after a block: one record per genesis member, plus punished offences.
+
+    `punished` lists (validator, height, round, vote type) of evidence already applied, so one
+    offence is slashed once.
+    """
+
+    height: Height
+    model_hash: Hash
+    participants: tuple[ParticipantRecord, ...]
+    punished: tuple[tuple[int, int, int, int], ...] = field(default=())
