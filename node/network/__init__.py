@@ -1,0 +1,26 @@
+"""The node's libp2p network: gossip topics, blob exchange, block sync, peer gating.
+
+See `node_network.NodeNetwork` for the facade the driver uses.
+"""
+
+from node.network.blob_exchange import BLOB_PROTOCOL, BlobUnavailableError
+from node.network.block_sync import SYNC_PROTOCOL, SyncBatch
+from node.network.counters import NetworkCounters
+from node.network.framing import FramingError
+from node.network.node_network import Handler, NetworkSettings, NodeNetwork, Validator
+from node.network.topics import DEFAULT_SIZE_CAPS, Topic
+
+__all__ = [
+    "BLOB_PROTOCOL",
+    "DEFAULT_SIZE_CAPS",
+    "SYNC_PROTOCOL",
+    "BlobUnavailableError",
+    "FramingError",
+    "Handler",
+    "NetworkCounters",
+    "NetworkSettings",
+    "NodeNetwork",
+    "SyncBatch",
+    "Topic",
+    "Validator",
+]

@@ -1,0 +1,83 @@
+"""Build the libp2p host: TCP + Noise + Yamux only, a persistent Ed25519 identity, and
+connection gating by peer id.
+
+Without `sec_opt` py-libp2p 0.8.1 also offers TLS, secio and *plaintext*, and without
+`muxer_opt` it offers Mplex; we name Noise and Yamux explicitly (NOTES-libp2p.md).
+
+Gating: py-libp2p's own `ConnectionGate` filters by IP address only. We wrap the upgrader's
+`upgrade_security`, the first point where the remote peer id is authenticated (Noise), for
+both directions: a peer id outside the allow-list gets its connection closed before any
+muxer, stream or pubsub state exists, and the refusal is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from typing import Any
+
+import multiaddr
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.security.exceptions import HandshakeFailure  # noqa: F401  (re-exported for tests)
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.transport.exceptions import SecurityUpgradeFailure
+
+logger = logging.getLogger(__name__)
+
+
+class PeerGate:
+    """The allow-list of peer ids that may hold a connection to us (genesis + observers)."""
+
+    def __init__(self, allowed: Collection[str] | None, on_refused: Callable[[ID], None]) -> None:
+        # None means "allow everyone" (only for tools and tests that have no genesis yet).
+        self.allowed: set[str] | None = None if allowed is None else set(allowed)
+        self._on_refused = on_refused
+
+    def allows(self, peer_id: ID) -> bool:
+        return self.allowed is None or peer_id.to_base58() in self.allowed
+
+    def refuse(self, peer_id: ID) -> None:
+        self._on_refused(peer_id)
+
+
+def install_gate(host: IHost, gate: PeerGate) -> None:
+    """Wrap the host's security upgrade so that only gated-in peer ids get a connection."""
+    upgrader = host.get_network().upgrader  # type: ignore[attr-defined]
+    original = upgrader.upgrade_security
+
+    async def gated_upgrade_security(
+        raw_conn: Any, is_initiator: bool, peer_id: ID | None = None
+    ) -> Any:
+        secured = await original(raw_conn, is_initiator, peer_id)
+        remote = secured.get_remote_peer()
+        if not gate.allows(remote):
+            gate.refuse(remote)
+            try:
+                await secured.close()
+            except Exception:
+                pass
+            raise SecurityUpgradeFailure(f"peer {remote} is not in the allow-list")
+        return secured
+
+    upgrader.upgrade_security = gated_upgrade_security
+
+
+def build_host(key_pair: KeyPair, listen: str, gate: PeerGate) -> IHost:
+    """A host with Noise + Yamux only and peer-id gating; call `host.run([listen])` to start."""
+    noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        listen_addrs=[multiaddr.Multiaddr(listen)],
+    )
+    install_gate(host, gate)
+    return host

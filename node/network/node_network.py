@@ -1,0 +1,395 @@
+"""`NodeNetwork`: the node's libp2p host, gossip, blob exchange and block sync as one service.
+
+Construction and lifetime (trio, one root nursery)::
+
+    net = NodeNetwork(identity.key_pair(), settings, store)
+    net.set_validator(Topic.CONSENSUS, check_consensus)   # data, origin -> None | reason
+    net.subscribe(Topic.CONSENSUS, on_consensus)          # async (data, origin) -> None
+    await nursery.start(net.run)                          # listening, subscribed, bootstrapped
+    await net.publish(Topic.CONSENSUS, data)
+
+GossipSub overrides from NOTES-libp2p.md: heartbeat 1 s; the library's spam protection
+(10 msg/s per topic, own messages included) is off and replaced by our per-forwarder token
+bucket; outbound queues of 1024; subscriptions drained by dedicated tasks into a bounded
+channel per topic so a slow handler never makes the library drop messages silently; seqno
+from `time_ns`. Eclipse protection (IP diversity) is off: every peer of a devnet shares
+127.0.0.1 and the allow-list already pins who may connect.
+
+Every message passes the topic validator before it is delivered or relayed: a size cap per
+topic, the rate limit, then the caller's check. A rejection is counted by (topic, reason) and
+the message is neither delivered nor forwarded. Our own publishes are delivered to nobody
+locally (the driver knows what it sent).
+
+A health loop (every `health_interval_s`) repairs what py-libp2p leaves broken: it redials
+known peers that are not connected (after `unblock_peer`, or the 60 s negative dial cache
+would hide a restarted peer), re-opens the pubsub stream to a peer that is connected but
+absent from the pubsub peer set, and lifts expired malformed-frame bans.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.crypto.keys import KeyPair
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.tools.anyio_service import background_trio_service
+
+from node.network.blob_exchange import BlobExchange
+from node.network.block_sync import BlockSync, SyncBatch
+from node.network.counters import NetworkCounters
+from node.network.guarded_pubsub import GuardedPubsub
+from node.network.host import PeerGate, build_host
+from node.network.topics import DEFAULT_SIZE_CAPS, HARD_SIZE_CAP, Topic
+from node.store import ChainStore
+
+logger = logging.getLogger(__name__)
+
+# A topic validator: (message bytes, origin peer id) -> None to accept, or a short reason.
+Validator = Callable[[bytes, str], str | None]
+Handler = Callable[[bytes, str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class NetworkSettings:
+    """Everything the network needs besides the key pair and the store."""
+
+    chain_id: str
+    listen: str = "/ip4/127.0.0.1/tcp/0"
+    bootstrap: list[str] = field(default_factory=list)  # multiaddrs with /p2p/<peer id>
+    allowed_peers: Collection[str] | None = None  # genesis + observers; None = anyone
+    size_caps: dict[Topic, int] = field(default_factory=lambda: dict(DEFAULT_SIZE_CAPS))
+    rate_per_peer: float = 200.0  # messages per second a forwarder may send us, sustained
+    burst_per_peer: float = 1000.0
+    heartbeat_s: int = 1
+    outbound_queue_size: int = 1024
+    delivery_queue_size: int = 4096
+    health_interval_s: float = 1.0
+    redial_max_backoff_s: float = 10.0
+    dial_timeout_s: float = 5.0
+    max_blob_bytes: int = 512 * 1024 * 1024
+    blob_timeout_s: float = 10.0
+    gossip_degree: tuple[int, int, int] = (6, 4, 12)  # D, D_low, D_high
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass(slots=True)
+class _KnownPeer:
+    info: PeerInfo
+    next_dial: float = 0.0
+    backoff: float = 0.5
+
+
+class NodeNetwork:
+    """The libp2p side of a node: gossip topics, blobs, block sync, peer upkeep."""
+
+    def __init__(self, key_pair: KeyPair, settings: NetworkSettings, store: ChainStore) -> None:
+        for topic, cap in settings.size_caps.items():
+            if cap > HARD_SIZE_CAP:
+                raise ValueError(
+                    f"size cap of {topic} is {cap}, above the hard cap {HARD_SIZE_CAP}"
+                )
+        self.settings = settings
+        self.store = store
+        self.counters = NetworkCounters()
+        self.gate = PeerGate(settings.allowed_peers, self._on_refused)
+        self.host = build_host(key_pair, settings.listen, self.gate)
+        self.peer_id: ID = self.host.get_id()
+        degree, low, high = settings.gossip_degree
+        self.router = GossipSub(
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+            degree=degree,
+            degree_low=low,
+            degree_high=high,
+            heartbeat_interval=settings.heartbeat_s,
+            spam_protection_enabled=False,
+            eclipse_protection_enabled=False,
+        )
+        self.pubsub = GuardedPubsub(
+            self.host,
+            self.router,
+            strict_signing=True,
+            outbound_queue_size=settings.outbound_queue_size,
+            on_malformed=self._on_malformed,
+        )
+        self.blobs = BlobExchange(
+            self.host,
+            store.blobs,
+            self.counters,
+            max_blob_bytes=settings.max_blob_bytes,
+            timeout_s=settings.blob_timeout_s,
+        )
+        self.sync = BlockSync(self.host, store, self.counters)
+        self._validators: dict[Topic, Validator] = {}
+        self._handlers: dict[Topic, Handler] = {}
+        self._buckets: dict[ID, _TokenBucket] = {}
+        self._known: dict[ID, _KnownPeer] = {}
+        self._missing_from_pubsub: dict[ID, int] = {}
+        self._repairing: set[ID] = set()
+        self._dialing: set[ID] = set()
+        for addr in settings.bootstrap:
+            self.add_known_peer(addr)
+        self._wire = {topic: topic.wire_name(settings.chain_id) for topic in Topic}
+        self._by_wire = {wire: topic for topic, wire in self._wire.items()}
+        for topic, wire in self._wire.items():
+            self.pubsub.set_topic_validator(wire, self._make_validator(topic), False)
+
+    # -- configuration (before or after run) ----------------------------------------------
+
+    def set_validator(self, topic: Topic, validator: Validator) -> None:
+        """Install the decode/size/signature/height check for a topic."""
+        self._validators[topic] = validator
+
+    def subscribe(self, topic: Topic, handler: Handler) -> None:
+        """Deliver every accepted message of `topic` from other peers to `handler`, in order."""
+        self._handlers[topic] = handler
+
+    def add_known_peer(self, addr: str) -> ID:
+        """Remember a peer's multiaddr (with /p2p/ID): it is dialed and redialed until connected."""
+        info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        if info.peer_id != getattr(self, "peer_id", None):
+            self._known[info.peer_id] = _KnownPeer(info)
+        return info.peer_id
+
+    def set_allowed_peers(self, allowed: Collection[str] | None) -> None:
+        """Replace the connection allow-list (e.g. once the genesis is loaded)."""
+        self.gate.allowed = None if allowed is None else set(allowed)
+
+    # -- the service ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, subscribe to every topic, dial the bootstrap peers, keep peers healthy."""
+        try:
+            async with self.host.run(listen_addrs=[multiaddr.Multiaddr(self.settings.listen)]):
+                async with (
+                    background_trio_service(self.pubsub),
+                    background_trio_service(self.router),
+                ):
+                    await self.pubsub.wait_until_ready()
+                    async with trio.open_nursery() as nursery:
+                        for topic, wire in self._wire.items():
+                            subscription = await self.pubsub.subscribe(wire)
+                            send, receive = trio.open_memory_channel[tuple[bytes, str]](
+                                self.settings.delivery_queue_size
+                            )
+                            nursery.start_soon(self._drain, topic, subscription, send)
+                            nursery.start_soon(self._dispatch, topic, receive)
+                        await self._redial_due(nursery)
+                        nursery.start_soon(self._health_loop, nursery)
+                        task_status.started()
+                        await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                try:
+                    await self.host.close()
+                except Exception as exc:
+                    logger.debug("host close: %r", exc)
+
+    @property
+    def listen_addrs(self) -> list[str]:
+        """Our full multiaddrs with /p2p/ (valid once `run` has started)."""
+        return [
+            f"{a}/p2p/{self.peer_id}" for a in self.host.get_addrs() if "/p2p/" not in str(a)
+        ] or [str(a) for a in self.host.get_addrs()]
+
+    # -- gossip ---------------------------------------------------------------------------
+
+    async def publish(self, topic: Topic, data: bytes) -> None:
+        """Gossip `data` on `topic`; a message above the topic's cap is our bug (ValueError)."""
+        cap = self.settings.size_caps[topic]
+        if len(data) > cap:
+            raise ValueError(f"{topic} message of {len(data)} bytes exceeds its cap of {cap}")
+        await self.pubsub.publish(self._wire[topic], data)
+        self.counters.messages_out[topic.value] += 1
+        self.counters.bytes_out[topic.value] += len(data)
+
+    def _make_validator(self, topic: Topic) -> Callable[[ID, Any], bool]:
+        cap = self.settings.size_caps[topic]
+
+        def validate(forwarder: ID, msg: Any) -> bool:
+            data: bytes = msg.data
+            own = forwarder == self.peer_id
+            reason: str | None = None
+            if len(data) > cap:
+                reason = "oversized"
+            elif not own and not self._bucket(forwarder).take():
+                reason = "rate_limited"
+            else:
+                check = self._validators.get(topic)
+                if check is not None:
+                    try:
+                        origin = ID(msg.from_id).to_base58()
+                        reason = check(data, origin)
+                    except Exception:
+                        logger.exception("topic validator for %s raised", topic.value)
+                        reason = "validator_error"
+            if reason is None:
+                return True
+            self.counters.rejected[(topic.value, reason)] += 1
+            return False
+
+        return validate
+
+    def _bucket(self, peer: ID) -> _TokenBucket:
+        bucket = self._buckets.get(peer)
+        if bucket is None:
+            bucket = self._buckets[peer] = _TokenBucket(
+                self.settings.rate_per_peer, self.settings.burst_per_peer
+            )
+        return bucket
+
+    async def _drain(self, topic: Topic, subscription: Any, send: trio.MemorySendChannel) -> None:
+        own = self.peer_id.to_bytes()
+        async with send:
+            while True:
+                msg = await subscription.get()
+                if msg.from_id == own:
+                    continue
+                self.counters.messages_in[topic.value] += 1
+                self.counters.bytes_in[topic.value] += len(msg.data)
+                try:
+                    send.send_nowait((msg.data, ID(msg.from_id).to_base58()))
+                except trio.WouldBlock:
+                    self.counters.dropped_slow_consumer[topic.value] += 1
+
+    async def _dispatch(self, topic: Topic, receive: trio.MemoryReceiveChannel) -> None:
+        async with receive:
+            async for data, origin in receive:
+                handler = self._handlers.get(topic)
+                if handler is not None:
+                    await handler(data, origin)  # a handler bug is ours: let it be loud
+
+    # -- blobs and sync -------------------------------------------------------------------
+
+    async def fetch_blob(self, blob_hash: bytes, from_peers: Sequence[str] | None = None) -> bytes:
+        """The blob with this SHA-256, from the store or from peers (verified, then stored)."""
+        peers = (
+            [ID.from_base58(p) for p in from_peers] if from_peers is not None else self._peer_ids()
+        )
+        return await self.blobs.fetch(blob_hash, peers)
+
+    async def fetch_blocks(
+        self, peer: str, from_height: int, max_count: int | None = None
+    ) -> SyncBatch:
+        """Up to `max_count` stored blocks of `peer` from `from_height` (unverified bytes)."""
+        return await self.sync.fetch(ID.from_base58(peer), from_height, max_count)
+
+    # -- peers ----------------------------------------------------------------------------
+
+    def _peer_ids(self) -> list[ID]:
+        return list(self.host.get_connected_peers())
+
+    def peers(self) -> list[str]:
+        """Peer ids we hold a connection to."""
+        return sorted(p.to_base58() for p in self._peer_ids())
+
+    def pubsub_peers(self) -> list[str]:
+        """Peer ids we hold a pubsub stream with."""
+        return sorted(p.to_base58() for p in self.pubsub.peers)
+
+    def topic_peers(self, topic: Topic) -> list[str]:
+        return sorted(p.to_base58() for p in self.pubsub.peer_topics.get(self._wire[topic], ()))
+
+    async def connect(self, addr: str) -> str:
+        """Dial a peer now (and remember it for redials); returns its peer id."""
+        peer_id = self.add_known_peer(addr)
+        self.host.get_network().unblock_peer(peer_id)  # type: ignore[attr-defined]
+        with trio.fail_after(self.settings.dial_timeout_s):
+            await self.host.connect(self._known[peer_id].info)
+        return peer_id.to_base58()
+
+    def _on_refused(self, peer_id: ID) -> None:
+        self.counters.refused_connections += 1
+        logger.info("refused connection from %s: not in the allow-list", peer_id)
+
+    def _on_malformed(self, peer_id: ID, exc: BaseException) -> None:
+        self.counters.malformed_rpc_frames += 1
+        self.counters.malformed_by_peer[peer_id.to_base58()] += 1
+
+    async def _health_loop(self, nursery: trio.Nursery) -> None:
+        while True:
+            await trio.sleep(self.settings.health_interval_s)
+            self.pubsub.lift_expired_bans()
+            await self._redial_due(nursery)
+            self._repair_pubsub_links(nursery)
+
+    async def _redial_due(self, nursery: trio.Nursery) -> None:
+        connected = set(self._peer_ids())
+        now = trio.current_time()
+        for peer_id, known in self._known.items():
+            if peer_id in connected or peer_id in self._dialing or known.next_dial > now:
+                if peer_id in connected:
+                    known.backoff = 0.5
+                continue
+            if self.pubsub.is_banned(peer_id):
+                continue
+            self._dialing.add(peer_id)
+            nursery.start_soon(self._dial, known)
+
+    async def _dial(self, known: _KnownPeer) -> None:
+        peer_id = known.info.peer_id
+        try:
+            self.host.get_network().unblock_peer(peer_id)  # type: ignore[attr-defined]
+            with trio.fail_after(self.settings.dial_timeout_s):
+                await self.host.connect(known.info)
+            self.counters.redials += 1
+            known.backoff = 0.5
+        except trio.Cancelled:
+            raise
+        except Exception as exc:
+            logger.debug("dial %s failed: %r", peer_id, exc)
+            known.next_dial = trio.current_time() + known.backoff
+            known.backoff = min(known.backoff * 2, self.settings.redial_max_backoff_s)
+        finally:
+            self._dialing.discard(peer_id)
+
+    def _repair_pubsub_links(self, nursery: trio.Nursery) -> None:
+        """Re-open pubsub to peers connected at the TCP level but absent from pubsub."""
+        connected = set(self._peer_ids())
+        for peer_id in list(self._missing_from_pubsub):
+            if peer_id not in connected or peer_id in self.pubsub.peers:
+                del self._missing_from_pubsub[peer_id]
+        for peer_id in connected:
+            if peer_id in self.pubsub.peers or self.pubsub.is_banned(peer_id):
+                continue
+            # Two checks in a row: a fresh connection registers with pubsub by itself.
+            seen = self._missing_from_pubsub[peer_id] = (
+                self._missing_from_pubsub.get(peer_id, 0) + 1
+            )
+            if seen >= 2 and peer_id not in self._repairing:
+                self._repairing.add(peer_id)
+                nursery.start_soon(self._repair, peer_id)
+
+    async def _repair(self, peer_id: ID) -> None:
+        try:
+            self.counters.pubsub_repairs += 1
+            logger.info("peer %s is connected but not in pubsub: re-opening the stream", peer_id)
+            await self.pubsub.ensure_peer_stream(peer_id, timeout=self.settings.dial_timeout_s)
+        except trio.Cancelled:
+            raise
+        except Exception as exc:
+            logger.debug("pubsub repair of %s failed: %r", peer_id, exc)
+        finally:
+            self._repairing.discard(peer_id)
+            self._missing_from_pubsub.pop(peer_id, None)
