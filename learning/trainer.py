@@ -70,6 +70,9 @@ def default_train_config(task: TaskSpec) -> TrainConfig:
     """Return hyper-parameters that work for the task's model on a few dozen samples per site."""
     if task.model == "mlp":
         return TrainConfig(epochs=2, batch_size=16, lr=0.01, optimizer="adam")
+    if task.kind == "regression":
+        # squared loss has larger gradients than cross-entropy: a smaller step keeps SGD stable
+        return TrainConfig(epochs=2, batch_size=16, lr=0.02, optimizer="sgd")
     return TrainConfig(epochs=2, batch_size=16, lr=0.1, optimizer="sgd", momentum=0.5)
 
 
