@@ -89,7 +89,7 @@ UpdateInput = tuple[bytes, bytes, int]  # (blob hash, update blob, number of sam
 
 
 def _chunks(weights: Weights, names: list[str]) -> list[tuple[str, int, int]]:
-    spans = []
+    spans: list[tuple[str, int, int]] = []
     for name in names:
         size = int(weights[name].size)
         spans.extend((name, start, min(start + CHUNK, size)) for start in range(0, size, CHUNK))

@@ -47,7 +47,9 @@ def load_csv(task: TaskSpec, path: str | Path) -> Split:
         if column not in header:
             raise DataError(f"{name}: column {column!r} is missing from the header row")
         positions[column] = header.index(column)
-    body = [(line, row) for line, row in enumerate(rows[1:], start=2) if any(c.strip() for c in row)]
+    body = [
+        (line, row) for line, row in enumerate(rows[1:], start=2) if any(c.strip() for c in row)
+    ]
     if not body:
         raise DataError(f"{name}: the file has a header but no data rows")
     values = np.empty((len(body), len(columns)), dtype=np.float64)

@@ -90,8 +90,9 @@ class PrivacyBudget:
         sigma = self.config.noise_multiplier * self.config.clip_norm
         rng = np.random.default_rng([seed, 0xD9])
         noisy = {
-            name: (update[name].astype(np.float64) * factor + rng.normal(0.0, sigma, arr.shape))
-            .astype(np.float32)
+            name: (
+                update[name].astype(np.float64) * factor + rng.normal(0.0, sigma, arr.shape)
+            ).astype(np.float32)
             for name, arr in sorted(update.items())
         }
         self.releases += 1

@@ -52,7 +52,9 @@ def model_weights(model: nn.Module) -> Weights:
 
 def load_weights(model: nn.Module, weights: Weights) -> None:
     """Copy named arrays into the model (names and shapes must match)."""
-    state = {name: torch.from_numpy(np.array(arr, dtype=np.float32)) for name, arr in weights.items()}
+    state = {
+        name: torch.from_numpy(np.array(arr, dtype=np.float32)) for name, arr in weights.items()
+    }
     model.load_state_dict(state, strict=True)
 
 

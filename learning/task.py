@@ -109,13 +109,17 @@ class TaskSpec:
         for key in required:
             if key not in data:
                 raise TaskError(f"task spec is missing the field {key!r}")
-        unknown = set(data) - set(required) - {
-            "hidden",
-            "feature_center",
-            "feature_scale",
-            "label_center",
-            "label_scale",
-        }
+        unknown = (
+            set(data)
+            - set(required)
+            - {
+                "hidden",
+                "feature_center",
+                "feature_scale",
+                "label_center",
+                "label_scale",
+            }
+        )
         if unknown:
             raise TaskError(f"task spec has unknown fields {sorted(unknown)}")
         for key in ("name", "dataset", "kind", "model", "label", "metric"):

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -76,7 +77,9 @@ def default_train_config(task: TaskSpec) -> TrainConfig:
     return TrainConfig(epochs=2, batch_size=16, lr=0.1, optimizer="sgd", momentum=0.5)
 
 
-def _targets(task: TaskSpec, y: np.ndarray, label_flip: bool) -> np.ndarray:  # type: ignore[type-arg]
+def _targets(
+    task: TaskSpec, y: npt.NDArray[np.float64], label_flip: bool
+) -> npt.NDArray[np.float64]:
     if task.kind == "binary":
         return 1.0 - y if label_flip else y
     z = (y - task.label_center) / task.label_scale
@@ -122,7 +125,7 @@ def train(
                     ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
                 )
                 loss = loss + 0.5 * config.fedprox_mu * prox
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             optimizer.step()
             steps += 1
         epoch_losses.append(total / max(n, 1))
