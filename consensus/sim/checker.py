@@ -68,12 +68,12 @@ class _Committed:
 class InvariantChecker:
     """Safety state of one run; `violations` grows as invariants break.
 
-    `certificate_problem(block)` returns None when a committed block is acceptable for the
+    `certificate_problem(block, parent_model_hash)` returns None when a committed block is acceptable for the
     improvement-certificate invariant, else a one-line reason. It is injected so the checker
     re-verifies certificates independently of the cores that committed them.
     """
 
-    certificate_problem: Callable[[Any], str | None]
+    certificate_problem: Callable[[Any, bytes], str | None]
     seed: int | None = None
     violations: list[Violation] = field(default_factory=list)
     committed: dict[int, _Committed] = field(default_factory=dict)
@@ -95,8 +95,9 @@ class InvariantChecker:
         height: int,
         block_hash: bytes,
         block: Any,
+        parent_model_hash: bytes,
     ) -> None:
-        """A node committed `block` at `height`."""
+        """A node committed `block` at `height` on top of a parent with `parent_model_hash`."""
         first = self.committed.get(height)
         if first is None:
             self.committed[height] = _Committed(block_hash, node, validator)
@@ -111,7 +112,7 @@ class InvariantChecker:
                 f"committed {block_hash.hex()[:16]}",
             )
         if block_hash not in self._certified:
-            problem = self.certificate_problem(block)
+            problem = self.certificate_problem(block, parent_model_hash)
             if problem is None:
                 self._certified.add(block_hash)
             else:
