@@ -14,6 +14,7 @@ uploads at once and answers "busy" beyond that, so a burst of requests cannot ex
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import struct
@@ -176,7 +177,5 @@ class BlobExchange:
 
 
 async def _reset_quietly(stream: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):
         await stream.reset()
-    except Exception:
-        pass

@@ -13,6 +13,7 @@ block's hash and commit certificate before storing it: a peer may lie.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 from dataclasses import dataclass
@@ -92,10 +93,8 @@ class BlockSync:
         except Exception as exc:
             self.counters.stream_errors["sync_serve"] += 1
             logger.debug("sync serve failed: %r", exc)
-            try:
+            with contextlib.suppress(Exception):
                 await stream.reset()
-            except Exception:
-                pass
 
     async def fetch(self, peer_id: ID, from_height: int, max_count: int | None = None) -> SyncBatch:
         """Ask `peer_id` for blocks from `from_height`; raises FramingError on a bad answer."""
@@ -126,10 +125,8 @@ class BlockSync:
                     cert = await read_exactly(stream, cert_len)
                     blocks.append(StoredBlock(height, block_hash, block, cert))
         except BaseException:
-            try:
+            with contextlib.suppress(Exception):
                 await stream.reset()
-            except Exception:
-                pass
             raise
         self.counters.sync_blocks_fetched += len(blocks)
         return SyncBatch(None if tip == NO_TIP else tip, blocks)

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import weakref
@@ -75,10 +76,8 @@ class GuardedPubsub(Pubsub):
             raise
         except Exception as exc:  # DecodeError and anything else a peer can provoke
             self._penalise(peer_id, exc)
-            try:
+            with contextlib.suppress(Exception):
                 await stream.reset()
-            except Exception:
-                pass
             self._handle_dead_peer(peer_id)
 
     def _penalise(self, peer_id: ID, exc: BaseException) -> None:
@@ -90,10 +89,8 @@ class GuardedPubsub(Pubsub):
         scorer = getattr(self.router, "scorer", None)
         if scorer is not None:
             for topic in list(self.topic_ids):
-                try:
+                with contextlib.suppress(Exception):
                     scorer.on_invalid_message(peer_id, topic)
-                except Exception:
-                    pass
         if strikes >= self.malformed_strikes and self.manager.is_running:
             self._strikes.pop(peer_id, None)
             self._banned_until[peer_id] = time.monotonic() + self.malformed_cooldown_s

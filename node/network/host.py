@@ -12,6 +12,7 @@ muxer, stream or pubsub state exists, and the refusal is counted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Collection
 from typing import Any
@@ -60,10 +61,8 @@ def install_gate(host: IHost, gate: PeerGate) -> None:
         remote = secured.get_remote_peer()
         if not gate.allows(remote):
             gate.refuse(remote)
-            try:
+            with contextlib.suppress(Exception):
                 await secured.close()
-            except Exception:
-                pass
             raise SecurityUpgradeFailure(f"peer {remote} is not in the allow-list")
         return secured
 

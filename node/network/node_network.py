@@ -181,24 +181,24 @@ class NodeNetwork:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, subscribe to every topic, dial the bootstrap peers, keep peers healthy."""
         try:
-            async with self.host.run(listen_addrs=[multiaddr.Multiaddr(self.settings.listen)]):
-                async with (
-                    background_trio_service(self.pubsub),
-                    background_trio_service(self.router),
-                ):
-                    await self.pubsub.wait_until_ready()
-                    async with trio.open_nursery() as nursery:
-                        for topic, wire in self._wire.items():
-                            subscription = await self.pubsub.subscribe(wire)
-                            send, receive = trio.open_memory_channel[tuple[bytes, str]](
-                                self.settings.delivery_queue_size
-                            )
-                            nursery.start_soon(self._drain, topic, subscription, send)
-                            nursery.start_soon(self._dispatch, topic, receive)
-                        await self._redial_due(nursery)
-                        nursery.start_soon(self._health_loop, nursery)
-                        task_status.started()
-                        await trio.sleep_forever()
+            async with (
+                self.host.run(listen_addrs=[multiaddr.Multiaddr(self.settings.listen)]),
+                background_trio_service(self.pubsub),
+                background_trio_service(self.router),
+            ):
+                await self.pubsub.wait_until_ready()
+                async with trio.open_nursery() as nursery:
+                    for topic, wire in self._wire.items():
+                        subscription = await self.pubsub.subscribe(wire)
+                        send, receive = trio.open_memory_channel[tuple[bytes, str]](
+                            self.settings.delivery_queue_size
+                        )
+                        nursery.start_soon(self._drain, topic, subscription, send)
+                        nursery.start_soon(self._dispatch, topic, receive)
+                    await self._redial_due(nursery)
+                    nursery.start_soon(self._health_loop, nursery)
+                    task_status.started()
+                    await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:
