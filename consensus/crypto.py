@@ -88,7 +88,9 @@ def batch_verify_same_message(
         aggregate = None
     if aggregate is not None and verifier.verify_same_message(public_keys, message, aggregate):
         return [True] * len(signatures)
-    return [verifier.verify(pk, message, sig) for pk, sig in zip(public_keys, signatures, strict=True)]
+    return [
+        verifier.verify(pk, message, sig) for pk, sig in zip(public_keys, signatures, strict=True)
+    ]
 
 
 # ------------------------------------------------------------------------------------------
@@ -150,9 +152,10 @@ class BlsVerifier:
         if len(signature) != SIGNATURE_SIZE:
             return None
         try:
-            return self._blspy.G2Element.from_bytes(signature)
+            parsed: object = self._blspy.G2Element.from_bytes(signature)
         except (ValueError, RuntimeError):
             return None
+        return parsed
 
     def valid_public_key(self, public_key: bytes) -> bool:
         """Well-formed, in the subgroup, and not the identity."""

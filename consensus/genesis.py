@@ -86,11 +86,15 @@ def validate_genesis(genesis: Genesis, verifier: Verifier) -> ValidatorSet:
     for i, member in enumerate(genesis.validators):
         where = f"member {i} ({member.name!r})"
         if not set(member.roles) <= ROLES or list(member.roles) != sorted(set(member.roles)):
-            raise InvalidGenesis(f"{where} has roles {member.roles}; use a sorted subset of {sorted(ROLES)}")
+            raise InvalidGenesis(
+                f"{where} has roles {member.roles}; use a sorted subset of {sorted(ROLES)}"
+            )
         if member.power < 0:
             raise InvalidGenesis(f"{where} has negative voting power")
         if (ROLE_VALIDATOR in member.roles) != (member.power > 0):
-            raise InvalidGenesis(f"{where}: a validator needs power > 0 and only validators have power")
+            raise InvalidGenesis(
+                f"{where}: a validator needs power > 0 and only validators have power"
+            )
         if not verifier.valid_public_key(member.public_key):
             raise InvalidGenesis(f"{where} has a malformed or identity public key")
         if not verifier.verify_possession(member.public_key, member.proof_of_possession):

@@ -31,7 +31,9 @@ class SignerState:
     attested: tuple[tuple[bytes, bool], ...] = ()
 
 
-def check_sign(state: SignerState, height: int, round_: int, step: int, value: bytes) -> SignerState:
+def check_sign(
+    state: SignerState, height: int, round_: int, step: int, value: bytes
+) -> SignerState:
     """Return the state after signing `value` at (height, round, step), or raise SignRefused."""
     position = (height, round_, step)
     last = (state.height, state.round, state.step)

@@ -104,9 +104,7 @@ class ValidatorSet:
         if len(bitfield) != self.bitfield_size:
             return None
         out = [
-            ValidatorIndex(i)
-            for i in range(len(self.members))
-            if bitfield[i // 8] & (1 << (i % 8))
+            ValidatorIndex(i) for i in range(len(self.members)) if bitfield[i // 8] & (1 << (i % 8))
         ]
         spare = len(self.members) % 8
         if spare and bitfield[-1] >> spare:

@@ -1,0 +1,84 @@
+"""The ledger: the chain's state as a pure transition per committed block (DESIGN.md "Blocks,
+certificates and the ledger").
+
+Per member: accepted and rejected updates, samples contributed, reputation, differential-privacy
+budget spent, times slashed. Choices (the issue is silent on the numbers):
+
+- an update accepted into a block with an improvement certificate credits its author
+  `CREDIT_ACCEPTED` reputation points and its sample count;
+- an update the proposer rejected (and the attesters accepted as rejected) debits
+  `DEBIT_REJECTED`;
+- equivocation evidence slashes `SLASH_EVIDENCE` once per (validator, height, round, type);
+- the DP budget of every included receipt, accepted or rejected, is spent: the trainer touched
+  its private data either way;
+- carry-over blocks include no receipts, so only evidence changes the ledger there.
+
+Reputation is an integer so the root never depends on float rounding; the epsilon sums are
+floats added in block order, which IEEE 754 makes identical on every node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from consensus.types import Block, Genesis, Height, Ledger, ParticipantRecord
+
+CREDIT_ACCEPTED = 10
+DEBIT_REJECTED = 5
+SLASH_EVIDENCE = 100
+
+
+def genesis_ledger(genesis: Genesis) -> Ledger:
+    """The state before block 1: every member at zero, the initial model."""
+    return Ledger(
+        height=Height(0),
+        model_hash=genesis.initial_model_hash,
+        participants=tuple(ParticipantRecord() for _ in genesis.validators),
+    )
+
+
+def apply_block(ledger: Ledger, block: Block) -> Ledger:
+    """The ledger after `block` (assumed valid: indices in range, receipts deduplicated)."""
+    records = list(ledger.participants)
+    if block.improvement_certificate is not None:
+        for receipt in block.receipts:
+            r = records[receipt.author]
+            records[receipt.author] = replace(
+                r,
+                accepted_updates=r.accepted_updates + 1,
+                samples_contributed=r.samples_contributed + receipt.n_samples,
+                reputation=r.reputation + CREDIT_ACCEPTED,
+                epsilon_spent=r.epsilon_spent + float(receipt.epsilon_spent),
+            )
+        for receipt in block.rejected:
+            r = records[receipt.author]
+            records[receipt.author] = replace(
+                r,
+                rejected_updates=r.rejected_updates + 1,
+                reputation=r.reputation - DEBIT_REJECTED,
+                epsilon_spent=r.epsilon_spent + float(receipt.epsilon_spent),
+            )
+    punished = set(ledger.punished)
+    for evidence in block.evidence:
+        vote = evidence.vote_a
+        key = (int(vote.validator), int(vote.height), int(vote.round), int(vote.vote_type))
+        if key in punished:
+            continue
+        punished.add(key)
+        r = records[vote.validator]
+        records[vote.validator] = replace(
+            r, reputation=r.reputation - SLASH_EVIDENCE, slashed=r.slashed + 1
+        )
+    return Ledger(
+        height=block.header.height,
+        model_hash=block.header.model_hash,
+        participants=tuple(records),
+        punished=tuple(sorted(punished)),
+    )
+
+
+def evidence_key(
+    validator: int, height: int, round_: int, vote_type: int
+) -> tuple[int, int, int, int]:
+    """The key under which one offence is punished once."""
+    return (validator, height, round_, vote_type)
