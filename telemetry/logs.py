@@ -97,13 +97,13 @@ class HumanFormatter(logging.Formatter):
 def configure_logging(
     node: str, fmt: str = "json", level: int | str = "INFO", stream: IO[str] | None = None
 ) -> LogContext:
-    """Route the root logger to `stream` (stderr) in `fmt` ("json" or "human").
+    """Route the root logger to `stream` (stderr) in `fmt` ("json", or "human" alias "text").
 
     Calling it again replaces the handler it installed before (not others').
     Returns the context the driver updates with the height and round.
     """
-    if fmt not in ("json", "human"):
-        raise ValueError(f"log format must be 'json' or 'human', not {fmt!r}")
+    if fmt not in ("json", "human", "text"):
+        raise ValueError(f"log format must be 'json' or 'human' (or 'text'), not {fmt!r}")
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, _MARK, False):
