@@ -19,9 +19,7 @@ RULES = ("fedavg", "median", "trimmed-mean", "multi-krum")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the simulator's options."""
     parser.add_argument("--nodes", type=int, default=8, help="number of sites (default 8)")
-    parser.add_argument(
-        "--dataset", default="breast-cancer", choices=("breast-cancer", "diabetes")
-    )
+    parser.add_argument("--dataset", default="breast-cancer", choices=("breast-cancer", "diabetes"))
     parser.add_argument("--model", default="logreg", choices=("logreg", "mlp"))
     parser.add_argument(
         "--partition", default="iid", help="iid | dirichlet:ALPHA | quantity:ALPHA (default iid)"
@@ -70,7 +68,9 @@ def _config(args: argparse.Namespace) -> Any:
         except ValueError as exc:
             raise UserError(str(exc)) from None
         if attackers > args.nodes:
-            raise UserError(f"--attack names {attackers} attackers but there are {args.nodes} sites")
+            raise UserError(
+                f"--attack names {attackers} attackers but there are {args.nodes} sites"
+            )
     if args.dp_epsilon is not None and not args.dp_epsilon > 0:
         raise UserError("--dp-epsilon must be positive")
     return SimConfig(

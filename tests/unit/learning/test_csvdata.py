@@ -44,11 +44,20 @@ def test_valid_file_loads_normalised(tmp_path: Path) -> None:
         ("", "site.csv: the file is empty"),
         ("age,bmi,outcome\n", "site.csv: the file has a header but no data rows"),
         ("age,outcome\n1,0\n", "site.csv: column 'bmi' is missing from the header row"),
-        ("age,bmi,outcome\n1,2,0\nold,3,1\n", "site.csv: column 'age' row 3: 'old' is not a number"),
-        ("age,bmi,outcome\n1,nan,0\n2,3,1\n", "site.csv: column 'bmi' row 2: 'nan' is not a finite"),
+        (
+            "age,bmi,outcome\n1,2,0\nold,3,1\n",
+            "site.csv: column 'age' row 3: 'old' is not a number",
+        ),
+        (
+            "age,bmi,outcome\n1,nan,0\n2,3,1\n",
+            "site.csv: column 'bmi' row 2: 'nan' is not a finite",
+        ),
         ("age,bmi,outcome\n1,,0\n2,3,1\n", "site.csv: column 'bmi' row 2: the cell is empty"),
         ("age,bmi,outcome\n1,2,0\n2,3,0\n", "site.csv: column 'outcome': every row has label 0"),
-        ("age,bmi,outcome\n1,2,0\n2,3,2\n", "site.csv: column 'outcome' row 3: label 2 is not 0 or 1"),
+        (
+            "age,bmi,outcome\n1,2,0\n2,3,2\n",
+            "site.csv: column 'outcome' row 3: label 2 is not 0 or 1",
+        ),
         ("age,bmi,outcome\n1,2,0\n2,3\n", "site.csv: row 3 has 2 cells but the header has 3"),
     ],
 )

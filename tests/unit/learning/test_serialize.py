@@ -33,7 +33,9 @@ def test_blob_hash_is_sha256_of_the_bytes() -> None:
     assert len(blob_hash(blob)) == 32
 
 
-@pytest.mark.parametrize("blob", [b"", b"\x00" * 7, b"\xff" * 64, b"\x02\x00\x00\x00\x00\x00\x00\x00{x"])
+@pytest.mark.parametrize(
+    "blob", [b"", b"\x00" * 7, b"\xff" * 64, b"\x02\x00\x00\x00\x00\x00\x00\x00{x"]
+)
 def test_garbage_is_undecodable(blob: bytes) -> None:
     """Random bytes are rejected as undecodable, never crash."""
     with pytest.raises(BlobError) as info:
