@@ -14,6 +14,8 @@
 3. **Small queues and colliding seqnos.** The outbound RPC queue per peer is raised from 32
    to `outbound_queue_size`, and the seqno counter starts at `time.time_ns()` so a quickly
    restarted node never reuses message ids.
+4. **Blacklist teardown race.** The stock `_teardown_if_connected` deletes the peer after an
+   await and dies with KeyError if the dead-peer path got there first; ours pops safely.
 """
 
 from __future__ import annotations
@@ -95,6 +97,20 @@ class GuardedPubsub(Pubsub):
             self._strikes.pop(peer_id, None)
             self._banned_until[peer_id] = time.monotonic() + self.malformed_cooldown_s
             self.add_to_blacklist(peer_id)
+
+    async def _teardown_if_connected(self, peer_id: ID) -> None:
+        # The stock version does `del self.peers[peer_id]` after an await, and raises KeyError
+        # (killing the pubsub service) when the dead-peer path removed the peer meanwhile.
+        stream = self.peers.pop(peer_id, None)
+        if stream is not None:
+            queue = self.peer_queues.pop(peer_id, None)
+            if queue is not None:
+                queue.close()
+            with contextlib.suppress(Exception):
+                self.router.remove_peer(peer_id)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+        self._forget_all_subscriptions(peer_id)
 
     def lift_expired_bans(self, now: float | None = None) -> list[ID]:
         """Remove peers whose malformed-frame ban has expired; returns them."""
