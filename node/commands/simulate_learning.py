@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         verdict = "accepted" if entry.get("accepted") else "rejected"
         if not config.gate and not entry.get("accepted"):
             verdict = "applied*"
+        if entry.get("reason") == "no updates":
+            verdict = "idle"
         extra = ""
         if entry.get("rejected_updates"):
             extra += f"  invalid={entry['rejected_updates']}"
