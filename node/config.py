@@ -63,7 +63,7 @@ class MetricsSection:
 
 @dataclass(slots=True)
 class DataSection:
-    builtin: str = "breast_cancer"  # a built-in dataset name, or "" when csv is set
+    builtin: str = "breast-cancer"  # a built-in dataset name, or "" when csv is set
     csv: str = ""  # path to a CSV file (relative paths are relative to the node home)
     site_index: int = 0
     site_count: int = 1
@@ -88,6 +88,17 @@ class StorageSection:
     keep_last_models: int = 10
 
 
+BYZANTINE_BEHAVIOURS = ("", "poison", "garbage", "equivocate")
+BUILTIN_DATASETS = ("breast-cancer", "diabetes")
+
+
+@dataclass(slots=True)
+class ByzantineSection:
+    """Test networks only: make this node misbehave ("" = honest)."""
+
+    behaviour: str = ""
+
+
 @dataclass(slots=True)
 class LogSection:
     format: str = "text"
@@ -106,6 +117,7 @@ class NodeConfig:
     training: TrainingSection = field(default_factory=TrainingSection)
     storage: StorageSection = field(default_factory=StorageSection)
     log: LogSection = field(default_factory=LogSection)
+    byzantine: ByzantineSection = field(default_factory=ByzantineSection)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict in TOML table order."""
@@ -216,6 +228,10 @@ def validate(config: NodeConfig) -> None:
         raise ConfigError(
             "data.builtin and data.csv: set exactly one of them (a dataset name or a CSV path)"
         )
+    if data.builtin and data.builtin not in BUILTIN_DATASETS:
+        raise ConfigError(
+            f"data.builtin must be one of {', '.join(BUILTIN_DATASETS)}, got {data.builtin!r}"
+        )
     if data.site_count < 1:
         raise ConfigError(f"data.site_count must be at least 1, got {data.site_count}")
     if not 0 <= data.site_index < data.site_count:
@@ -243,6 +259,11 @@ def validate(config: NodeConfig) -> None:
     if config.log.format not in LOG_FORMATS:
         raise ConfigError(
             f"log.format must be one of {', '.join(LOG_FORMATS)}, got {config.log.format!r}"
+        )
+    if config.byzantine.behaviour not in BYZANTINE_BEHAVIOURS:
+        raise ConfigError(
+            "byzantine.behaviour must be empty or one of poison, garbage, equivocate, "
+            f"got {config.byzantine.behaviour!r}"
         )
     if config.log.level not in ("debug", "info", "warning", "error"):
         raise ConfigError(
