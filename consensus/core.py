@@ -1,13 +1,140 @@
-"""Consensus core: Tendermint Algorithm 1 plus the proof-of-learning phase (skeleton)."""
+"""The consensus state machine: Tendermint Algorithm 1 with a proof-of-learning getValue().
+
+Follows Buchman, Kwon, Milosevic, "The latest gossip on BFT consensus" (arXiv:1807.04938v3),
+Algorithm 1. "2f + 1" reads "more than 2/3 of the voting power", "f + 1" "more than 1/3".
+Rules as implemented, with the paper's line numbers:
+
+ 1. (l. 2-9)   Per height: round, step, lockedValue/lockedRound = nil/-1, validValue/validRound
+               = nil/-1, an empty message log. Height h starts after block h-1 is committed.
+ 2. (l. 11-21) StartRound(r): step = propose. The proposer of (h, r) proposes validValue with
+               validRound when it has one; otherwise getValue() is the proof-of-learning phase
+               (below), and the proposal follows when it completes. Every node, the proposer too,
+               schedules timeoutPropose(h, r) (the paper's proposer proposes synchronously; ours
+               may wait for learning, and must not wait forever).
+ 3. (l. 22-27) ⟨PROPOSAL, h, r, v, -1⟩ in step propose: prevote id(v) if valid(v) and
+               (lockedRound = -1 or lockedValue = v), else nil; step = prevote.
+ 4. (l. 28-33) ⟨PROPOSAL, h, r, v, vr⟩ with 0 <= vr < r and 2f+1 prevotes for id(v) in round vr,
+               in step propose: prevote id(v) if valid(v) and (lockedRound <= vr or
+               lockedValue = v), else nil; step = prevote.
+ 5. (l. 34-35) 2f+1 prevotes of any value in round r, step prevote, first time: schedule
+               timeoutPrevote(h, r).
+ 6. (l. 36-43) Proposal v of round r, 2f+1 prevotes for id(v), valid(v), step >= prevote, first
+               time: if step = prevote, lock v and precommit id(v), step = precommit; in either
+               case validValue = v, validRound = r (so also in step precommit).
+ 7. (l. 44-46) 2f+1 prevotes for nil, step prevote: precommit nil, step = precommit. A nil polka
+               never unlocks.
+ 8. (l. 47-48) 2f+1 precommits of any value in round r, first time: schedule
+               timeoutPrecommit(h, r).
+ 9. (l. 49-54) A proposal v for any round r of this height, 2f+1 precommits for id(v) in r,
+               valid(v): decide v (emit Commit with the aggregated precommits), move to h+1.
+               (We accept v from any of this height's proposals whose block hashes to id(v).)
+10. (l. 55-56) f+1 distinct validators' messages for a round > current round: StartRound(that
+               round).
+11. (l. 57-67) OnTimeoutPropose/Prevote/Precommit(h, r) act only if (h, r[, step]) is still the
+               current one: prevote nil / precommit nil / StartRound(r+1). Stale timeouts are
+               ignored. Timeouts grow linearly: base + r * delta.
+12. Messages for later heights are buffered and replayed when the height starts; messages from
+    f+1 of the power at later heights make the core ask the node for block sync.
+
+Proof of learning (DESIGN.md steps 1-6), getValue() of the round's proposer:
+ P1. At the start of height h every trainer gets StartTraining(h, M(h-1)); its result is signed
+     into an UpdateReceipt and gossiped.
+ P2. The update window closes when every expected trainer's receipt is in, or at its timeout
+     (from the start of the height). The proposer then asks the node to BuildCandidate from the
+     receipts, if it holds those of strictly more than 2/3 of the expected trainers; otherwise
+     it proposes a carry-over block ("too few updates").
+ P3. The candidate is signed and gossiped; every validator asks its node to EvaluateCandidate
+     and signs the verdict it returns (CandidateEvaluated) into an Attestation.
+ P4. "Improved" attestations of >2/3 of the power: the proposer proposes the model block with an
+     ImprovementCertificate. "Not improved" from >1/3 (a certificate is impossible) or the
+     attestation timeout: a carry-over block that keeps M(h-1) and records why.
+ P5. valid(v) (consensus.validity) checks the certificate deterministically; votes and commit
+     as above.
+
+Observers (me=None) and trainer-only members follow the same rules and commit, but never vote.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
-from consensus.crypto import Signer, Verifier
-from consensus.events import Action, Event
-from consensus.guard import SignerState
-from consensus.types import Block, CommitCertificate, Genesis, Ledger, ValidatorIndex
+from consensus.codec import (
+    block_hash,
+    candidate_hash,
+    commit_hash,
+    genesis_hash,
+    ledger_root,
+    updates_root,
+)
+from consensus.crypto import Signer, Verifier, batch_verify_same_message
+from consensus.events import (
+    Action,
+    AttestationReceived,
+    BlockSynced,
+    Broadcast,
+    BuildCandidate,
+    CandidateBuilt,
+    CandidateEvaluated,
+    CandidateReceived,
+    Commit,
+    EvaluateCandidate,
+    Event,
+    PersistSignerState,
+    ProposalReceived,
+    ReceiptReceived,
+    ReportEvidence,
+    RequestSync,
+    ScheduleTimeout,
+    Started,
+    StartTraining,
+    TimeoutFired,
+    TrainingFinished,
+    VoteReceived,
+)
+from consensus.genesis import validate_genesis
+from consensus.guard import SignerState, SignRefused, check_attest, check_sign
+from consensus.ledger import apply_block, genesis_ledger
+from consensus.pol import LearningState, ProposerStage
+from consensus.signing import (
+    attestation_bytes,
+    candidate_bytes,
+    proposal_bytes,
+    receipt_bytes,
+    vote_bytes,
+)
+from consensus.types import (
+    HASH_SIZE,
+    Attestation,
+    Block,
+    Candidate,
+    CommitCertificate,
+    DuplicateVoteEvidence,
+    EvalReport,
+    Genesis,
+    Hash,
+    Header,
+    Height,
+    ImprovementCertificate,
+    Ledger,
+    Proposal,
+    Round,
+    Step,
+    UpdateReceipt,
+    ValidatorIndex,
+    Vote,
+    VoteType,
+)
+from consensus.validity import BlockChecker, Parent, make_evidence
+from consensus.votes import VoteSet
+
+MAX_ROUND_AHEAD = 1000  # messages for rounds further ahead are dropped (memory bound)
+MAX_BUFFERED_EVENTS = 20_000  # future-height messages kept for replay
+MAX_EVIDENCE_IN_BLOCK = 8
+
+
+class ConsensusInvariantError(Exception):
+    """Our own bug: the core reached a state the algorithm rules out. Stop loudly."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +147,11 @@ class ChainTip:
 
 
 class ConsensusCore:
-    """One node's consensus state; `handle(event, now)` is the only entry point."""
+    """One node's consensus state; `handle(event, now)` is the only entry point.
+
+    `now` is seconds (the node passes wall-clock time, simulations a virtual clock); the core only
+    stamps it into headers and computes timeouts from it, it never reads a clock itself.
+    """
 
     def __init__(
         self,
@@ -33,7 +164,924 @@ class ConsensusCore:
         tip: ChainTip | None = None,
     ) -> None:
         self.genesis = genesis
+        self.validator_set = validate_genesis(genesis, verifier)
+        self.verifier = verifier
+        self.checker = BlockChecker(genesis, self.validator_set, verifier)
+        self.me = me
+        self._signer = signer
+        if me is not None:
+            if signer is None:
+                raise ValueError("a member core needs its signer")
+            if signer.public_key != genesis.validators[me].public_key:
+                raise ValueError(f"the signer's key is not member {me}'s genesis key")
+        self._can_vote = me is not None and self.validator_set.is_validator(me)
+        self._is_trainer = me is not None and self.validator_set.is_trainer(me)
+        self.signer_state = signer_state or SignerState()
+        self._chain = genesis.chain_id
+        self._genesis_hash = genesis_hash(genesis)
+        if tip is None:
+            self.last_block: Block | None = None
+            self.last_commit: CommitCertificate | None = None
+            self.ledger = genesis_ledger(genesis)
+        else:
+            self.last_block = tip.block
+            self.last_commit = tip.commit_certificate
+            self.ledger = tip.ledger
+        self._last_hash = self._genesis_hash if tip is None else block_hash(tip.block)
+        self.height = Height(self.ledger.height + 1)
+        self._started = False
+        self._buffer: list[Event] = []
+        self._ahead: dict[ValidatorIndex, int] = {}
+        self._evidence: dict[tuple[int, int, int, int], DuplicateVoteEvidence] = {}
+        self.rejections: list[str] = []  # recent reasons a peer's message was refused
+        self._reset_height(0.0)
+
+    # -- read-only views -------------------------------------------------------------------
+
+    @property
+    def model_hash(self) -> Hash:
+        """The committed global model M(h-1)."""
+        return self.ledger.model_hash
+
+    @property
+    def locked_round(self) -> int:
+        """Algorithm 1's lockedRound."""
+        return self._locked_round
+
+    @property
+    def valid_round(self) -> int:
+        """Algorithm 1's validRound."""
+        return self._valid_round
+
+    @property
+    def locked_value(self) -> Block | None:
+        """Algorithm 1's lockedValue."""
+        return self._locked_value
+
+    @property
+    def valid_value(self) -> Block | None:
+        """Algorithm 1's validValue."""
+        return self._valid_value
+
+    @property
+    def proposer_stage(self) -> ProposerStage:
+        """Where the proof-of-learning phase of this node as proposer stands."""
+        return self._pol.stage
+
+    # -- entry point -----------------------------------------------------------------------
 
     def handle(self, event: Event, now: float) -> list[Action]:
-        """Feed one event at time `now` (seconds, any monotonic origin); return actions in order."""
-        raise NotImplementedError
+        """Feed one event at time `now`; return the actions to execute, in order."""
+        out: list[Action] = []
+        self._dispatch(event, now, out)
+        return out
+
+    def _dispatch(self, event: Event, now: float, out: list[Action]) -> None:
+        if isinstance(event, Started):
+            if not self._started:
+                self._started = True
+                self._start_height(now, out)
+            return
+        if not self._started:
+            self._buffer_event(event)
+            return
+        if isinstance(event, VoteReceived):
+            self._on_vote(event.vote, now, out)
+        elif isinstance(event, ProposalReceived):
+            self._on_proposal(event.proposal, now, out)
+        elif isinstance(event, TimeoutFired):
+            self._on_timeout(event, now, out)
+        elif isinstance(event, ReceiptReceived):
+            self._on_receipt(event.receipt, now, out)
+        elif isinstance(event, TrainingFinished):
+            self._on_training_finished(event, now, out)
+        elif isinstance(event, CandidateBuilt):
+            self._on_candidate_built(event.candidate, now, out)
+        elif isinstance(event, CandidateReceived):
+            self._on_candidate(event.candidate, now, out)
+        elif isinstance(event, CandidateEvaluated):
+            self._on_evaluated(event, now, out)
+        elif isinstance(event, AttestationReceived):
+            self._on_attestation(event.attestation, now, out)
+        elif isinstance(event, BlockSynced):
+            self._on_block_synced(event.block, event.commit_certificate, now, out)
+        else:  # pragma: no cover - exhaustive over Event
+            raise ConsensusInvariantError(f"unknown event {event!r}")
+
+    # -- heights and rounds ----------------------------------------------------------------
+
+    def _reset_height(self, now: float) -> None:
+        self.round = Round(0)
+        self.step = Step.PROPOSE
+        self._locked_value: Block | None = None
+        self._locked_round = -1
+        self._valid_value: Block | None = None
+        self._valid_round = -1
+        self._proposals: dict[int, tuple[Proposal, Hash]] = {}
+        self._blocks: dict[Hash, Block] = {}
+        self._valid_cache: dict[Hash, bool] = {}
+        self._votes: dict[tuple[int, VoteType], VoteSet] = {}
+        self._rounds_seen: set[int] = set()
+        self._prevote_timeout_done: set[int] = set()
+        self._precommit_timeout_done: set[int] = set()
+        self._polka_done: set[int] = set()
+        self._pol = LearningState()
+        self._height_start = now
+        self._sync_requested_round = -1
+
+    def _start_height(self, now: float, out: list[Action]) -> None:
+        """Begin self.height: P1 and StartRound(0), then replay buffered messages."""
+        self._reset_height(now)
+        h = self.height
+        out.append(
+            ScheduleTimeout(h, Round(0), Step.UPDATE_WINDOW, self.genesis.timeouts.update_window)
+        )
+        if self._is_trainer:
+            out.append(StartTraining(h, self.model_hash))
+        self._start_round(Round(0), now, out)
+        buffered, self._buffer = self._buffer, []
+        self._ahead = {v: hh for v, hh in self._ahead.items() if hh > h}
+        for event in buffered:
+            if self._event_height(event) == h:
+                self._dispatch(event, now, out)
+            elif self._event_height(event) > h:
+                self._buffer.append(event)
+
+    def _start_round(self, round_: Round, now: float, out: list[Action]) -> None:
+        """Algorithm 1 lines 11-21."""
+        self.round = round_
+        self.step = Step.PROPOSE
+        self._pol.stage = ProposerStage.IDLE
+        t = self.genesis.timeouts
+        remaining_window = max(0.0, self._height_start + t.update_window - now)
+        if self._pol.window_closed:
+            remaining_window = 0.0
+        delay = remaining_window + t.attestation + t.propose + round_ * t.propose_delta
+        out.append(ScheduleTimeout(self.height, round_, Step.PROPOSE, delay))
+        if self._can_vote and self.validator_set.proposer_for(self.height, round_) == self.me:
+            if self._valid_value is not None:
+                self._propose(self._valid_value, Round(self._valid_round), out)
+            else:
+                self._pol.stage = ProposerStage.WAITING_FOR_UPDATES
+                self._pol.stage_round = round_
+                self._advance_learning(now, out)
+        self._progress(now, out)
+
+    # -- votes and proposals ---------------------------------------------------------------
+
+    def _vote_set(self, round_: int, vote_type: VoteType) -> VoteSet:
+        key = (round_, vote_type)
+        vs = self._votes.get(key)
+        if vs is None:
+            vs = self._votes[key] = VoteSet(vote_type, Round(round_))
+            self._rounds_seen.add(round_)
+        return vs
+
+    def _on_vote(self, vote: Vote, now: float, out: list[Action]) -> None:
+        if vote.height > self.height:
+            self._note_ahead(vote.validator, vote.height, out)
+            self._buffer_event(VoteReceived(vote))
+            return
+        if vote.height < self.height:
+            return
+        if not self.validator_set.is_validator(vote.validator):
+            self._reject("vote from a non-validator")
+            return
+        if not 0 <= vote.round <= self.round + MAX_ROUND_AHEAD:
+            self._reject("vote for an impossible round")
+            return
+        vs = self._vote_set(vote.round, vote.vote_type)
+        power = self.validator_set.power(vote.validator)
+        known = vs.get(vote.validator)
+        if known is None:
+            vs.add_pending(vote, power)
+        elif known.block_hash != vote.block_hash:
+            self._check_equivocation(vs, known, vote, out)
+            return
+        else:
+            return  # a repeat of a counted vote
+        self._progress(now, out)
+
+    def _check_equivocation(self, vs: VoteSet, known: Vote, vote: Vote, out: list[Action]) -> None:
+        key = self.validator_set.public_keys[vote.validator]
+        if not self.verifier.verify(key, vote_bytes(self._chain, vote), vote.signature):
+            self._reject("vote with a bad signature")
+            return
+        if vote.validator in vs.pending and not self.verifier.verify(
+            key, vote_bytes(self._chain, known), known.signature
+        ):
+            power = self.validator_set.power(vote.validator)
+            vs.drop_pending(vote.validator, power)
+            vs.add_pending(vote, power)
+            return
+        evidence = make_evidence(known, vote)
+        ekey = (int(vote.validator), int(vote.height), int(vote.round), int(vote.vote_type))
+        if ekey not in self._evidence and ekey not in set(self.ledger.punished):
+            self._evidence[ekey] = evidence
+            out.append(ReportEvidence(evidence))
+
+    def _verify_votes(self, votes: Sequence[Vote]) -> list[bool]:
+        first = votes[0]
+        message = vote_bytes(self._chain, first)
+        keys = [self.validator_set.public_keys[v.validator] for v in votes]
+        return batch_verify_same_message(self.verifier, keys, message, [v.signature for v in votes])
+
+    def _quorum_for(self, round_: int, vote_type: VoteType, value: Hash | None) -> bool:
+        """2f+1 verified votes for `value`; verifies pending ones only if they could tip it."""
+        vs = self._votes.get((round_, vote_type))
+        if vs is None:
+            return False
+        vset = self.validator_set
+        if vset.has_quorum(vs.verified_power[value]):
+            return True
+        if vset.has_quorum(vs.verified_power[value] + vs.pending_power[value]):
+            bad = vs.verify_pending(lambda v: v == value, self._verify_votes, vset.power)
+            for _ in bad:
+                self._reject("vote with a bad signature")
+            return vset.has_quorum(vs.verified_power[value])
+        return False
+
+    def _quorum_any(self, round_: int, vote_type: VoteType) -> bool:
+        """2f+1 verified votes of any value (lines 34 and 47)."""
+        vs = self._votes.get((round_, vote_type))
+        if vs is None:
+            return False
+        vset = self.validator_set
+        if vset.has_quorum(vs.verified_total):
+            return True
+        if vset.has_quorum(vs.verified_total + vs.pending_total):
+            bad = vs.verify_pending(lambda v: True, self._verify_votes, vset.power)
+            for _ in bad:
+                self._reject("vote with a bad signature")
+            return vset.has_quorum(vs.verified_total)
+        return False
+
+    def _round_senders(self, round_: int, *, verified_only: bool) -> set[ValidatorIndex]:
+        senders: set[ValidatorIndex] = set()
+        for vote_type in (VoteType.PREVOTE, VoteType.PRECOMMIT):
+            vs = self._votes.get((round_, vote_type))
+            if vs is not None:
+                senders |= vs.senders(verified_only=verified_only)
+        if round_ in self._proposals:
+            senders.add(self._proposals[round_][0].proposer)
+        return senders
+
+    def _on_proposal(self, proposal: Proposal, now: float, out: list[Action]) -> None:
+        if proposal.height > self.height:
+            self._note_ahead(proposal.proposer, proposal.height, out)
+            self._buffer_event(ProposalReceived(proposal))
+            return
+        if proposal.height < self.height:
+            return
+        r = proposal.round
+        if not 0 <= r <= self.round + MAX_ROUND_AHEAD:
+            self._reject("proposal for an impossible round")
+            return
+        if proposal.proposer != self.validator_set.proposer_for(self.height, r):
+            self._reject("proposal from a member who is not the round's proposer")
+            return
+        if not -1 <= proposal.valid_round < r:
+            self._reject("proposal with an impossible valid round")
+            return
+        if r in self._proposals:
+            return  # first proposal of the round wins; a second one is the proposer's fault
+        bhash = block_hash(proposal.block)
+        key = self.validator_set.public_keys[proposal.proposer]
+        if not self.verifier.verify(
+            key, proposal_bytes(self._chain, proposal, bhash), proposal.signature
+        ):
+            self._reject("proposal with a bad signature")
+            return
+        self._store_proposal(proposal, bhash)
+        self._progress(now, out)
+
+    def _store_proposal(self, proposal: Proposal, bhash: Hash) -> None:
+        self._proposals[proposal.round] = (proposal, bhash)
+        self._blocks[bhash] = proposal.block
+        self._rounds_seen.add(proposal.round)
+
+    def _valid(self, bhash: Hash) -> bool:
+        """Algorithm 1's valid(v), cached per block hash."""
+        cached = self._valid_cache.get(bhash)
+        if cached is None:
+            problem = self.checker.block_problem(self._blocks[bhash], self._parent())
+            if problem:
+                self._reject(f"invalid block: {problem}")
+            cached = self._valid_cache[bhash] = problem is None
+        return cached
+
+    def _parent(self) -> Parent:
+        last = self.last_block
+        return Parent(
+            height=self.height - 1,
+            block_hash=self._last_hash,
+            time_ms=self.genesis.genesis_time_ms if last is None else last.header.time_ms,
+            ledger=self.ledger,
+        )
+
+    # -- the rules -------------------------------------------------------------------------
+
+    def _progress(self, now: float, out: list[Action]) -> None:
+        """Apply every enabled upon-rule until none fires (the order does not matter)."""
+        height = self.height
+        while True:
+            if self._rule_decide(now, out) or self.height != height:
+                return
+            fired = (
+                self._rule_skip_round(now, out)
+                or self._rule_prevote_on_proposal(out)
+                or self._rule_prevote_timeout(out)
+                or self._rule_polka(out)
+                or self._rule_nil_polka(out)
+                or self._rule_precommit_timeout(out)
+            )
+            if not fired:
+                return
+
+    def _rule_prevote_on_proposal(self, out: list[Action]) -> bool:
+        """Lines 22-33."""
+        if self.step != Step.PROPOSE or self.round not in self._proposals:
+            return False
+        proposal, bhash = self._proposals[self.round]
+        vr = proposal.valid_round
+        locked_hash = None if self._locked_value is None else block_hash(self._locked_value)
+        if vr == -1:
+            ok = self._valid(bhash) and (self._locked_round == -1 or locked_hash == bhash)
+        elif vr < self.round and self._quorum_for(vr, VoteType.PREVOTE, bhash):
+            ok = self._valid(bhash) and (self._locked_round <= vr or locked_hash == bhash)
+        else:
+            return False
+        self._cast(VoteType.PREVOTE, bhash if ok else None, out)
+        self.step = Step.PREVOTE
+        return True
+
+    def _rule_prevote_timeout(self, out: list[Action]) -> bool:
+        """Lines 34-35."""
+        r = self.round
+        if self.step != Step.PREVOTE or r in self._prevote_timeout_done:
+            return False
+        if not self._quorum_any(r, VoteType.PREVOTE):
+            return False
+        self._prevote_timeout_done.add(r)
+        t = self.genesis.timeouts
+        out.append(
+            ScheduleTimeout(self.height, self.round, Step.PREVOTE, t.prevote + r * t.prevote_delta)
+        )
+        return True
+
+    def _rule_polka(self, out: list[Action]) -> bool:
+        """Lines 36-43."""
+        r = self.round
+        if self.step < Step.PREVOTE or r in self._polka_done or r not in self._proposals:
+            return False
+        _, bhash = self._proposals[r]
+        if not self._quorum_for(r, VoteType.PREVOTE, bhash) or not self._valid(bhash):
+            return False
+        self._polka_done.add(r)
+        block = self._blocks[bhash]
+        if self.step == Step.PREVOTE:
+            self._locked_value = block
+            self._locked_round = r
+            self._cast(VoteType.PRECOMMIT, bhash, out)
+            self.step = Step.PRECOMMIT
+        self._valid_value = block
+        self._valid_round = r
+        return True
+
+    def _rule_nil_polka(self, out: list[Action]) -> bool:
+        """Lines 44-46."""
+        if self.step != Step.PREVOTE or not self._quorum_for(self.round, VoteType.PREVOTE, None):
+            return False
+        self._cast(VoteType.PRECOMMIT, None, out)
+        self.step = Step.PRECOMMIT
+        return True
+
+    def _rule_precommit_timeout(self, out: list[Action]) -> bool:
+        """Lines 47-48."""
+        r = self.round
+        if r in self._precommit_timeout_done or not self._quorum_any(r, VoteType.PRECOMMIT):
+            return False
+        self._precommit_timeout_done.add(r)
+        t = self.genesis.timeouts
+        out.append(
+            ScheduleTimeout(
+                self.height, self.round, Step.PRECOMMIT, t.precommit + r * t.precommit_delta
+            )
+        )
+        return True
+
+    def _rule_decide(self, now: float, out: list[Action]) -> bool:
+        """Lines 49-54, in any round of the height."""
+        vset = self.validator_set
+        for (r, vote_type), vs in sorted(self._votes.items()):
+            if vote_type != VoteType.PRECOMMIT:
+                continue
+            for value in list(vs.verified_power.keys() | vs.pending_power.keys()):
+                if value is None or value not in self._blocks:
+                    continue
+                if not vset.has_quorum(vs.verified_power[value] + vs.pending_power[value]):
+                    continue
+                if self._quorum_for(r, VoteType.PRECOMMIT, value) and self._valid(value):
+                    cert = self._commit_certificate(vs, value)
+                    self._commit(self._blocks[value], value, cert, now, out)
+                    return True
+        return False
+
+    def _rule_skip_round(self, now: float, out: list[Action]) -> bool:
+        """Lines 55-56: f+1 distinct validators at a higher round."""
+        vset = self.validator_set
+        for r in sorted((r for r in self._rounds_seen if r > self.round), reverse=True):
+            if vset.has_one_third(vset.power_of(self._round_senders(r, verified_only=True))):
+                self._start_round(Round(r), now, out)
+                return True
+            if vset.has_one_third(vset.power_of(self._round_senders(r, verified_only=False))):
+                for vote_type in (VoteType.PREVOTE, VoteType.PRECOMMIT):
+                    vs = self._votes.get((r, vote_type))
+                    if vs is not None:
+                        for _ in vs.verify_pending(lambda v: True, self._verify_votes, vset.power):
+                            self._reject("vote with a bad signature")
+                if vset.has_one_third(vset.power_of(self._round_senders(r, verified_only=True))):
+                    self._start_round(Round(r), now, out)
+                    return True
+        return False
+
+    def _on_timeout(self, event: TimeoutFired, now: float, out: list[Action]) -> None:
+        """Lines 57-67, plus the two proof-of-learning timeouts."""
+        if event.height != self.height:
+            return
+        if event.step == Step.UPDATE_WINDOW:
+            self._pol.window_closed = True
+            self._advance_learning(now, out)
+            return
+        if event.round != self.round:
+            return
+        if event.step == Step.ATTESTATION:
+            if self._pol.stage == ProposerStage.ATTESTING and self._pol.stage_round == self.round:
+                self._propose_carry_over("attestation timeout", now, out)
+            return
+        if event.step == Step.PROPOSE and self.step == Step.PROPOSE:
+            self._cast(VoteType.PREVOTE, None, out)
+            self.step = Step.PREVOTE
+        elif event.step == Step.PREVOTE and self.step == Step.PREVOTE:
+            self._cast(VoteType.PRECOMMIT, None, out)
+            self.step = Step.PRECOMMIT
+        elif event.step == Step.PRECOMMIT:
+            self._start_round(Round(self.round + 1), now, out)
+            return
+        else:
+            return
+        self._progress(now, out)
+
+    # -- signing -----------------------------------------------------------------------------
+
+    def _guarded(self, new_state: SignerState, out: list[Action]) -> None:
+        if new_state != self.signer_state:
+            self.signer_state = new_state
+            out.append(PersistSignerState(new_state))
+
+    def _cast(self, vote_type: VoteType, value: Hash | None, out: list[Action]) -> None:
+        """Sign and broadcast a vote (validators only; the guard may refuse)."""
+        if not self._can_vote or self.me is None or self._signer is None:
+            return
+        step = Step.PREVOTE if vote_type == VoteType.PREVOTE else Step.PRECOMMIT
+        try:
+            state = check_sign(self.signer_state, self.height, self.round, step, value or b"")
+        except SignRefused:
+            return
+        vote = Vote(vote_type, self.height, self.round, value, self.me)
+        vote = replace(vote, signature=self._signer.sign(vote_bytes(self._chain, vote)))
+        self._guarded(state, out)
+        out.append(Broadcast(vote))
+        vs = self._vote_set(self.round, vote_type)
+        if vs.get(self.me) is None:
+            vs.add_verified(vote, self.validator_set.power(self.me))
+
+    def _propose(self, block: Block, valid_round: Round, out: list[Action]) -> None:
+        """Line 19: broadcast ⟨PROPOSAL, h, r, v, vr⟩."""
+        if self.me is None or self._signer is None:
+            return
+        bhash = block_hash(block)
+        try:
+            state = check_sign(self.signer_state, self.height, self.round, Step.PROPOSE, bhash)
+        except SignRefused:
+            return
+        proposal = Proposal(self.height, self.round, block, valid_round, self.me)
+        signature = self._signer.sign(proposal_bytes(self._chain, proposal, bhash))
+        proposal = replace(proposal, signature=signature)
+        self._guarded(state, out)
+        out.append(Broadcast(proposal))
+        self._pol.stage = ProposerStage.PROPOSED
+        if self.round not in self._proposals:
+            self._store_proposal(proposal, bhash)
+
+    def _commit_certificate(self, vs: VoteSet, value: Hash) -> CommitCertificate:
+        votes = [v for i, v in sorted(vs.verified.items()) if v.block_hash == value]
+        return CommitCertificate(
+            height=self.height,
+            round=vs.round,
+            block_hash=value,
+            signers=self.validator_set.bitfield(v.validator for v in votes),
+            aggregate_signature=self.verifier.aggregate([v.signature for v in votes]),
+        )
+
+    def _commit(
+        self, block: Block, bhash: Hash, cert: CommitCertificate, now: float, out: list[Action]
+    ) -> None:
+        """Line 51-54: decide, apply the ledger, start the next height."""
+        ledger = apply_block(self.ledger, block)
+        if ledger_root(ledger) != block.header.ledger_root:
+            raise ConsensusInvariantError("committing a block whose ledger root does not match")
+        out.append(Commit(block, cert, ledger))
+        self.last_block = block
+        self.last_commit = cert
+        self.ledger = ledger
+        self._last_hash = bhash
+        punished = set(ledger.punished)
+        self._evidence = {k: e for k, e in self._evidence.items() if k not in punished}
+        self.height = Height(self.height + 1)
+        self._start_height(now, out)
+
+    def _on_block_synced(
+        self, block: Block, cert: CommitCertificate, now: float, out: list[Action]
+    ) -> None:
+        if block.header.height != self.height:
+            return
+        bhash = block_hash(block)
+        if cert.height != self.height or cert.block_hash != bhash:
+            self._reject("synced block and certificate do not match")
+            return
+        problem = self.checker.commit_certificate_problem(cert) or self.checker.block_problem(
+            block, self._parent()
+        )
+        if problem:
+            self._reject(f"synced block refused: {problem}")
+            return
+        self._commit(block, bhash, cert, now, out)
+
+    # -- buffering and sync --------------------------------------------------------------------
+
+    @staticmethod
+    def _event_height(event: Event) -> int:
+        if isinstance(event, VoteReceived):
+            return event.vote.height
+        if isinstance(event, ProposalReceived):
+            return event.proposal.height
+        if isinstance(event, ReceiptReceived):
+            return event.receipt.height
+        if isinstance(event, CandidateReceived):
+            return event.candidate.height
+        if isinstance(event, AttestationReceived):
+            return event.attestation.height
+        if isinstance(event, BlockSynced):
+            return event.block.header.height
+        return -1
+
+    def _buffer_event(self, event: Event) -> None:
+        if len(self._buffer) < MAX_BUFFERED_EVENTS:
+            self._buffer.append(event)
+
+    def _note_ahead(self, validator: ValidatorIndex, height: int, out: list[Action]) -> None:
+        """Rule 12: f+1 of the power at later heights means we missed a commit."""
+        if not self.validator_set.is_validator(validator):
+            return
+        if height > self._ahead.get(validator, 0):
+            self._ahead[validator] = height
+        if self._sync_requested_round >= self.round:
+            return
+        if self.validator_set.has_one_third(self.validator_set.power_of(self._ahead)):
+            self._sync_requested_round = self.round
+            out.append(RequestSync(self.height))
+
+    def _reject(self, reason: str) -> None:
+        self.rejections.append(reason)
+        if len(self.rejections) > 100:
+            del self.rejections[:50]
+
+    # -- proof of learning -------------------------------------------------------------------
+
+    def _on_training_finished(self, event: TrainingFinished, now: float, out: list[Action]) -> None:
+        """P1: sign and gossip our own update receipt."""
+        if (
+            event.height != self.height
+            or event.base_model_hash != self.model_hash
+            or not self._is_trainer
+            or self._pol.trained
+            or self.me is None
+            or self._signer is None
+        ):
+            return
+        receipt = UpdateReceipt(
+            author=self.me,
+            height=self.height,
+            base_model_hash=self.model_hash,
+            blob_hash=event.blob_hash,
+            n_samples=event.n_samples,
+            train_loss=float(event.train_loss),
+            epsilon_spent=float(event.epsilon_spent),
+        )
+        receipt = replace(receipt, signature=self._signer.sign(receipt_bytes(self._chain, receipt)))
+        self._pol.trained = True
+        out.append(Broadcast(receipt))
+        self._on_receipt(receipt, now, out)
+
+    def _on_receipt(self, receipt: UpdateReceipt, now: float, out: list[Action]) -> None:
+        if receipt.height > self.height:
+            self._buffer_event(ReceiptReceived(receipt))
+            return
+        if receipt.height < self.height or receipt.author in self._pol.receipts:
+            return
+        problem = None
+        if receipt.base_model_hash != self.model_hash:
+            problem = "receipt for another base model"
+        elif not self.validator_set.is_trainer(receipt.author):
+            problem = "receipt from a member who is not a trainer"
+        elif receipt.n_samples <= 0 or receipt.epsilon_spent < 0:
+            problem = "receipt with impossible statistics"
+        if problem:
+            self._reject(problem)
+            return
+        self._pol.receipts[receipt.author] = receipt  # signature checked in a batch when used
+        self._advance_learning(now, out)
+
+    def _trainer_quorum(self) -> int:
+        """Receipts needed at the window timeout: strictly more than 2/3 of expected trainers."""
+        return (2 * self.genesis.expected_trainers) // 3 + 1
+
+    def _advance_learning(self, now: float, out: list[Action]) -> None:
+        """P2 and P4 for this node as the current round's proposer."""
+        pol = self._pol
+        if pol.stage_round != self.round or self.step != Step.PROPOSE:
+            return
+        if pol.stage == ProposerStage.WAITING_FOR_UPDATES:
+            expected = self.genesis.expected_trainers
+            if expected == 0:
+                self._propose_carry_over("no trainers expected", now, out)
+                return
+            if len(pol.receipts) < expected and not pol.window_closed:
+                return
+            bad = self.checker.bad_receipt_signatures(list(pol.receipts.values()))
+            for receipt in bad:
+                self._reject("receipt with a bad signature")
+                del pol.receipts[receipt.author]
+            if len(pol.receipts) >= self._trainer_quorum():
+                receipts = tuple(r for _, r in sorted(pol.receipts.items()))
+                pol.stage = ProposerStage.BUILDING
+                out.append(BuildCandidate(self.height, self.round, self.model_hash, receipts))
+            elif pol.window_closed:
+                self._propose_carry_over(
+                    f"too few updates: {len(pol.receipts)} of {expected} expected", now, out
+                )
+        elif pol.stage == ProposerStage.ATTESTING and pol.candidate_hash is not None:
+            tally = pol.tally(pol.candidate_hash)
+            vset = self.validator_set
+            if self._attested_power(pol.candidate_hash, True, vset.has_quorum):
+                candidate = pol.candidates[pol.candidate_hash]
+                attestations = tally.verified_with(True)
+                certificate = ImprovementCertificate(
+                    candidate_hash=pol.candidate_hash,
+                    signers=vset.bitfield(a.signer for a in attestations),
+                    aggregate_signature=self.verifier.aggregate(
+                        [a.signature for a in attestations]
+                    ),
+                )
+                block = self._build_block(
+                    now,
+                    model_hash=candidate.model_hash,
+                    receipts=candidate.receipts,
+                    rejected=candidate.rejected,
+                    rule=candidate.rule,
+                    certificate=certificate,
+                    reports=tuple(a.report for a in attestations),
+                    reason="",
+                )
+                self._propose(block, Round(-1), out)
+                self._progress(now, out)
+            elif self._attested_power(pol.candidate_hash, False, vset.has_one_third):
+                self._propose_carry_over(
+                    "not improved: more than 1/3 of the power attested no improvement", now, out
+                )
+
+    def _attested_power(self, chash: Hash, improved: bool, enough: Callable[[int], bool]) -> bool:
+        """Whether verified attestations with this verdict pass `enough` (lazy batch check)."""
+        tally = self._pol.tally(chash)
+        power = self.validator_set.power
+        if enough(tally.power(improved, power, verified_only=True)):
+            return True
+        if not enough(tally.power(improved, power, verified_only=False)):
+            return False
+        for _ in tally.verify(improved, self._verify_attestations):
+            self._reject("attestation with a bad signature")
+        return enough(tally.power(improved, power, verified_only=True))
+
+    def _verify_attestations(self, attestations: Sequence[Attestation]) -> list[bool]:
+        message = attestation_bytes(self._chain, attestations[0])
+        keys = [self.validator_set.public_keys[a.signer] for a in attestations]
+        return batch_verify_same_message(
+            self.verifier, keys, message, [a.signature for a in attestations]
+        )
+
+    def _propose_carry_over(self, reason: str, now: float, out: list[Action]) -> None:
+        block = self._build_block(
+            now,
+            model_hash=self.model_hash,
+            receipts=(),
+            rejected=(),
+            rule="",
+            certificate=None,
+            reports=(),
+            reason=reason,
+        )
+        self._propose(block, Round(-1), out)
+        self._progress(now, out)
+
+    def _build_block(
+        self,
+        now: float,
+        *,
+        model_hash: Hash,
+        receipts: tuple[UpdateReceipt, ...],
+        rejected: tuple[UpdateReceipt, ...],
+        rule: str,
+        certificate: ImprovementCertificate | None,
+        reports: tuple[EvalReport, ...],
+        reason: str,
+    ) -> Block:
+        """getValue(): a block on top of the committed parent, with its ledger root."""
+        if self.me is None:
+            raise ConsensusInvariantError("an observer cannot build blocks")
+        parent = self._parent()
+        punished = set(self.ledger.punished)
+        evidence = tuple(e for k, e in sorted(self._evidence.items()) if k not in punished)[
+            :MAX_EVIDENCE_IN_BLOCK
+        ]
+        header = Header(
+            chain_id=self._chain,
+            height=self.height,
+            round=self.round,
+            time_ms=max(int(now * 1000), parent.time_ms + 1),
+            parent_hash=parent.block_hash,
+            proposer=self.me,
+            model_hash=model_hash,
+            updates_root=updates_root(receipts, rejected),
+            last_commit_hash=commit_hash(self.last_commit),
+            ledger_root=Hash(bytes(HASH_SIZE)),
+        )
+        block = Block(
+            header=header,
+            receipts=receipts,
+            rejected=rejected,
+            rule=rule,
+            improvement_certificate=certificate,
+            eval_reports=reports,
+            carry_over_reason=reason,
+            last_commit=self.last_commit,
+            evidence=evidence,
+        )
+        root = ledger_root(apply_block(self.ledger, block))
+        return replace(block, header=replace(header, ledger_root=root))
+
+    def _on_candidate_built(self, candidate: Candidate, now: float, out: list[Action]) -> None:
+        """P3 (proposer): sign and gossip the node's candidate, then collect attestations."""
+        pol = self._pol
+        if (
+            pol.stage != ProposerStage.BUILDING
+            or candidate.height != self.height
+            or candidate.base_model_hash != self.model_hash
+            or self.me is None
+            or self._signer is None
+        ):
+            return
+        if not candidate.receipts:
+            self._propose_carry_over("every update was rejected", now, out)
+            return
+        candidate = replace(candidate, round=self.round, proposer=self.me)
+        problem = self.checker.receipts_problem(
+            (*candidate.receipts, *candidate.rejected), self.height, self.model_hash
+        )
+        if problem or not candidate.rule:
+            raise ConsensusInvariantError(f"the node built an invalid candidate: {problem}")
+        candidate = replace(
+            candidate, signature=self._signer.sign(candidate_bytes(self._chain, candidate))
+        )
+        chash = candidate_hash(candidate)
+        pol.candidates[chash] = candidate
+        pol.candidate_hash = chash
+        pol.stage = ProposerStage.ATTESTING
+        out.append(Broadcast(candidate))
+        out.append(
+            ScheduleTimeout(
+                self.height, self.round, Step.ATTESTATION, self.genesis.timeouts.attestation
+            )
+        )
+        self._request_evaluation(chash, candidate, out)
+        self._advance_learning(now, out)
+
+    def _request_evaluation(self, chash: Hash, candidate: Candidate, out: list[Action]) -> None:
+        pol = self._pol
+        if not self._can_vote:
+            return
+        if chash in pol.mine:
+            last = pol.rebroadcast_round.get(chash, -1)
+            if candidate.round > last:
+                pol.rebroadcast_round[chash] = candidate.round
+                out.append(Broadcast(pol.mine[chash]))
+            return
+        if chash not in pol.evaluating:
+            pol.evaluating.add(chash)
+            out.append(EvaluateCandidate(candidate))
+
+    def _on_candidate(self, candidate: Candidate, now: float, out: list[Action]) -> None:
+        """P3 (every validator): check a gossiped candidate and ask the node to evaluate it."""
+        if candidate.height > self.height:
+            self._buffer_event(CandidateReceived(candidate))
+            return
+        if candidate.height < self.height:
+            return
+        chash = candidate_hash(candidate)
+        known = self._pol.candidates.get(chash)
+        if known is None:
+            problem = self._candidate_problem(candidate)
+            if problem:
+                self._reject(f"candidate refused: {problem}")
+                return
+            self._pol.candidates[chash] = candidate
+        elif candidate.round > known.round:
+            key = self.validator_set.public_keys[candidate.proposer]
+            if candidate.proposer != self.validator_set.proposer_for(self.height, candidate.round):
+                return
+            if not self.verifier.verify(
+                key, candidate_bytes(self._chain, candidate), candidate.signature
+            ):
+                return
+            self._pol.candidates[chash] = candidate
+        else:
+            return
+        self._request_evaluation(chash, candidate, out)
+
+    def _candidate_problem(self, candidate: Candidate) -> str | None:
+        if not 0 <= candidate.round <= self.round + MAX_ROUND_AHEAD:
+            return "impossible round"
+        if candidate.proposer != self.validator_set.proposer_for(self.height, candidate.round):
+            return "not from the round's proposer"
+        if candidate.base_model_hash != self.model_hash:
+            return "built on another base model"
+        if not candidate.receipts or not candidate.rule:
+            return "no updates or no rule"
+        key = self.validator_set.public_keys[candidate.proposer]
+        if not self.verifier.verify(
+            key, candidate_bytes(self._chain, candidate), candidate.signature
+        ):
+            return "bad signature"
+        return self.checker.receipts_problem(
+            (*candidate.receipts, *candidate.rejected), self.height, self.model_hash
+        )
+
+    def _on_evaluated(self, event: CandidateEvaluated, now: float, out: list[Action]) -> None:
+        """P3: sign the node's verdict into an attestation and gossip it."""
+        pol = self._pol
+        chash = event.candidate_hash
+        if (
+            chash not in pol.candidates
+            or chash in pol.mine
+            or not self._can_vote
+            or self.me is None
+            or self._signer is None
+        ):
+            return
+        try:
+            state = check_attest(self.signer_state, self.height, chash, event.improved)
+        except SignRefused:
+            return
+        report = replace(event.report, evaluator=self.me, candidate_hash=chash)
+        attestation = Attestation(self.height, chash, event.improved, self.me, report)
+        attestation = replace(
+            attestation, signature=self._signer.sign(attestation_bytes(self._chain, attestation))
+        )
+        self._guarded(state, out)
+        pol.mine[chash] = attestation
+        out.append(Broadcast(attestation))
+        pol.tally(chash).add(attestation, verified=True)
+        self._advance_learning(now, out)
+
+    def _on_attestation(self, attestation: Attestation, now: float, out: list[Action]) -> None:
+        if attestation.height > self.height:
+            self._buffer_event(AttestationReceived(attestation))
+            return
+        if attestation.height < self.height:
+            return
+        if not self.validator_set.is_validator(attestation.signer):
+            self._reject("attestation from a non-validator")
+            return
+        report = attestation.report
+        if (
+            report.evaluator != attestation.signer
+            or report.candidate_hash != attestation.candidate_hash
+        ):
+            self._reject("attestation whose report is someone else's")
+            return
+        pol = self._pol
+        if attestation.candidate_hash not in pol.attestations and len(pol.attestations) >= 256:
+            return  # bound memory against made-up candidate hashes
+        added = pol.tally(attestation.candidate_hash).add(attestation, verified=False)
+        if added and pol.candidate_hash == attestation.candidate_hash:
+            self._advance_learning(now, out)
