@@ -458,3 +458,11 @@ def candidate_id(
             ]
         )
     )
+
+
+def sign_bytes(chain_id: str, message: Any) -> bytes:
+    """The exact bytes a signer signs for a Vote, Proposal, Attestation, UpdateReceipt or
+    Candidate (see consensus.signing)."""
+    from consensus.signing import sign_bytes as _sign_bytes
+
+    return _sign_bytes(chain_id, message)

@@ -92,3 +92,22 @@ def attestation_bytes(chain_id: str, attestation: Attestation) -> bytes:
     return attestation_sign_bytes(
         chain_id, attestation.height, attestation.candidate_hash, attestation.improved
     )
+
+
+def sign_bytes(
+    chain_id: str, message: Vote | Proposal | Attestation | UpdateReceipt | Candidate
+) -> bytes:
+    """The exact bytes `Signer.sign` is given for any signed message."""
+    if isinstance(message, Vote):
+        return vote_bytes(chain_id, message)
+    if isinstance(message, Proposal):
+        from consensus.codec import block_hash
+
+        return proposal_bytes(chain_id, message, block_hash(message.block))
+    if isinstance(message, Attestation):
+        return attestation_bytes(chain_id, message)
+    if isinstance(message, UpdateReceipt):
+        return receipt_bytes(chain_id, message)
+    if isinstance(message, Candidate):
+        return candidate_bytes(chain_id, message)
+    raise TypeError(f"{type(message).__name__} is not a signed message")
