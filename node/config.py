@@ -81,6 +81,7 @@ class TrainingSection:
     torch_threads: int = 1
     dp_clip_norm: float = 0.0  # 0 disables differential privacy
     dp_noise_multiplier: float = 0.0
+    dp_epsilon: float = 3.0  # the site's privacy budget; it stops contributing once spent
 
 
 @dataclass(slots=True)
@@ -249,6 +250,8 @@ def validate(config: NodeConfig) -> None:
             raise ConfigError(f"training.{key} must be at least 1, got {getattr(training, key)}")
     if not training.learning_rate > 0:
         raise ConfigError(f"training.learning_rate must be positive, got {training.learning_rate}")
+    if not training.dp_epsilon > 0:
+        raise ConfigError(f"training.dp_epsilon must be positive, got {training.dp_epsilon}")
     for key in ("fedprox_mu", "dp_clip_norm", "dp_noise_multiplier"):
         if getattr(training, key) < 0:
             raise ConfigError(f"training.{key} must not be negative, got {getattr(training, key)}")

@@ -1,0 +1,217 @@
+"""The node's learning side: what the consensus core's app actions mean on this site's data.
+
+`LearningApp` answers the core's `StartTraining`, `BuildCandidate` and `EvaluateCandidate`
+with `learning/` calls. Its methods are synchronous and CPU-bound; the driver runs them in a
+worker thread (never on the event loop) after it has fetched every blob they need, so this
+module does no network I/O and reads only the site's own data.
+
+Choices (DESIGN.md "Proof of learning" is silent on them):
+- An update blob is a delta (learning/). The proposer rejects, with a named reason, an update
+  that fails `validate_update` or could not be fetched; the rest are aggregated with the
+  genesis rule. Every validator recomputes that aggregation from the same blobs and attests
+  "not improved" when its bytes differ from the candidate's model hash.
+- A validator's verdict compares the base model and the candidate on its private validation
+  split with the genesis verdict rule; the numbers go into its `EvalReport`.
+- A site with a differential-privacy budget clips and noises its update and stops contributing
+  once the budget is spent (`TrainingOutcome.skipped`).
+- The "poison" test behaviour sign-flips this site's update (global - 5 x delta), exactly the
+  attack of `bcfl simulate learning --attack signflip`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import learning
+from consensus.types import EvalReport, Genesis, Hash, UpdateReceipt, ValidatorIndex
+from node.config import NodeConfig
+
+MAX_UPDATE_NORM = 1e4
+"""Updates whose L2 norm exceeds this are rejected as "norm-exceeded" (a sane, wide bound)."""
+
+
+class DataConfigError(Exception):
+    """The site's data could not be loaded (one sentence, names the file or the key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingOutcome:
+    """What local training produced for one height."""
+
+    update: bytes | None  # None: this site did not contribute (DP budget spent, no data)
+    n_samples: int
+    train_loss: float
+    epsilon_spent: float
+    seconds: float
+    skipped: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateOutcome:
+    """The proposer's aggregation of the updates it could fetch and validate."""
+
+    model: bytes | None  # None when no update survived
+    accepted: tuple[UpdateReceipt, ...]
+    rejected: tuple[tuple[UpdateReceipt, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """A validator's verdict on a candidate, with the recomputed model bytes when they match."""
+
+    improved: bool
+    report: EvalReport
+    model: bytes | None
+    metrics_before: dict[str, float]
+    metrics_after: dict[str, float]
+    refusal: str = ""
+
+
+def sha256(data: bytes) -> Hash:
+    return Hash(hashlib.sha256(data).digest())
+
+
+class LearningApp:
+    """Local training, candidate building and evaluation for one site."""
+
+    def __init__(
+        self, genesis: Genesis, config: NodeConfig, home: Path, me: ValidatorIndex | None
+    ) -> None:
+        try:
+            self.task = learning.TaskSpec.from_dict(genesis.task)
+            self.rule = learning.AggregationRule(
+                name=genesis.aggregation_rule, **genesis.aggregation_params
+            )
+            self.verdict = learning.VerdictRule(
+                metric=genesis.verdict_rule.metric, tolerance=genesis.verdict_rule.tolerance
+            )
+        except (learning.TaskError, ValueError, TypeError) as exc:
+            raise DataConfigError(f"the genesis task or rules are not usable here: {exc}") from None
+        self.me = me
+        self.config = config
+        self.data = self._load_data(config, home)
+        t = config.training
+        self.train_config = learning.TrainConfig(
+            epochs=t.local_epochs,
+            batch_size=t.batch_size,
+            lr=t.learning_rate,
+            optimizer=t.optimizer,
+            fedprox_mu=t.fedprox_mu,
+            threads=t.torch_threads,
+            seed=config.data.seed,
+        )
+        self.budget: learning.PrivacyBudget | None = None
+        if t.dp_clip_norm > 0 and t.dp_noise_multiplier > 0:
+            self.budget = learning.PrivacyBudget(
+                learning.DpConfig(
+                    epsilon=t.dp_epsilon,
+                    clip_norm=t.dp_clip_norm,
+                    noise_multiplier=t.dp_noise_multiplier,
+                )
+            )
+        self.poison = config.byzantine.behaviour == "poison"
+        self._eval_cache: dict[bytes, dict[str, float]] = {}
+        self._lock = threading.Lock()  # torch thread settings are process-wide
+
+    def _load_data(self, config: NodeConfig, home: Path) -> learning.SiteData:
+        d = config.data
+        try:
+            if d.csv:
+                path = Path(d.csv)
+                path = path if path.is_absolute() else home / path
+                return learning.split_train_val(learning.load_csv(self.task, path), seed=d.seed)
+            if d.builtin != self.task.dataset:
+                raise DataConfigError(
+                    f"data.builtin is {d.builtin!r} but the genesis task trains on "
+                    f"{self.task.dataset!r}; set data.builtin to {self.task.dataset!r}"
+                )
+            return learning.site_data(self.task, d.site_index, d.site_count, d.partition, d.seed)
+        except learning.DataError as exc:
+            raise DataConfigError(str(exc)) from None
+
+    def train(self, base_model: bytes, height: int) -> TrainingOutcome:
+        """Train the global model on this site's data for one height."""
+        if self.budget is not None and not self.budget.can_release():
+            return TrainingOutcome(None, 0, float("nan"), self.budget.spent(), 0.0, "dp-budget")
+        if len(self.data.train) == 0:
+            return TrainingOutcome(None, 0, float("nan"), 0.0, 0.0, "no-data")
+        config = self.train_config.with_seed(self.config.data.seed * 1_000_003 + height)
+        with self._lock:
+            update, n, stats = learning.train(self.task, base_model, self.data.train, config)
+        epsilon = 0.0
+        if self.poison:
+            update = learning.attack_update("signflip", base_model, update, seed=height)
+        if self.budget is not None:
+            update = self.budget.privatize(update, seed=height)
+            epsilon = self.budget.spent()
+        return TrainingOutcome(update, n, stats.loss_last_epoch, epsilon, stats.seconds)
+
+    def build_candidate(
+        self, base_model: bytes, updates: list[tuple[UpdateReceipt, bytes | None]]
+    ) -> CandidateOutcome:
+        """Validate each fetched update and aggregate the good ones (None bytes: unavailable)."""
+        accepted: list[tuple[UpdateReceipt, bytes]] = []
+        rejected: list[tuple[UpdateReceipt, str]] = []
+        for receipt, blob in updates:
+            reason = "unavailable" if blob is None else self._check(base_model, blob)
+            if reason or blob is None:
+                rejected.append((receipt, reason or "unavailable"))
+            else:
+                accepted.append((receipt, blob))
+        model = self._aggregate(base_model, accepted) if accepted else None
+        return CandidateOutcome(model, tuple(r for r, _ in accepted), tuple(rejected))
+
+    def _check(self, base_model: bytes, blob: bytes) -> str:
+        return learning.validate_update(self.task, base_model, blob, MAX_UPDATE_NORM) or ""
+
+    def _aggregate(self, base_model: bytes, accepted: list[tuple[UpdateReceipt, bytes]]) -> bytes:
+        items = [(r.blob_hash, blob, r.n_samples) for r, blob in accepted]
+        return learning.aggregate(self.rule, base_model, items)
+
+    def evaluate_candidate(
+        self,
+        base_model: bytes,
+        candidate_hash: Hash,
+        model_hash: Hash,
+        updates: list[tuple[UpdateReceipt, bytes | None]],
+    ) -> Evaluation:
+        """Recompute the candidate from its updates and judge it on the local validation split."""
+        before = self.metrics_of(base_model)
+        refusal = ""
+        model: bytes | None = None
+        if any(blob is None for _, blob in updates):
+            refusal = "update blob unavailable"
+        elif any(self._check(base_model, blob) for _, blob in updates if blob is not None):
+            refusal = "candidate includes an invalid update"
+        else:
+            model = self._aggregate(base_model, [(r, b) for r, b in updates if b is not None])
+            if sha256(model) != model_hash:
+                refusal, model = "aggregation mismatch", None
+        after = self.metrics_of(model) if model is not None else dict(before)
+        verdict = model is not None and learning.improved(before, after, self.verdict)
+        metric = self.task.metric
+        report = EvalReport(
+            evaluator=ValidatorIndex(self.me if self.me is not None else 0),
+            candidate_hash=candidate_hash,
+            n_samples=len(self.data.val),
+            loss_before=float(before.get("loss", 0.0)),
+            loss_after=float(after.get("loss", 0.0)),
+            metric_before=float(before.get(metric, 0.0)),
+            metric_after=float(after.get(metric, 0.0)),
+        )
+        return Evaluation(verdict, report, model, before, after, refusal)
+
+    def metrics_of(self, model: bytes) -> dict[str, float]:
+        """Validation metrics of a model on this site's split (cached by model hash)."""
+        key = sha256(model)
+        cached = self._eval_cache.get(key)
+        if cached is None:
+            with self._lock:
+                cached = learning.evaluate(self.task, model, self.data.val)
+            if len(self._eval_cache) > 64:
+                self._eval_cache.clear()
+            self._eval_cache[key] = cached
+        return cached

@@ -1,0 +1,512 @@
+"""The consensus driver: feeds events into the sans-IO core and executes its actions.
+
+One trio task owns the core. Everything else (gossip handlers, timers, worker threads, sync)
+only sends events into its memory channel, so the core is never re-entered and needs no lock.
+Actions are executed in order: `PersistSignerState` is durable before the `Broadcast` that
+carries the new signature (DESIGN.md "Wire and storage formats").
+
+Training, aggregation and evaluation run in worker threads (`trio.to_thread`) after their blobs
+were fetched, so a node whose trainer is slow still votes. The driver is also where metrics are
+recorded from the events and actions passing through (the cores stay metric-free), and where
+the per-height phase timings of DESIGN.md's steps 1-6 are measured:
+
+    train              local training of this height (0 for a non-trainer)
+    update_gossip      end of our training (or height start) -> the candidate is being built
+    candidate          building the candidate (proposer) / waiting for it (others)
+    attestation        candidate known -> proposal seen (evaluation and attestation quorum)
+    propose_to_commit  proposal seen -> commit
+    block_interval     commit of the previous height -> commit of this one
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from consensus import codec
+from consensus.core import ConsensusCore
+from consensus.events import (
+    Action,
+    AttestationReceived,
+    Broadcast,
+    BuildCandidate,
+    CandidateBuilt,
+    CandidateEvaluated,
+    CandidateReceived,
+    Commit,
+    EvaluateCandidate,
+    Event,
+    PersistSignerState,
+    ProposalReceived,
+    ReceiptReceived,
+    ReportEvidence,
+    RequestSync,
+    ScheduleTimeout,
+    Started,
+    StartTraining,
+    TimeoutFired,
+    TrainingFinished,
+    VoteReceived,
+)
+from consensus.types import (
+    Attestation,
+    Block,
+    Candidate,
+    CommitCertificate,
+    Hash,
+    Proposal,
+    Round,
+    UpdateReceipt,
+    Vote,
+)
+from node.app import LearningApp
+from node.network import BlobUnavailableError, NodeNetwork, Topic
+from node.store import ChainStore
+from telemetry import labels
+from telemetry.metrics import NodeMetrics
+
+log = logging.getLogger("bcfl.driver")
+
+TOPIC_OF: dict[type, Topic] = {
+    Proposal: Topic.CONSENSUS,
+    Vote: Topic.CONSENSUS,
+    UpdateReceipt: Topic.RECEIPTS,
+    Candidate: Topic.CANDIDATES,
+    Attestation: Topic.ATTESTATIONS,
+}
+BLOB_FETCH_TIMEOUT_S = 30.0
+PHASES = (
+    "train",
+    "update_gossip",
+    "candidate",
+    "attestation",
+    "propose_to_commit",
+    "block_interval",
+)
+
+
+@dataclass
+class HeightTimes:
+    """Wall-clock marks (time.monotonic) of one height, turned into phases at commit."""
+
+    start: float
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    trained_at: float | None = None
+    building_at: float | None = None
+    candidate_at: float | None = None
+    proposal_at: float | None = None
+
+    def phases(self, committed_at: float) -> dict[str, float]:
+        trained = self.trained_at or self.start
+        building = self.building_at or self.candidate_at or trained
+        candidate = self.candidate_at or building
+        proposal = self.proposal_at or candidate
+        return {
+            "train": self.train_s,
+            "update_gossip": max(0.0, building - trained),
+            "candidate": max(0.0, candidate - building),
+            "attestation": max(0.0, proposal - candidate),
+            "propose_to_commit": max(0.0, committed_at - proposal),
+            "block_interval": committed_at - self.start,
+            "evaluate": self.eval_s,
+        }
+
+
+@dataclass
+class DriverState:
+    """What the HTTP API and the status command show."""
+
+    peers: int = 0
+    sync_state: str = "in_sync"
+    last_metric: dict[str, Any] | None = None
+    phases: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+class Driver:
+    """Runs one node's consensus core against the network, the store and the learning app."""
+
+    def __init__(
+        self,
+        *,
+        core: ConsensusCore,
+        store: ChainStore,
+        net: NodeNetwork,
+        app: LearningApp | None,
+        metrics: NodeMetrics,
+        is_trainer: bool,
+        on_height: Callable[[int, int], None] = lambda h, r: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.core = core
+        self.store = store
+        self.net = net
+        self.app = app
+        self.metrics = metrics
+        self.is_trainer = is_trainer and app is not None
+        self.on_height = on_height
+        self.clock = clock
+        self.state = DriverState()
+        self._send, self._receive = trio.open_memory_channel[Event](10_000)
+        self._nursery: trio.Nursery | None = None
+        self._times = HeightTimes(start=time.monotonic())
+        self._syncing = False
+        self._last_commit_at: float | None = None
+        self._evaluations: dict[Hash, dict[str, float]] = {}
+
+    # ------------------------------------------------------------------ service
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Subscribe to gossip, start the core, then process events until cancelled."""
+        for topic in (Topic.CONSENSUS, Topic.RECEIPTS, Topic.CANDIDATES, Topic.ATTESTATIONS):
+            self.net.subscribe(topic, self._on_gossip)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._housekeeping)
+            await self._handle(Started())
+            task_status.started()
+            async for event in self._receive:
+                await self._handle(event)
+
+    def submit(self, event: Event) -> None:
+        """Queue an event from any task on the event loop."""
+        self._send.send_nowait(event)
+
+    async def _handle(self, event: Event) -> None:
+        self._mark(event)
+        actions = self.core.handle(event, self.clock())
+        for action in actions:
+            await self._execute(action)
+        self.on_height(int(self.core.height), int(self.core.round))
+        self.metrics.set_round(int(self.core.round))
+
+    # ------------------------------------------------------------------ gossip in
+
+    async def _on_gossip(self, data: bytes, origin: str) -> None:
+        """Decode an accepted gossip message into an event (the topic validator checked it)."""
+        try:
+            message = codec.decode_message(data)
+        except codec.InvalidMessage as exc:  # the validator let it through: count, never crash
+            log.warning("dropping undecodable gossip from %s: %s", origin, exc.reason)
+            return
+        event = _event_for(message)
+        if event is not None:
+            self._send.send_nowait(event)
+
+    # ------------------------------------------------------------------ actions
+
+    async def _execute(self, action: Action) -> None:
+        nursery = self._nursery
+        assert nursery is not None
+        if isinstance(action, PersistSignerState):
+            started = time.perf_counter()
+            self.store.save_signer_state(codec.encode(action.state))
+            self.metrics.observe_store_write("signer_state", time.perf_counter() - started)
+        elif isinstance(action, Broadcast):
+            await self._broadcast(action)
+        elif isinstance(action, ScheduleTimeout):
+            nursery.start_soon(self._timer, action)
+        elif isinstance(action, StartTraining):
+            if self.is_trainer:
+                nursery.start_soon(self._train, action)
+        elif isinstance(action, BuildCandidate):
+            self._times.building_at = self._times.building_at or time.monotonic()
+            nursery.start_soon(self._build, action)
+        elif isinstance(action, EvaluateCandidate):
+            nursery.start_soon(self._evaluate, action.candidate)
+        elif isinstance(action, Commit):
+            self._commit(action)
+        elif isinstance(action, ReportEvidence):
+            self.metrics.count_evidence("equivocation")
+            log.warning("equivocation by validator %d", action.evidence.vote_a.validator)
+        elif isinstance(action, RequestSync) and not self._syncing:
+            self._syncing = True
+            nursery.start_soon(self._sync, int(action.from_height))
+
+    async def _broadcast(self, action: Broadcast) -> None:
+        message = action.message
+        data = codec.encode_message(message)
+        topic = TOPIC_OF[type(message)]
+        if isinstance(message, Proposal):
+            self.metrics.count_proposal("sent")
+            self._times.proposal_at = self._times.proposal_at or time.monotonic()
+        elif isinstance(message, Vote):
+            self.metrics.count_vote(message.vote_type.name.lower(), "sent")
+        elif isinstance(message, Candidate):
+            self._times.candidate_at = self._times.candidate_at or time.monotonic()
+        elif isinstance(message, Attestation):
+            self.metrics.count_attestation("improved" if message.improved else "not_improved")
+        await self.net.publish(topic, data)  # counted by the network's counters
+
+    async def _timer(self, action: ScheduleTimeout) -> None:
+        await trio.sleep(max(0.0, action.delay_seconds))
+        self.submit(TimeoutFired(action.height, action.round, action.step))
+
+    # ------------------------------------------------------------------ learning work
+
+    async def _blob(self, blob_hash: bytes) -> bytes | None:
+        """A blob from the local store, else fetched (verified) from peers; None if nobody has it."""
+        if self.store.blobs.has(blob_hash):
+            return self.store.blobs.get(blob_hash)
+        started = time.monotonic()
+        try:
+            with trio.fail_after(BLOB_FETCH_TIMEOUT_S):
+                data = await self.net.fetch_blob(blob_hash)
+        except (BlobUnavailableError, trio.TooSlowError):
+            self.metrics.observe_blob_transfer("in", 0, time.monotonic() - started, ok=False)
+            return None
+        self.metrics.observe_blob_transfer("in", len(data), time.monotonic() - started)
+        return data
+
+    async def _train(self, action: StartTraining) -> None:
+        app = self.app
+        assert app is not None
+        base = await self._blob(action.base_model_hash)
+        if base is None:
+            log.warning("cannot train at height %d: base model unavailable", action.height)
+            return
+        outcome = await trio.to_thread.run_sync(app.train, base, int(action.height))
+        self.metrics.observe_training(outcome.seconds)
+        if outcome.update is None:
+            log.info("not contributing at height %d: %s", action.height, outcome.skipped)
+            return
+        if outcome.epsilon_spent:
+            self.metrics.set_dp_epsilon(outcome.epsilon_spent)
+        blob_hash = self.store.blobs.put(outcome.update)
+        if int(self.core.height) == int(action.height):
+            self._times.train_s = outcome.seconds
+            self._times.trained_at = time.monotonic()
+        loss = outcome.train_loss if math.isfinite(outcome.train_loss) else 0.0
+        self.submit(
+            TrainingFinished(
+                action.height,
+                action.base_model_hash,
+                Hash(blob_hash),
+                outcome.n_samples,
+                loss,
+                outcome.epsilon_spent,
+            )
+        )
+
+    async def _updates(
+        self, receipts: tuple[UpdateReceipt, ...]
+    ) -> list[tuple[UpdateReceipt, bytes | None]]:
+        out: list[tuple[UpdateReceipt, bytes | None]] = []
+        for receipt in receipts:
+            self.metrics.count_update("received")
+            out.append((receipt, await self._blob(receipt.blob_hash)))
+        return out
+
+    async def _build(self, action: BuildCandidate) -> None:
+        app = self.app
+        base = await self._blob(action.base_model_hash)
+        if app is None or base is None:
+            log.warning("cannot build a candidate at height %d", action.height)
+            return
+        updates = await self._updates(action.receipts)
+        started = time.perf_counter()
+        outcome = await trio.to_thread.run_sync(app.build_candidate, base, updates)
+        self.metrics.observe_aggregation(time.perf_counter() - started)
+        for _, reason in outcome.rejected:
+            self.metrics.count_update("rejected", _update_reason(reason))
+        for _ in outcome.accepted:
+            self.metrics.count_update("accepted")
+        model_hash = action.base_model_hash
+        if outcome.model is not None:
+            model_hash = Hash(self.store.blobs.put(outcome.model))
+        candidate = Candidate(
+            height=action.height,
+            round=action.round,
+            proposer=self.core.me if self.core.me is not None else 0,  # type: ignore[arg-type]
+            base_model_hash=action.base_model_hash,
+            model_hash=model_hash,
+            receipts=outcome.accepted,
+            rejected=tuple(r for r, _ in outcome.rejected),
+            rule=self.core.genesis.aggregation_rule,
+        )
+        self.submit(CandidateBuilt(candidate))
+
+    async def _evaluate(self, candidate: Candidate) -> None:
+        app = self.app
+        candidate_hash = codec.candidate_hash(candidate)
+        base = await self._blob(candidate.base_model_hash)
+        if app is None or base is None:
+            log.warning("cannot evaluate candidate at height %d", candidate.height)
+            return
+        self._times.candidate_at = self._times.candidate_at or time.monotonic()
+        updates = await self._updates(candidate.receipts)
+        started = time.perf_counter()
+        result = await trio.to_thread.run_sync(
+            app.evaluate_candidate, base, candidate_hash, candidate.model_hash, updates
+        )
+        seconds = time.perf_counter() - started
+        self.metrics.observe_evaluation(seconds)
+        if int(candidate.height) == int(self.core.height):
+            self._times.eval_s += seconds
+        if result.refusal:
+            log.warning("refusing candidate at height %d: %s", candidate.height, result.refusal)
+            self.metrics.count_attestation("refused")
+        if result.model is not None:
+            self.store.blobs.put(result.model)
+            self._evaluations[candidate.model_hash] = result.metrics_after
+        self.submit(CandidateEvaluated(candidate_hash, result.improved, result.report))
+
+    # ------------------------------------------------------------------ commit and sync
+
+    def _commit(self, action: Commit) -> None:
+        block, cert = action.block, action.commit_certificate
+        height = int(block.height)
+        started = time.perf_counter()
+        refs = (block.header.model_hash, *(r.blob_hash for r in block.receipts))
+        self.store.put_block(
+            height,
+            codec.block_hash(block),
+            codec.encode(block),
+            codec.encode(cert),
+            blob_refs=refs,
+            ledger_snapshot=codec.encode(action.ledger),
+        )
+        self.metrics.observe_store_write("block", time.perf_counter() - started)
+        now = time.monotonic()
+        phases = self._times.phases(now)
+        self.state.phases[height] = phases
+        self.store.set_meta(f"phases/{height}", json.dumps(phases).encode())
+        interval = phases["block_interval"]
+        self.metrics.observe_commit(
+            height, int(cert.round), interval, len(codec.encode(cert)), block.is_carry_over
+        )
+        self.metrics.observe_phases({k: v for k, v in phases.items() if k in PHASES})
+        n_validators = len(self.core.validator_set.indices(cert.signers)) if cert.signers else 0
+        voting = sum(1 for v in self.core.genesis.validators if v.power > 0)
+        self.metrics.set_missing_validators(max(0, voting - n_validators))
+        if block.improvement_certificate is not None:
+            self.metrics.observe_certificate(
+                "improvement", len(codec.encode(block.improvement_certificate))
+            )
+            gains = sorted(r.loss_before - r.loss_after for r in block.eval_reports)
+            if gains:
+                self.metrics.set_attested_improvement(gains[len(gains) // 2])
+        if block.evidence:
+            self.metrics.set_byzantine_validators(len({e.vote_a.validator for e in block.evidence}))
+        after = self._evaluations.get(block.header.model_hash)
+        if after is not None and self.app is not None:
+            name = self.app.task.metric
+            self.state.last_metric = {"name": name, "value": after.get(name)}
+            if name in after:
+                self.metrics.set_model_metrics(after.get("loss", 0.0), name, after[name])
+        log.info(
+            "committed height %d round %d (%s) in %.3f s",
+            height,
+            int(cert.round),
+            "carry-over" if block.is_carry_over else "model update",
+            interval,
+        )
+        self._times = HeightTimes(start=now)
+        if not self.store.blobs.has(block.header.model_hash) and self._nursery is not None:
+            self._nursery.start_soon(self._blob, block.header.model_hash)
+
+    async def _sync(self, from_height: int) -> None:
+        """Fetch committed blocks from peers and feed them to the core, which re-verifies them."""
+        from consensus.events import BlockSynced
+
+        self.state.sync_state = "catching_up"
+        self.metrics.set_sync_state("catching_up")
+        try:
+            for peer in self.net.peers():
+                try:
+                    with trio.fail_after(BLOB_FETCH_TIMEOUT_S):
+                        batch = await self.net.fetch_blocks(peer, from_height)
+                except Exception as exc:  # a peer's failure: try the next one
+                    log.info("sync from %s failed: %s", peer, exc)
+                    continue
+                fed = 0
+                for stored in batch.blocks:
+                    try:
+                        block = codec.decode_as(stored.block, Block)
+                        cert = codec.decode_as(stored.commit_cert, CommitCertificate)
+                    except codec.InvalidMessage as exc:
+                        log.warning("peer %s sent an invalid block: %s", peer, exc.reason)
+                        break
+                    if codec.block_hash(block) != stored.hash:
+                        log.warning("peer %s sent a block whose hash does not match", peer)
+                        break
+                    self.submit(BlockSynced(block, cert))
+                    fed += 1
+                if fed:
+                    self.metrics.count_synced_blocks(fed)
+                    break
+        finally:
+            self._syncing = False
+            self.state.sync_state = "in_sync"
+            self.metrics.set_sync_state("in_sync")
+
+    async def _housekeeping(self) -> None:
+        """Once a second: export network counters and peer count."""
+        while True:
+            self.state.peers = len(self.net.peers())
+            self.metrics.set_peers(self.state.peers)
+            c = self.net.counters
+            self.metrics.absorb_network_totals(
+                messages={
+                    **{(t, "in"): n for t, n in c.messages_in.items()},
+                    **{(t, "out"): n for t, n in c.messages_out.items()},
+                },
+                nbytes={
+                    **{(t, "in"): n for t, n in c.bytes_in.items()},
+                    **{(t, "out"): n for t, n in c.bytes_out.items()},
+                },
+                rejected=_by_closed_reason(c.rejected),
+                refused={"not-allowed": c.refused_connections},
+            )
+            await trio.sleep(1.0)
+
+    def _mark(self, event: Event) -> None:
+        if isinstance(event, ProposalReceived) and event.proposal.height == self.core.height:
+            self._times.proposal_at = self._times.proposal_at or time.monotonic()
+        elif isinstance(event, CandidateReceived) and event.candidate.height == self.core.height:
+            self._times.candidate_at = self._times.candidate_at or time.monotonic()
+
+
+def _by_closed_reason(rejected: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """Sum rejection counts after mapping each reason onto telemetry's closed enum."""
+    out: dict[tuple[str, str], int] = {}
+    for (topic, reason), n in rejected.items():
+        key = (topic, _gossip_reason(reason))
+        out[key] = out.get(key, 0) + n
+    return out
+
+
+def _event_for(message: object) -> Event | None:
+    if isinstance(message, Proposal):
+        return ProposalReceived(message)
+    if isinstance(message, Vote):
+        return VoteReceived(message)
+    if isinstance(message, UpdateReceipt):
+        return ReceiptReceived(message)
+    if isinstance(message, Candidate):
+        return CandidateReceived(message)
+    if isinstance(message, Attestation):
+        return AttestationReceived(message)
+    return None
+
+
+def _update_reason(reason: str) -> str:
+    """Map an update rejection reason onto telemetry's closed enum."""
+    if reason == "unavailable":
+        return "blob-unavailable"
+    return reason if reason in labels.UPDATE_REJECT_REASONS else "undecodable"
+
+
+def _gossip_reason(reason: str) -> str:
+    """Map a network or validator rejection reason onto telemetry's closed enum."""
+    return reason if reason in labels.GOSSIP_REJECT_REASONS else "invalid"
+
+
+__all__ = ["Driver", "DriverState", "HeightTimes", "PHASES", "Round"]
