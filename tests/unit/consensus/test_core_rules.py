@@ -1,0 +1,302 @@
+"""Algorithm 1 rule by rule: feed events to one core, assert its actions and state.
+
+Four validators of power 1; the core under test is member 0, which does not propose in rounds
+0-2 of height 1 (proposers are 1, 2, 3, 0 for rounds 0, 1, 2, 3).
+"""
+
+from __future__ import annotations
+
+from consensus_harness import TIMEOUTS, Cluster, broadcasts, make_cluster, of_type
+
+from consensus.codec import block_hash
+from consensus.events import (
+    Broadcast,
+    Commit,
+    PersistSignerState,
+    ProposalReceived,
+    ScheduleTimeout,
+    Started,
+    TimeoutFired,
+    VoteReceived,
+)
+from consensus.guard import SignerState
+from consensus.types import Height, Proposal, Round, Step, Vote, VoteType
+
+PV, PC = VoteType.PREVOTE, VoteType.PRECOMMIT
+
+
+def started(cluster: Cluster, me: int = 0):  # type: ignore[no-untyped-def]
+    core = cluster.core(me)
+    core.handle(Started(), 0.0)
+    return core
+
+
+def my_votes(actions, vote_type):  # type: ignore[no-untyped-def]
+    return [v for v in broadcasts(actions, Vote) if v.vote_type == vote_type]
+
+
+def feed_votes(core, cluster, members, vote_type, round_, value, height=1):  # type: ignore[no-untyped-def]
+    actions = []
+    for i in members:
+        actions += core.handle(VoteReceived(cluster.vote(i, vote_type, height, round_, value)), 1.0)
+    return actions
+
+
+def test_proposer_sequence_is_round_robin() -> None:
+    """The fixture's assumption: proposers of height 1 rounds 0..3 are 1, 2, 3, 0."""
+    cluster = make_cluster(4)
+    core = cluster.core(0)
+    assert [core.validator_set.proposer_for(Height(1), Round(r)) for r in range(4)] == [1, 2, 3, 0]
+
+
+def test_prevote_for_a_valid_proposal() -> None:
+    """Line 22-27: a valid proposal with vr = -1 in step propose gets a prevote for id(v)."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    block = cluster.carry_over(0)
+    actions = core.handle(ProposalReceived(cluster.proposal(block, 0)), 1.0)
+    assert [v.block_hash for v in my_votes(actions, PV)] == [block_hash(block)]
+    assert core.step == Step.PREVOTE
+
+
+def test_prevote_nil_for_an_invalid_proposal() -> None:
+    """Line 26: an invalid block (carry-over that changes the model) gets a nil prevote."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    bad = cluster.carry_over(0)
+    from dataclasses import replace
+
+    bad = replace(bad, header=replace(bad.header, model_hash=b"\x01" * 32))
+    actions = core.handle(ProposalReceived(cluster.proposal(bad, 0)), 1.0)
+    assert [v.block_hash for v in my_votes(actions, PV)] == [None]
+    assert any("invalid block" in r for r in core.rejections)
+
+
+def test_persist_signer_state_precedes_the_broadcast() -> None:
+    """The guard state is persisted before the signature leaves the process."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    actions = core.handle(ProposalReceived(cluster.proposal(cluster.carry_over(0), 0)), 1.0)
+    kinds = [type(a) for a in actions if isinstance(a, PersistSignerState | Broadcast)]
+    assert kinds == [PersistSignerState, Broadcast]
+    assert core.signer_state.step == Step.PREVOTE
+
+
+def test_timeout_propose_prevotes_nil() -> None:
+    """Line 57-60: timeoutPropose in step propose prevotes nil."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    actions = core.handle(TimeoutFired(Height(1), Round(0), Step.PROPOSE), 20.0)
+    assert [v.block_hash for v in my_votes(actions, PV)] == [None]
+    assert core.step == Step.PREVOTE
+
+
+def test_stale_timeout_is_ignored() -> None:
+    """Line 58: a timeout for an earlier round (or step) does nothing."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    feed_votes(core, cluster, [1, 2], PV, 1, None)  # f+1 at round 1: skip to round 1
+    assert core.round == 1
+    assert core.handle(TimeoutFired(Height(1), Round(0), Step.PROPOSE), 30.0) == []
+    assert core.handle(TimeoutFired(Height(1), Round(1), Step.PREVOTE), 30.0) == []
+    assert core.step == Step.PROPOSE
+
+
+def test_lock_on_polka() -> None:
+    """Line 36-43: proposal + 2f+1 prevotes for it in step prevote: lock and precommit."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    block = cluster.carry_over(0)
+    core.handle(ProposalReceived(cluster.proposal(block, 0)), 1.0)
+    actions = feed_votes(core, cluster, [1, 2], PV, 0, block_hash(block))
+    assert [v.block_hash for v in my_votes(actions, PC)] == [block_hash(block)]
+    assert core.locked_round == 0 and core.locked_value == block
+    assert core.valid_round == 0 and core.valid_value == block
+    assert core.step == Step.PRECOMMIT
+
+
+def test_two_prevotes_of_four_are_not_a_polka() -> None:
+    """2 of 4 equal votes is not more than 2/3: no lock."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    block = cluster.carry_over(0)
+    core.handle(ProposalReceived(cluster.proposal(block, 0)), 1.0)
+    feed_votes(core, cluster, [1], PV, 0, block_hash(block))
+    assert core.locked_round == -1 and core.step == Step.PREVOTE
+
+
+def lock_in_round_0(cluster: Cluster):  # type: ignore[no-untyped-def]
+    core = started(cluster)
+    block = cluster.carry_over(0, "first")
+    core.handle(ProposalReceived(cluster.proposal(block, 0)), 1.0)
+    feed_votes(core, cluster, [1, 2], PV, 0, block_hash(block))
+    assert core.locked_round == 0
+    feed_votes(core, cluster, [1, 2], PC, 0, None)  # 2f+1 precommits of any value
+    core.handle(TimeoutFired(Height(1), Round(0), Step.PRECOMMIT), 5.0)
+    assert core.round == 1
+    return core, block
+
+
+def test_locked_node_prevotes_nil_for_another_value() -> None:
+    """Line 23: locked on v, a fresh proposal of v' (vr = -1) gets a nil prevote."""
+    cluster = make_cluster(4)
+    core, _ = lock_in_round_0(cluster)
+    other = cluster.carry_over(1, "second")
+    actions = core.handle(ProposalReceived(cluster.proposal(other, 1)), 6.0)
+    assert [v.block_hash for v in my_votes(actions, PV)] == [None]
+
+
+def test_locked_node_prevotes_its_locked_value() -> None:
+    """Line 23: locked on v, a re-proposal of v (with vr = 0) gets a prevote for v."""
+    cluster = make_cluster(4)
+    core, block = lock_in_round_0(cluster)
+    actions = core.handle(ProposalReceived(cluster.proposal(block, 1, valid_round=0)), 6.0)
+    assert [v.block_hash for v in my_votes(actions, PV)] == [block_hash(block)]
+
+
+def test_nil_polka_never_unlocks() -> None:
+    """Line 44-46: 2f+1 nil prevotes make a nil precommit; the lock stays."""
+    cluster = make_cluster(4)
+    core, block = lock_in_round_0(cluster)
+    core.handle(TimeoutFired(Height(1), Round(1), Step.PROPOSE), 10.0)
+    actions = feed_votes(core, cluster, [1, 2], PV, 1, None)
+    assert [v.block_hash for v in my_votes(actions, PC)] == [None]
+    assert core.locked_round == 0 and core.locked_value == block
+
+
+def test_unlock_on_a_later_polka() -> None:
+    """Line 28-33: a proposal of v' with vr = 1 and 2f+1 prevotes for v' in round 1 makes a node
+    locked in round 0 prevote v', and the new polka relocks it on v'."""
+    cluster = make_cluster(4)
+    core, _ = lock_in_round_0(cluster)
+    other = cluster.carry_over(1, "second")
+    core.handle(TimeoutFired(Height(1), Round(1), Step.PROPOSE), 10.0)
+    feed_votes(core, cluster, [1, 2, 3], PV, 1, block_hash(other))
+    feed_votes(core, cluster, [1, 2], PC, 1, None)
+    core.handle(TimeoutFired(Height(1), Round(1), Step.PRECOMMIT), 12.0)
+    assert core.round == 2
+    actions = core.handle(ProposalReceived(cluster.proposal(other, 2, valid_round=1)), 13.0)
+    assert [v.block_hash for v in my_votes(actions, PV)] == [block_hash(other)]
+    feed_votes(core, cluster, [1, 2], PV, 2, block_hash(other))
+    assert core.locked_round == 2 and core.locked_value == other
+
+
+def test_valid_value_updated_in_precommit_step() -> None:
+    """Line 36 with step precommit: validValue/validRound update, the lock does not."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    block = cluster.carry_over(0)
+    core.handle(TimeoutFired(Height(1), Round(0), Step.PROPOSE), 20.0)
+    feed_votes(core, cluster, [1, 2, 3], PV, 0, block_hash(block))
+    core.handle(TimeoutFired(Height(1), Round(0), Step.PREVOTE), 22.0)
+    assert core.step == Step.PRECOMMIT and core.valid_round == -1
+    core.handle(ProposalReceived(cluster.proposal(block, 0)), 23.0)
+    assert core.valid_round == 0 and core.valid_value == block
+    assert core.locked_round == -1 and core.locked_value is None
+
+
+def test_valid_value_is_reproposed() -> None:
+    """Line 15-16: the proposer of a later round proposes validValue with validRound."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    block = cluster.carry_over(0)
+    core.handle(ProposalReceived(cluster.proposal(block, 0)), 1.0)
+    feed_votes(core, cluster, [1, 2], PV, 0, block_hash(block))
+    assert core.valid_round == 0
+    actions = feed_votes(core, cluster, [1, 2], PV, 3, None)  # skip to round 3: member 0 proposes
+    assert core.round == 3
+    (proposal,) = broadcasts(actions, Proposal)
+    assert proposal.round == 3 and proposal.valid_round == 0 and proposal.block == block
+
+
+def test_round_skip_on_f_plus_one() -> None:
+    """Line 55-56: messages of >1/3 of the power at a higher round make the node skip to it."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    feed_votes(core, cluster, [1], PV, 5, None)
+    assert core.round == 0  # 1 of 4 is not more than 1/3
+    feed_votes(core, cluster, [2], PC, 5, None)
+    assert core.round == 5
+
+
+def test_timeouts_grow_linearly_with_the_round() -> None:
+    """Timeouts carry (height, round, step) and are base + round * delta."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    feed_votes(core, cluster, [1], PV, 4, None)
+    feed_votes(core, cluster, [2], PC, 4, None)
+    assert core.round == 4
+    core.handle(TimeoutFired(Height(1), Round(4), Step.PROPOSE), 50.0)
+    actions = feed_votes(core, cluster, [3], PV, 4, None)
+    (timeout,) = of_type(actions, ScheduleTimeout)
+    assert (timeout.height, timeout.round, timeout.step) == (1, 4, Step.PREVOTE)
+    assert timeout.delay_seconds == TIMEOUTS.prevote + 4 * TIMEOUTS.prevote_delta
+
+
+def test_decision_in_a_past_round() -> None:
+    """Line 49: proposal + 2f+1 precommits for it in an earlier round decide at once."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    block = cluster.carry_over(0)
+    feed_votes(core, cluster, [1, 2], PV, 2, None)
+    assert core.round == 2
+    core.handle(ProposalReceived(cluster.proposal(block, 0)), 3.0)
+    actions = feed_votes(core, cluster, [1, 2, 3], PC, 0, block_hash(block))
+    (commit,) = of_type(actions, Commit)
+    assert commit.block == block
+    assert commit.commit_certificate.round == 0
+    assert core.height == 2 and core.round == 0
+    assert core.validator_set.indices(commit.commit_certificate.signers) == [1, 2, 3]
+
+
+def test_future_height_messages_are_buffered() -> None:
+    """Messages for the next height are kept and replayed when it starts."""
+    cluster = make_cluster(4)
+    core = started(cluster)
+    block1 = cluster.carry_over(0)
+    from consensus.core import ChainTip  # noqa: F401 - documents the restart path
+
+    core.handle(ProposalReceived(cluster.proposal(block1, 0)), 1.0)
+    feed_votes(core, cluster, [1, 2, 3], PV, 0, None, height=2)
+    feed_votes(core, cluster, [1, 2, 3], PC, 0, block_hash(block1))
+    assert core.height == 2
+    # the buffered height-2 nil prevotes (3 of 4) were replayed: the nil polka is visible as
+    # soon as this node prevotes
+    actions = core.handle(TimeoutFired(Height(2), Round(0), Step.PROPOSE), 40.0)
+    assert [v.block_hash for v in my_votes(actions, PC)] == [None]
+
+
+def test_restarted_validator_never_signs_a_conflicting_prevote() -> None:
+    """The guard: after a restart with a persisted prevote, a different prevote is refused."""
+    cluster = make_cluster(4)
+    block = cluster.carry_over(0)
+    state = SignerState(height=1, round=0, step=int(Step.PREVOTE), value=b"\x07" * 32)
+    core = cluster.core(0)
+    core.signer_state = state
+    core.handle(Started(), 0.0)
+    actions = core.handle(ProposalReceived(cluster.proposal(block, 0)), 1.0)
+    assert my_votes(actions, PV) == []
+    assert core.step == Step.PREVOTE  # the state machine still moves on
+
+
+def test_vote_from_a_non_validator_is_rejected() -> None:
+    """Observers have no power: their votes are refused with a reason."""
+    cluster = make_cluster(5, roles=[("trainer", "validator")] * 4 + [("observer",)])
+    core = started(cluster)
+    core.handle(VoteReceived(cluster.vote(4, PV, 1, 0, None)), 1.0)
+    assert "vote from a non-validator" in core.rejections
+
+
+def test_n6_needs_five_equal_votes_to_commit() -> None:
+    """n = 6 equal powers: 4 precommits do not decide, the 5th does."""
+    cluster = make_cluster(6)
+    core = started(cluster, me=5)
+    proposer = core.validator_set.proposer_for(Height(1), Round(0))
+    block = cluster.carry_over(0)
+    core.handle(ProposalReceived(cluster.proposal(block, 0)), 1.0)
+    others = [i for i in range(6) if i != 5 and i != proposer][:3] + [proposer]
+    actions = feed_votes(core, cluster, others, PC, 0, block_hash(block))
+    assert of_type(actions, Commit) == []
+    last = next(i for i in range(5) if i not in others)
+    actions = feed_votes(core, cluster, [last], PC, 0, block_hash(block))
+    assert len(of_type(actions, Commit)) == 1
