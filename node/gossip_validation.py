@@ -1,0 +1,385 @@
+"""Topic validators for the gossip edge: decode, schema, signer, height window, signature.
+
+Every gossiped message passes one of these checks inside the pubsub task before it is
+delivered to the driver or relayed to other peers (DESIGN.md "The node (trio shell)":
+"Gossip topic validators decode and check messages before they are relayed"). A peer's bad
+bytes become a rejection reason from `telemetry.labels.GOSSIP_REJECT_REASONS`, never an
+exception. The driver installs them with `GossipValidator.install(net)` and reads the
+already-decoded message back with `GossipValidator.decoded(topic, data)`, so nothing is
+decoded twice.
+
+The checks, cheapest first (a message stops at the first that fails):
+
+1. size above the topic cap -> ``oversized``;
+2. strict canonical CBOR (`consensus.codec`): not CBOR -> ``undecodable``; a wrong tag,
+   shape, field or non-canonical encoding -> ``schema``;
+3. the type belongs on the topic (consensus: Proposal / Vote; receipts: UpdateReceipt;
+   candidates: Candidate; attestations: Attestation; blocks: `CommittedBlock`), else ``schema``;
+4. a block header naming another chain -> ``wrong-chain`` (other messages carry the chain id
+   only inside their sign-bytes, so a foreign chain shows up as ``bad-signature``);
+5. the signer index exists in the genesis and holds the role the message needs (a vote,
+   proposal, candidate or attestation needs a validator, a receipt a trainer, a committed
+   block a validator proposer), else ``unknown-signer``;
+6. the height lies in ``current - 1 .. current + 8`` (late precommits of the previous height,
+   and future messages the core buffers), else ``height-window``;
+7. cheap consistency (a proposal from the round's proposer, for a block of its height; an
+   attestation whose report is the signer's and for the same candidate; a commit certificate
+   for exactly this block with a quorum bitfield), else ``invalid``;
+8. the signature over `consensus.signing` sign-bytes (for a committed block: the aggregate
+   precommit signature of its commit certificate), else ``bad-signature``.
+
+Choices where the issue is silent:
+
+- Verified messages are cached by the SHA-256 of their bytes (LRU, `cache_size` entries), so a
+  message seen again is never re-verified; deterministic rejections (everything but the
+  height window) are cached too, so a replayed forgery costs one hash.
+- ``duplicate``: gossipsub already drops a message id it has seen. What reaches us again is the
+  same content republished under another message id. Its author (the signer's genesis peer)
+  may do that (a rebroadcast for liveness) and so may we; anyone else republishing content we
+  already accepted adds nothing and is rejected as a replay. Committed blocks have no single
+  author, so on the blocks topic a repeat is simply accepted from the cache.
+- The blocks topic carries `CommittedBlock`, the canonical CBOR array
+  ``["bcfl/committed-block/v1", encode(block), encode(commit_certificate)]``: a bare block
+  proves nothing, its commit certificate does. Its improvement certificate, receipts and
+  ledger root are the driver's to check (`consensus.validity.BlockChecker`) before storing.
+- Receipts inside candidates and proposals are not verified here (the core does, with its own
+  cache); the gossip edge only makes sure a message is well formed, from a member, timely and
+  signed, so that garbage is never relayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import cbor2
+
+from consensus.codec import (
+    InvalidMessage,
+    block_hash,
+    canonical,
+    decode_as,
+    decode_message,
+    encode,
+)
+from consensus.crypto import Verifier
+from consensus.signing import (
+    attestation_bytes,
+    candidate_bytes,
+    proposal_bytes,
+    receipt_bytes,
+    vote_bytes,
+    vote_sign_bytes,
+)
+from consensus.types import (
+    Attestation,
+    Block,
+    Candidate,
+    CommitCertificate,
+    Genesis,
+    Proposal,
+    UpdateReceipt,
+    Vote,
+    VoteType,
+)
+from consensus.validators import ValidatorSet
+from node.network.topics import DEFAULT_SIZE_CAPS, Topic
+
+COMMITTED_BLOCK_TAG = "bcfl/committed-block/v1"
+
+WINDOW_BEHIND = 1
+WINDOW_AHEAD = 8
+
+# Rejections that depend only on the bytes (and the genesis), so they can be cached.
+_DETERMINISTIC = frozenset(
+    {"undecodable", "schema", "bad-signature", "unknown-signer", "wrong-chain", "invalid"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBlock:
+    """A committed block with the commit certificate that proves it (the blocks topic)."""
+
+    block: Block
+    commit_certificate: CommitCertificate
+
+
+GossipMessage = Proposal | Vote | UpdateReceipt | Candidate | Attestation | CommittedBlock
+TopicValidator = Callable[[bytes, str], str | None]
+
+TOPIC_TYPES: dict[Topic, tuple[type, ...]] = {
+    Topic.CONSENSUS: (Proposal, Vote),
+    Topic.RECEIPTS: (UpdateReceipt,),
+    Topic.CANDIDATES: (Candidate,),
+    Topic.ATTESTATIONS: (Attestation,),
+    Topic.BLOCKS: (CommittedBlock,),
+}
+
+
+class _SettableNetwork(Protocol):
+    def set_validator(self, topic: Topic, validator: TopicValidator) -> None: ...
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def encode_committed_block(block: Block, commit_certificate: CommitCertificate) -> bytes:
+    """The bytes of a committed block on the blocks topic."""
+    return canonical([COMMITTED_BLOCK_TAG, encode(block), encode(commit_certificate)])
+
+
+def decode_committed_block(data: bytes, max_size: int) -> CommittedBlock:
+    """Strictly decode `encode_committed_block` output; raises `InvalidMessage(reason)`."""
+    if len(data) > max_size:
+        raise InvalidMessage(f"message of {len(data)} bytes exceeds the limit of {max_size}")
+    try:
+        raw = cbor2.loads(data)
+    except Exception as exc:  # cbor2 raises many types on garbage: all are the peer's fault
+        raise InvalidMessage(f"not CBOR: {type(exc).__name__}") from None
+    if (
+        type(raw) is not list
+        or len(raw) != 3
+        or raw[0] != COMMITTED_BLOCK_TAG
+        or type(raw[1]) is not bytes
+        or type(raw[2]) is not bytes
+    ):
+        raise InvalidMessage("expected [committed-block tag, block, commit certificate]")
+    message = CommittedBlock(
+        decode_as(raw[1], Block, max_size=max_size),
+        decode_as(raw[2], CommitCertificate, max_size=max_size),
+    )
+    if canonical(raw) != data:
+        raise InvalidMessage("not canonically encoded")
+    return message
+
+
+def _decode_reason(exc: InvalidMessage) -> str:
+    if exc.reason.startswith(("not CBOR", "message is not bytes")):
+        return "undecodable"
+    if "exceeds the limit" in exc.reason:
+        return "oversized"
+    return "schema"
+
+
+class GossipValidator:
+    """The gossip-edge checks of one node, one validator function per topic.
+
+    Args:
+        genesis: the chain's genesis (members, roles, chain id).
+        verifier: the signature verifier (`BlsVerifier` in a daemon).
+        current_height: the height the node is deciding now (e.g. `lambda: core.height`).
+        size_caps: per-topic byte caps; the network's defaults when omitted.
+        local_peer_id: our own peer id (our republishes are never replays).
+        cache_size: how many verified and rejected message hashes to remember.
+    """
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        verifier: Verifier,
+        current_height: Callable[[], int],
+        *,
+        size_caps: Mapping[Topic, int] | None = None,
+        local_peer_id: str | None = None,
+        cache_size: int = 8192,
+    ) -> None:
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.verifier = verifier
+        self.current_height = current_height
+        self.validator_set = ValidatorSet(genesis.validators)
+        self.size_caps = dict(DEFAULT_SIZE_CAPS if size_caps is None else size_caps)
+        self.local_peer_id = local_peer_id
+        self.cache_size = cache_size
+        self._member_peers = tuple(m.peer_id for m in genesis.validators)
+        # Keyed by (topic, SHA-256 of the bytes): the same bytes may be valid on one topic only.
+        self._accepted: OrderedDict[tuple[Topic, bytes], GossipMessage] = OrderedDict()
+        self._rejected: OrderedDict[tuple[Topic, bytes], str] = OrderedDict()
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def validator_for(self, topic: Topic) -> TopicValidator:
+        """The function to install with `NodeNetwork.set_validator(topic, ...)`."""
+
+        def validate(data: bytes, origin: str) -> str | None:
+            return self.check(topic, data, origin)[1]
+
+        return validate
+
+    def install(self, net: _SettableNetwork) -> None:
+        """Install the validator of every topic on `net`."""
+        for topic in Topic:
+            net.set_validator(topic, self.validator_for(topic))
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def check(
+        self, topic: Topic, data: bytes, origin: str | None = None
+    ) -> tuple[GossipMessage | None, str | None]:
+        """Validate `data` gossiped on `topic` by `origin`: (message, None) or (None, reason)."""
+        if len(data) > self.size_caps[topic]:
+            return None, "oversized"
+        key = (topic, hashlib.sha256(data).digest())
+        known = self._accepted.get(key)
+        if known is not None:
+            self._accepted.move_to_end(key)
+            if origin is not None and self._is_replay(known, origin):
+                return None, "duplicate"
+            return known, None
+        reason = self._rejected.get(key)
+        if reason is not None:
+            return None, reason
+        try:
+            message = self._verify(topic, data)
+        except _Rejected as rejection:
+            if rejection.reason in _DETERMINISTIC:
+                self._remember(self._rejected, key, rejection.reason)
+            return None, rejection.reason
+        self._remember(self._accepted, key, message)
+        return message, None
+
+    def decoded(self, topic: Topic, data: bytes) -> GossipMessage | None:
+        """The message of bytes this validator accepted (from the cache; checked again if evicted)."""
+        known = self._accepted.get((topic, hashlib.sha256(data).digest()))
+        if known is not None:
+            return known
+        return self.check(topic, data)[0]
+
+    def _remember(
+        self, cache: OrderedDict[tuple[Topic, bytes], Any], key: tuple[Topic, bytes], value: Any
+    ) -> None:
+        cache[key] = value
+        if len(cache) > self.cache_size:
+            cache.popitem(last=False)
+
+    def _is_replay(self, message: GossipMessage, origin: str) -> bool:
+        if origin == self.local_peer_id or isinstance(message, CommittedBlock):
+            return False
+        author = _author(message)
+        return not (0 <= author < len(self._member_peers) and origin == self._member_peers[author])
+
+    def _verify(self, topic: Topic, data: bytes) -> GossipMessage:
+        cap = self.size_caps[topic]
+        try:
+            message: GossipMessage = (
+                decode_committed_block(data, cap)
+                if topic is Topic.BLOCKS
+                else decode_message(data, cap)
+            )
+        except InvalidMessage as exc:
+            raise _Rejected(_decode_reason(exc)) from None
+        if not isinstance(message, TOPIC_TYPES[topic]):
+            raise _Rejected("schema")
+        if isinstance(message, Vote):
+            self._check_vote(message)
+        elif isinstance(message, Proposal):
+            self._check_proposal(message)
+        elif isinstance(message, UpdateReceipt):
+            self._check_receipt(message)
+        elif isinstance(message, Candidate):
+            self._check_candidate(message)
+        elif isinstance(message, Attestation):
+            self._check_attestation(message)
+        else:
+            self._check_committed_block(message)
+        return message
+
+    def _require(self, ok: bool, reason: str) -> None:
+        if not ok:
+            raise _Rejected(reason)
+
+    def _in_window(self, height: int) -> None:
+        current = self.current_height()
+        self._require(current - WINDOW_BEHIND <= height <= current + WINDOW_AHEAD, "height-window")
+
+    def _signed_by(self, index: int, message: bytes, signature: bytes) -> None:
+        key = self.validator_set.public_keys[index]
+        self._require(self.verifier.verify(key, message, signature), "bad-signature")
+
+    def _check_vote(self, vote: Vote) -> None:
+        self._require(self.validator_set.is_validator(vote.validator), "unknown-signer")
+        self._in_window(vote.height)
+        self._require(vote.round >= 0, "invalid")
+        self._signed_by(vote.validator, vote_bytes(self.chain_id, vote), vote.signature)
+
+    def _check_proposal(self, proposal: Proposal) -> None:
+        header = proposal.block.header
+        self._require(header.chain_id == self.chain_id, "wrong-chain")
+        self._require(self.validator_set.is_validator(proposal.proposer), "unknown-signer")
+        self._in_window(proposal.height)
+        self._require(
+            proposal.round >= 0
+            and -1 <= proposal.valid_round < proposal.round
+            and header.height == proposal.height
+            and proposal.proposer
+            == self.validator_set.proposer_for(proposal.height, proposal.round),
+            "invalid",
+        )
+        sign_bytes = proposal_bytes(self.chain_id, proposal, block_hash(proposal.block))
+        self._signed_by(proposal.proposer, sign_bytes, proposal.signature)
+
+    def _check_receipt(self, receipt: UpdateReceipt) -> None:
+        self._require(self.validator_set.is_trainer(receipt.author), "unknown-signer")
+        self._in_window(receipt.height)
+        self._signed_by(receipt.author, receipt_bytes(self.chain_id, receipt), receipt.signature)
+
+    def _check_candidate(self, candidate: Candidate) -> None:
+        self._require(self.validator_set.is_validator(candidate.proposer), "unknown-signer")
+        self._in_window(candidate.height)
+        self._require(candidate.round >= 0, "invalid")
+        sign_bytes = candidate_bytes(self.chain_id, candidate)
+        self._signed_by(candidate.proposer, sign_bytes, candidate.signature)
+
+    def _check_attestation(self, attestation: Attestation) -> None:
+        self._require(self.validator_set.is_validator(attestation.signer), "unknown-signer")
+        self._in_window(attestation.height)
+        report = attestation.report
+        self._require(
+            report.evaluator == attestation.signer
+            and report.candidate_hash == attestation.candidate_hash,
+            "invalid",
+        )
+        sign_bytes = attestation_bytes(self.chain_id, attestation)
+        self._signed_by(attestation.signer, sign_bytes, attestation.signature)
+
+    def _check_committed_block(self, committed: CommittedBlock) -> None:
+        header, cert = committed.block.header, committed.commit_certificate
+        self._require(header.chain_id == self.chain_id, "wrong-chain")
+        self._require(self.validator_set.is_validator(header.proposer), "unknown-signer")
+        self._in_window(header.height)
+        vs = self.validator_set
+        signers = vs.indices(cert.signers)
+        self._require(
+            signers is not None
+            and vs.has_quorum(vs.power_of(signers))
+            and cert.height == header.height
+            and cert.block_hash == block_hash(committed.block),
+            "invalid",
+        )
+        assert signers is not None
+        message = vote_sign_bytes(
+            self.chain_id, VoteType.PRECOMMIT, cert.height, cert.round, cert.block_hash
+        )
+        keys = [vs.public_keys[i] for i in signers]
+        self._require(
+            self.verifier.verify_same_message(keys, message, cert.aggregate_signature),
+            "bad-signature",
+        )
+
+
+def _author(message: GossipMessage) -> int:
+    if isinstance(message, Vote):
+        return message.validator
+    if isinstance(message, UpdateReceipt):
+        return message.author
+    if isinstance(message, Attestation):
+        return message.signer
+    if isinstance(message, Proposal | Candidate):
+        return message.proposer
+    return message.block.header.proposer
