@@ -53,7 +53,7 @@ from consensus.types import (
 )
 from consensus.types import VerdictRule as ConsensusVerdictRule
 from node.cli import UserError
-from node.fsutil import atomic_write, atomic_write_text
+from node.fsutil import atomic_write
 from node.keys import NodeHome
 
 if TYPE_CHECKING:

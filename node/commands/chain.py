@@ -1,0 +1,105 @@
+"""`bcfl chain show [HEIGHT] --home DIR [--json]`: the committed chain of a node home.
+
+Reads the home's store directly, so it works whether or not the node is running. Without a
+height: one line per block (or `--last N`); with one: the whole block; height 0 is the genesis.
+The JSON is the same as the node's HTTP API (`/chain`, `/chain/<H>`, built by
+node/chainfiles.py). Nothing is verified here: that is `bcfl chain verify`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from node.cli import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("height", nargs="?", type=int, help="one block (0: the genesis)")
+    parser.add_argument("--home", required=True, type=Path, help="node home directory")
+    parser.add_argument("--last", type=int, default=None, help="only the last N blocks")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def open_chain(home: Path) -> tuple[Any, Any]:
+    """(genesis or None, ChainStore) of a home; UserError if the home holds no chain."""
+    from node.chainfiles import GenesisFileError, load_genesis
+    from node.keys import NodeHome
+    from node.store import ChainStore
+
+    node_home = NodeHome(home)
+    if not node_home.db_path.is_file():
+        raise UserError(
+            f"{home} holds no chain yet (no {node_home.db_path.name}); is it a node home that ran?"
+        )
+    try:
+        genesis = load_genesis(node_home)
+    except GenesisFileError:
+        genesis = None
+    return genesis, ChainStore.open(node_home)
+
+
+def _short(hex_hash: str) -> str:
+    return hex_hash[:12]
+
+
+def _line(s: dict[str, Any]) -> str:
+    metric = s["metric"]
+    shown = f"{metric['after']:.4f}" if metric else "-"
+    what = (
+        f"{s['updates']} updates"
+        if s["kind"] == "model"
+        else f"carry-over: {s['carry_over_reason']}"
+    )
+    return (
+        f"{s['height']:>6}  {_short(s['hash'])}  r{s['round']:<2} "
+        f"{s['proposer_name']:<14.14} {_short(s['model_hash'])}  {shown:>7}  {what}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from node.chainfiles import block_summary, block_to_json, genesis_summary
+    from node.verify import load_stored_block
+
+    genesis, store = open_chain(args.home)
+    try:
+        tip = store.tip_height() or 0
+        if args.height is not None:
+            if args.height == 0:
+                if genesis is None:
+                    raise UserError(f"{args.home} has no readable genesis.cbor")
+                print(json.dumps(genesis_summary(genesis), indent=None if args.json else 2))
+                return 0
+            if not 0 < args.height <= tip:
+                raise UserError(
+                    f"height {args.height} is not committed here; this node's chain ends at "
+                    f"height {tip}"
+                )
+            loaded = load_stored_block(store, args.height)
+            assert loaded is not None  # noqa: S101 - checked against the tip above
+            block, cert, ledger = loaded
+            detail = block_to_json(block, cert)
+            detail["summary"] = block_summary(block, cert=cert, ledger=ledger, genesis=genesis)
+            print(json.dumps(detail, indent=None if args.json else 2))
+            return 0
+        first = 1 if args.last is None else max(1, tip - args.last + 1)
+        summaries = []
+        for height in range(first, tip + 1):
+            loaded = load_stored_block(store, height)
+            if loaded is None:
+                break
+            block, cert, ledger = loaded
+            summaries.append(block_summary(block, cert=cert, ledger=ledger, genesis=genesis))
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(summaries))
+        return 0
+    chain = genesis.chain_id if genesis is not None else "?"
+    print(f"chain {chain}: {tip} blocks")
+    print(f"{'height':>6}  {'hash':<12}  {'rnd':<3} {'proposer':<14} {'model':<12}  {'metric':>7}")
+    for summary in summaries:
+        print(_line(summary))
+    return 0

@@ -1,0 +1,149 @@
+"""`bcfl genesis NODE_INFO.json... --out DIR|FILE [--install HOME...]`: create a chain's genesis.
+
+Reads every site's `node_info.json` (written by `bcfl init`), checks each BLS proof of
+possession, and writes the genesis plus the initial model: `--out DIR` writes
+`DIR/genesis.cbor` and `DIR/genesis.model.safetensors` (each site copies both into its home),
+`--out FILE.cbor` writes FILE and `FILE-stem.model.safetensors` next to it, and `--install HOME`
+writes straight into node homes. Prints the genesis hash, which every site should compare
+out of band before starting its node.
+
+Defaults (where the issue is silent): aggregation "trimmed-mean" (robust to a minority of
+poisoned updates; the learning engine's acceptance runs used it), verdict "loss" with tolerance
+0.005, initial model seed 0, the chain id `bcfl-<dataset>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from node.cli import UserError
+
+DATASETS = ("breast-cancer", "diabetes", "csv")
+MODELS = ("logreg", "mlp")
+RULES = ("fedavg", "median", "trimmed-mean", "multi-krum")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("node_infos", nargs="+", type=Path, metavar="NODE_INFO.json")
+    parser.add_argument("--out", type=Path, help="directory or .cbor file to write the genesis to")
+    parser.add_argument(
+        "--install",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="HOME",
+        help="node homes to install into",
+    )
+    parser.add_argument("--chain-id", default=None, help="chain id (default bcfl-<dataset>)")
+    parser.add_argument("--dataset", choices=DATASETS, default="breast-cancer")
+    parser.add_argument(
+        "--task-json",
+        type=Path,
+        help="task spec map (JSON) for --dataset csv: features, label, ...",
+    )
+    parser.add_argument("--model", choices=MODELS, default="logreg")
+    parser.add_argument("--hidden", default="32", help="MLP hidden sizes, comma separated")
+    parser.add_argument("--rule", choices=RULES, default="trimmed-mean", help="aggregation rule")
+    parser.add_argument("--trim-fraction", type=float, default=0.25)
+    parser.add_argument("--krum-f", type=int, default=None)
+    parser.add_argument("--verdict-metric", default="loss", help="metric deciding 'improved'")
+    parser.add_argument("--tolerance", type=float, default=0.005, help="allowed worsening")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial model")
+    parser.add_argument("--update-window", type=float, default=None, help="seconds")
+    parser.add_argument("--attestation-timeout", type=float, default=None, help="seconds")
+    parser.add_argument("--propose-timeout", type=float, default=None, help="seconds")
+    parser.add_argument("--expected-trainers", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="print the genesis summary as JSON")
+
+
+def _task(args: argparse.Namespace):  # noqa: ANN202 - learning.TaskSpec, imported lazily
+    from learning import TaskError, TaskSpec, builtin_task
+
+    try:
+        hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+    except ValueError:
+        raise UserError(f"--hidden must be comma-separated integers, got {args.hidden!r}") from None
+    if args.dataset != "csv":
+        if args.task_json is not None:
+            raise UserError("--task-json is only for --dataset csv")
+        return builtin_task(args.dataset, model=args.model, hidden=hidden or (32,))
+    if args.task_json is None:
+        raise UserError(
+            "--dataset csv needs --task-json FILE naming the features, label, kind and metric"
+        )
+    try:
+        raw = json.loads(args.task_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {args.task_json} as JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{args.task_json} must hold a JSON object (a task spec)")
+    raw = {"dataset": "csv", "model": args.model, "hidden": list(hidden or (32,)), **raw}
+    try:
+        return TaskSpec.from_dict(raw)
+    except (TaskError, ValueError) as exc:
+        raise UserError(f"{args.task_json}: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from consensus.codec import genesis_hash
+    from consensus.types import Timeouts
+    from learning import AggregationRule, VerdictRule
+    from node.chainfiles import (
+        build_genesis,
+        genesis_summary,
+        read_node_info,
+        write_genesis,
+        write_genesis_file,
+    )
+
+    if args.out is None and not args.install:
+        raise UserError("give --out DIR|FILE or --install HOME (or both)")
+    infos = [read_node_info(path) for path in args.node_infos]
+    task = _task(args)
+    try:
+        rule = AggregationRule(name=args.rule, trim_fraction=args.trim_fraction, krum_f=args.krum_f)
+        verdict = VerdictRule(metric=args.verdict_metric, tolerance=args.tolerance)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    defaults = Timeouts()
+    timeouts = Timeouts(
+        propose=args.propose_timeout or defaults.propose,
+        update_window=args.update_window or defaults.update_window,
+        attestation=args.attestation_timeout or defaults.attestation,
+    )
+    genesis, model = build_genesis(
+        infos,
+        chain_id=args.chain_id or f"bcfl-{args.dataset}",
+        task=task,
+        init_seed=args.seed,
+        rule=rule,
+        verdict=verdict,
+        timeouts=timeouts,
+        expected_trainers=args.expected_trainers,
+    )
+    written: list[str] = []
+    if args.out is not None:
+        out: Path = args.out
+        target = out if out.suffix == ".cbor" else out / "genesis.cbor"
+        written.extend(str(p) for p in write_genesis_file(target, genesis, model))
+    for home in args.install:
+        if not (home / "config.toml").is_file():
+            raise UserError(f"{home} is not a node home; create it with `bcfl init --home {home}`")
+        write_genesis(home, genesis, model)
+        written.append(str(home / "genesis.cbor"))
+    summary = genesis_summary(genesis)
+    summary["written"] = written
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"genesis hash {genesis_hash(genesis).hex()}")
+    print(
+        f"  chain {genesis.chain_id}: {len(genesis.validators)} members, task {task.name} "
+        f"({task.model}), rule {genesis.aggregation_rule}, verdict {verdict.metric}"
+        f" +/- {verdict.tolerance}"
+    )
+    for path in written:
+        print(f"  wrote {path}")
+    return 0

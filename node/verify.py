@@ -1,0 +1,296 @@
+"""`bcfl chain verify`: replay a node's stored chain from its genesis and check everything.
+
+Per height h, in order, stopping at the first problem (one message naming the height):
+
+1. the stored block decodes canonically and its bytes hash to the stored block hash;
+2. the commit certificate is for exactly this block and height, and its BLS aggregate verifies
+   with strictly more than 2/3 of the voting power;
+3. `consensus.validity.BlockChecker.block_problem` against the replayed parent: height, parent
+   link, proposer of the round, block time, the parent's commit certificate, updates root,
+   update receipts and their signatures, the improvement certificate (BLS, >2/3 power, for
+   exactly this aggregation of exactly these receipts), evidence, and the header's ledger root
+   (the same checks every validator ran before voting; not re-implemented here);
+4. the ledger transition `consensus.ledger.apply_block` gives byte for byte the stored ledger
+   snapshot;
+5. every blob the block references that is still on disk hashes to its name, and for a model
+   block `learning.aggregate(rule, M(h-1), included updates)` hashes to `header.model_hash`.
+
+Choices where the issue is silent: a blob pruned by the node's retention policy
+(`storage.keep_last_models`) makes that height's aggregation "skipped", not a failure; the
+replayed model carries on from the stored model blob when there is one. A blob that is present
+but altered is a failure. Verification only reads the home: nothing is quarantined or
+rewritten, so it is safe to run next to a running node (SQLite WAL gives a consistent read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from consensus.codec import InvalidMessage, block_hash, decode_as, encode, genesis_hash
+from consensus.crypto import BlsVerifier
+from consensus.genesis import InvalidGenesis, validate_genesis
+from consensus.ledger import apply_block, genesis_ledger
+from consensus.types import Block, CommitCertificate, Genesis, Hash, Ledger
+from consensus.validity import BlockChecker, Parent
+from node.chainfiles import GenesisFileError, load_genesis
+from node.keys import NodeHome
+
+
+@dataclass(frozen=True, slots=True)
+class ChainProblem:
+    """The first thing that is wrong with a chain; height 0 is the genesis."""
+
+    height: int
+    message: str
+
+    def __str__(self) -> str:
+        where = "the genesis" if self.height == 0 else f"height {self.height}"
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class VerifyResult:
+    """What a replay found."""
+
+    chain_id: str = ""
+    genesis_hash: str = ""
+    blocks: int = 0
+    model_blocks: int = 0
+    carry_over_blocks: int = 0
+    replayed: list[int] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    problem: ChainProblem | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every stored height verified."""
+        return self.problem is None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` object of `bcfl chain verify`."""
+        return {
+            "ok": self.ok,
+            "chain_id": self.chain_id,
+            "genesis_hash": self.genesis_hash,
+            "blocks": self.blocks,
+            "model_blocks": self.model_blocks,
+            "carry_over_blocks": self.carry_over_blocks,
+            "aggregation": {
+                "replayed": self.replayed,
+                "skipped": [{"height": h, "reason": r} for h, r in self.skipped],
+            },
+            "problem": None
+            if self.problem is None
+            else {"height": self.problem.height, "message": self.problem.message},
+        }
+
+
+class _Failed(Exception):
+    def __init__(self, height: int, message: str) -> None:
+        super().__init__(message)
+        self.problem = ChainProblem(height, message)
+
+
+def _blob(store: Any, blob_hash: bytes, height: int, what: str) -> bytes | None:
+    """A blob's bytes, None when pruned; an altered blob is a failure at `height`."""
+    path = store.blobs.path(blob_hash)
+    try:
+        data: bytes = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    if hashlib.sha256(data).digest() != blob_hash:
+        raise _Failed(
+            height,
+            f"{what} blob {blob_hash.hex()[:16]} was altered on disk (its bytes no longer "
+            "hash to its name)",
+        )
+    return data
+
+
+class ChainVerifier:
+    """Replays one home's chain; `run()` returns a VerifyResult."""
+
+    def __init__(
+        self,
+        home: Path | NodeHome,
+        *,
+        replay_aggregation: bool = True,
+        on_height: Callable[[int], None] | None = None,
+    ) -> None:
+        self.home = home if isinstance(home, NodeHome) else NodeHome(Path(home))
+        self.replay_aggregation = replay_aggregation
+        self.on_height = on_height
+        self.result = VerifyResult()
+        self._rule: Any = None
+
+    def run(self) -> VerifyResult:
+        """Verify the whole stored chain (see the module docstring)."""
+        from node.store import ChainStore
+
+        try:
+            genesis = self._genesis()
+        except _Failed as failed:
+            self.result.problem = failed.problem
+            return self.result
+        store = ChainStore.open(self.home)
+        try:
+            self._replay(genesis, store)
+        except _Failed as failed:
+            self.result.problem = failed.problem
+        finally:
+            store.close()
+        return self.result
+
+    def _genesis(self) -> Genesis:
+        try:
+            genesis = load_genesis(self.home)
+        except GenesisFileError as exc:
+            raise _Failed(0, str(exc)) from None
+        self.verifier = BlsVerifier()
+        try:
+            self.valset = validate_genesis(genesis, self.verifier)
+        except InvalidGenesis as exc:
+            raise _Failed(0, f"the genesis is invalid: {exc}") from None
+        self.result.chain_id = genesis.chain_id
+        self.result.genesis_hash = genesis_hash(genesis).hex()
+        return genesis
+
+    def _replay(self, genesis: Genesis, store: Any) -> None:
+        checker = BlockChecker(genesis, self.valset, self.verifier)
+        ledger = genesis_ledger(genesis)
+        parent = Parent(0, genesis_hash(genesis), genesis.genesis_time_ms, ledger)
+        model = _blob(store, genesis.initial_model_hash, 0, "genesis model")
+        tip = store.tip_height()
+        if tip is None:
+            return
+        for height in range(1, tip + 1):
+            block, bhash = self._block(store, checker, height)
+            problem = checker.block_problem(block, parent)
+            if problem:
+                raise _Failed(height, f"the block is invalid: {problem}")
+            ledger = apply_block(parent.ledger, block)
+            snapshot = store.get_ledger(height)
+            if snapshot is None:
+                raise _Failed(height, "the ledger snapshot is missing")
+            if snapshot != encode(ledger):
+                raise _Failed(
+                    height, "the stored ledger snapshot differs from the replayed ledger transition"
+                )
+            model = self._model(genesis, store, block, model, parent.ledger.model_hash)
+            parent = Parent(height, bhash, block.header.time_ms, ledger)
+            self.result.blocks = height
+            if block.is_carry_over:
+                self.result.carry_over_blocks += 1
+            else:
+                self.result.model_blocks += 1
+            if self.on_height is not None:
+                self.on_height(height)
+
+    def _block(self, store: Any, checker: BlockChecker, height: int) -> tuple[Block, Hash]:
+        stored = store.get_block(height)
+        if stored is None:
+            raise _Failed(height, "the block is missing from the store")
+        if hashlib.sha256(stored.block).digest() != stored.hash:
+            raise _Failed(
+                height,
+                "the stored block's bytes do not hash to its recorded hash (altered on disk)",
+            )
+        try:
+            block = decode_as(stored.block, Block, max_size=len(stored.block) + 1)
+        except InvalidMessage as exc:
+            raise _Failed(height, f"the stored block does not decode ({exc.reason})") from None
+        bhash = block_hash(block)
+        if block.header.height != height:
+            raise _Failed(height, f"the block stored here claims height {block.header.height}")
+        try:
+            cert = decode_as(stored.commit_cert, CommitCertificate, max_size=1 << 20)
+        except InvalidMessage as exc:
+            raise _Failed(
+                height, f"the commit certificate does not decode ({exc.reason})"
+            ) from None
+        if cert.height != height or cert.block_hash != bhash:
+            raise _Failed(height, "the commit certificate is for another block")
+        problem = checker.commit_certificate_problem(cert)
+        if problem:
+            raise _Failed(height, problem)
+        return block, bhash
+
+    def _model(
+        self, genesis: Genesis, store: Any, block: Block, model: bytes | None, base: Hash
+    ) -> bytes | None:
+        """Check the block's blobs and replay its aggregation; return M(h) if known."""
+        height = int(block.header.height)
+        for ref in store.blob_refs(height):
+            _blob(store, ref, height, "referenced")
+        if block.is_carry_over:
+            return model
+        target = block.header.model_hash
+        stored_model = _blob(store, target, height, "model")
+        if not self.replay_aggregation:
+            self.result.skipped.append((height, "aggregation replay turned off"))
+            return stored_model
+        if model is None:
+            self.result.skipped.append((height, f"parent model {base.hex()[:16]} was pruned"))
+            return stored_model
+        updates = []
+        for receipt in block.receipts:
+            data = _blob(store, receipt.blob_hash, height, "update")
+            if data is None:
+                self.result.skipped.append(
+                    (height, f"update blob {receipt.blob_hash.hex()[:16]} was pruned")
+                )
+                return stored_model
+            updates.append((receipt.blob_hash, data, receipt.n_samples))
+        candidate = self._aggregate(genesis, height, model, updates)
+        if hashlib.sha256(candidate).digest() != target:
+            raise _Failed(
+                height,
+                "aggregating the included updates from the stored blobs does not give the "
+                "committed model hash",
+            )
+        self.result.replayed.append(height)
+        return candidate
+
+    def _aggregate(
+        self, genesis: Genesis, height: int, model: bytes, updates: list[tuple[bytes, bytes, int]]
+    ) -> bytes:
+        from learning import AggregationError, aggregate
+        from node.chainfiles import genesis_rule
+
+        if self._rule is None:
+            try:
+                self._rule = genesis_rule(genesis)
+            except ValueError as exc:
+                raise _Failed(0, f"the genesis aggregation rule is unusable: {exc}") from None
+        try:
+            return aggregate(self._rule, model, updates)
+        except AggregationError as exc:
+            raise _Failed(height, f"the included updates cannot be aggregated: {exc}") from None
+
+
+def verify_chain(
+    home: Path | NodeHome,
+    *,
+    replay_aggregation: bool = True,
+    on_height: Callable[[int], None] | None = None,
+) -> VerifyResult:
+    """Replay and verify the chain stored in `home` (see the module docstring)."""
+    return ChainVerifier(home, replay_aggregation=replay_aggregation, on_height=on_height).run()
+
+
+def load_stored_block(
+    store: Any, height: int
+) -> tuple[Block, CommitCertificate, Ledger | None] | None:
+    """Decode the block, commit certificate and ledger snapshot stored at `height` (unchecked)."""
+    stored = store.get_block(height)
+    if stored is None:
+        return None
+    block = decode_as(stored.block, Block, max_size=len(stored.block) + 1)
+    cert = decode_as(stored.commit_cert, CommitCertificate, max_size=1 << 20)
+    snapshot = store.get_ledger(height)
+    ledger = None if snapshot is None else decode_as(snapshot, Ledger, max_size=len(snapshot) + 1)
+    return block, cert, ledger
