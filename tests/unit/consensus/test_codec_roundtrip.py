@@ -1,0 +1,247 @@
+"""Canonical CBOR: round trips, byte stability, strict schema checks, fuzzed decoding."""
+
+from __future__ import annotations
+
+import contextlib
+
+import cbor2
+import pytest
+from consensus_harness import InstantNet, make_cluster
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensus import codec
+from consensus.codec import InvalidMessage, decode, decode_message, encode, encode_message
+from consensus.events import Broadcast, Commit
+from consensus.guard import SignerState
+from consensus.types import (
+    EvalReport,
+    Hash,
+    Height,
+    Round,
+    Signature,
+    UpdateReceipt,
+    ValidatorIndex,
+    Vote,
+    VoteType,
+)
+
+hashes = st.binary(min_size=32, max_size=32).map(Hash)
+sigs = st.binary(min_size=96, max_size=96).map(Signature)
+small = st.integers(min_value=0, max_value=2**40)
+floats = st.floats(allow_nan=False, allow_infinity=False)
+
+votes = st.builds(
+    Vote,
+    vote_type=st.sampled_from(list(VoteType)),
+    height=small.map(Height),
+    round=small.map(Round),
+    block_hash=st.none() | hashes,
+    validator=small.map(ValidatorIndex),
+    signature=sigs,
+)
+receipts = st.builds(
+    UpdateReceipt,
+    author=small.map(ValidatorIndex),
+    height=small.map(Height),
+    base_model_hash=hashes,
+    blob_hash=hashes,
+    n_samples=small,
+    train_loss=floats,
+    epsilon_spent=floats,
+    signature=sigs,
+)
+reports = st.builds(
+    EvalReport,
+    evaluator=small.map(ValidatorIndex),
+    candidate_hash=hashes,
+    n_samples=small,
+    loss_before=floats,
+    loss_after=floats,
+    metric_before=floats,
+    metric_after=floats,
+)
+
+
+@pytest.fixture(scope="module")
+def chain_messages() -> list[object]:
+    """Every wire message a short real run produced, plus its blocks and certificates."""
+    cluster = make_cluster(4)
+    net = InstantNet(cluster, [cluster.core(i) for i in range(4)], max_height=2)
+    net.start()
+    messages: list[object] = [a.message for _, a in net.log if isinstance(a, Broadcast)]
+    for _, action in net.log:
+        if isinstance(action, Commit):
+            messages += [action.block, action.commit_certificate, action.ledger]
+    messages.append(cluster.genesis)
+    return messages
+
+
+def test_every_chain_message_round_trips(chain_messages) -> None:  # type: ignore[no-untyped-def]
+    """decode(encode(x)) == x and encoding twice gives the same bytes, for every type."""
+    kinds = set()
+    for msg in chain_messages:
+        data = encode(msg)
+        assert decode(data) == msg
+        assert encode(decode(data)) == data
+        kinds.add(type(msg).__name__)
+    assert {"Proposal", "Vote", "UpdateReceipt", "Candidate", "Attestation", "Block"} <= kinds
+
+
+@given(votes)
+def test_vote_round_trip(vote: Vote) -> None:
+    """Arbitrary votes round-trip through the wire codec."""
+    assert decode_message(encode_message(vote)) == vote
+
+
+@given(receipts, reports)
+def test_receipt_and_report_round_trip(receipt: UpdateReceipt, report: EvalReport) -> None:
+    """Floats keep their exact value; encodings are stable."""
+    assert decode_message(encode_message(receipt)) == receipt
+    assert decode_message(encode_message(report)) == report
+    assert encode_message(receipt) == encode_message(decode_message(encode_message(receipt)))
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_raise_only_invalid_message(data: bytes) -> None:
+    """Fuzz: garbage never raises anything but InvalidMessage."""
+    try:
+        decode_message(data)
+    except InvalidMessage as exc:
+        assert exc.reason
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_mutated_valid_messages_raise_only_invalid_message(data) -> None:  # type: ignore[no-untyped-def]
+    """Fuzz: a valid encoding with bytes flipped, cut or inserted decodes or is refused cleanly."""
+    vote = data.draw(votes)
+    raw = bytearray(encode_message(vote))
+    pos = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
+    op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+    if op == "flip":
+        raw[pos] ^= data.draw(st.integers(min_value=1, max_value=255))
+    elif op == "cut":
+        del raw[pos:]
+    else:
+        raw.insert(pos, data.draw(st.integers(min_value=0, max_value=255)))
+    try:
+        out = decode_message(bytes(raw))
+    except InvalidMessage:
+        return
+    assert encode_message(out) == bytes(raw)
+
+
+@settings(max_examples=200)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.binary(max_size=5),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=5), children, max_size=4)
+        ),
+        max_leaves=20,
+    )
+)
+def test_arbitrary_cbor_values_raise_only_invalid_message(value: object) -> None:
+    """Fuzz: well-formed CBOR of the wrong shape, with and without a real tag."""
+    for wrapped in (value, ["vote", value], ["block", value], ["genesis", value]):
+        with contextlib.suppress(InvalidMessage):
+            decode(cbor2.dumps(wrapped, canonical=True))
+
+
+def body_of(vote: Vote) -> dict:  # type: ignore[type-arg]
+    return cbor2.loads(encode_message(vote))[1]
+
+
+VOTE = Vote(VoteType.PREVOTE, Height(3), Round(1), None, ValidatorIndex(2), Signature(b"\x01" * 96))
+
+
+def reencode(body: dict, tag: str = "vote") -> bytes:  # type: ignore[type-arg]
+    return cbor2.dumps([tag, body], canonical=True)
+
+
+def test_unknown_field_is_rejected_with_its_name() -> None:
+    """An extra field is refused, and the reason names it."""
+    body = body_of(VOTE) | {"extra": 1}
+    with pytest.raises(InvalidMessage, match="unknown fields \\['extra'\\]"):
+        decode_message(reencode(body))
+
+
+def test_missing_field_is_rejected_with_its_name() -> None:
+    """A missing field is refused, and the reason names it."""
+    body = body_of(VOTE)
+    del body["round"]
+    with pytest.raises(InvalidMessage, match="missing fields \\['round'\\]"):
+        decode_message(reencode(body))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("round", "1", "expected an integer"),
+        ("round", True, "expected an integer"),
+        ("round", 2**70, "out of range"),
+        ("signature", b"\x01" * 95, "expected 96 bytes"),
+        ("block_hash", b"\x01" * 31, "expected 32 bytes"),
+        ("vote_type", 9, "unknown VoteType"),
+    ],
+)
+def test_wrong_types_and_sizes_are_rejected(field: str, value: object, reason: str) -> None:
+    """Exact types, fixed lengths, bounded integers, known enum values."""
+    body = body_of(VOTE) | {field: value}
+    with pytest.raises(InvalidMessage, match=reason):
+        decode_message(reencode(body))
+
+
+def test_non_canonical_encoding_is_rejected() -> None:
+    """The same vote encoded non-canonically (a long-form integer) is refused."""
+    body = body_of(VOTE)
+    data = cbor2.dumps(["vote", body], canonical=False)
+    data_long = data.replace(b"\x65round\x01", b"\x65round\x18\x01")
+    assert data_long != data
+    with pytest.raises(InvalidMessage, match="canonical"):
+        decode_message(data_long)
+
+
+def test_non_finite_floats_are_rejected() -> None:
+    """NaN would break decode(encode(x)) == x and is never a statistic."""
+    receipt = UpdateReceipt(
+        ValidatorIndex(0),
+        Height(1),
+        Hash(bytes(32)),
+        Hash(bytes(32)),
+        5,
+        0.5,
+        0.0,
+        Signature(bytes(96)),
+    )
+    body = cbor2.loads(encode_message(receipt))[1] | {"train_loss": float("nan")}
+    with pytest.raises(InvalidMessage, match="non-finite"):
+        decode_message(reencode(body, "receipt"))
+
+
+def test_size_limit_is_checked_first() -> None:
+    """An oversized message is refused before decoding."""
+    with pytest.raises(InvalidMessage, match="exceeds the limit"):
+        decode_message(encode_message(VOTE), max_size=10)
+
+
+def test_wire_decoder_refuses_non_wire_types() -> None:
+    """decode_message accepts gossip types only (not a signer state, say)."""
+    with pytest.raises(InvalidMessage, match="unexpected message type"):
+        decode_message(encode(SignerState()))
+    assert decode(encode(SignerState(height=3, attested=((b"x", True),)))) == SignerState(
+        height=3, attested=((b"x", True),)
+    )
+
+
+def test_hashes_are_sha256_of_canonical_bytes(chain_messages) -> None:  # type: ignore[no-untyped-def]
+    """block_hash is SHA-256 of the block's canonical encoding."""
+    import hashlib
+
+    from consensus.types import Block
+
+    block = next(m for m in chain_messages if isinstance(m, Block))
+    assert codec.block_hash(block) == hashlib.sha256(encode(block)).digest()

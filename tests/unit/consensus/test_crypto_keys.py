@@ -1,0 +1,113 @@
+"""BLS signatures, proofs of possession, identity and rogue keys, batch verification."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from consensus.crypto import (
+    IDENTITY_PUBLIC_KEY,
+    BlsSigner,
+    BlsVerifier,
+    FakeSigner,
+    FakeVerifier,
+    batch_verify_same_message,
+)
+from consensus.genesis import InvalidGenesis, make_genesis, validate_genesis
+from consensus.types import PublicKey
+
+
+@pytest.fixture(scope="module")
+def bls() -> tuple[list[BlsSigner], BlsVerifier]:
+    return [BlsSigner(bytes([i + 1]) * 32) for i in range(4)], BlsVerifier()
+
+
+def test_bls_sign_and_verify(bls) -> None:  # type: ignore[no-untyped-def]
+    """A BLS signature verifies for its key and message only."""
+    signers, verifier = bls
+    sig = signers[0].sign(b"msg")
+    assert len(sig) == 96 and len(signers[0].public_key) == 48
+    assert verifier.verify(signers[0].public_key, b"msg", sig)
+    assert not verifier.verify(signers[1].public_key, b"msg", sig)
+    assert not verifier.verify(signers[0].public_key, b"other", sig)
+
+
+def test_identity_public_key_is_rejected(bls) -> None:  # type: ignore[no-untyped-def]
+    """The identity point is never a usable key, and a genesis naming it is refused."""
+    signers, verifier = bls
+    assert not verifier.valid_public_key(IDENTITY_PUBLIC_KEY)
+    genesis = make_genesis("c", signers)
+    member = dataclasses.replace(genesis.validators[1], public_key=IDENTITY_PUBLIC_KEY)
+    bad = dataclasses.replace(
+        genesis, validators=(genesis.validators[0], member, *genesis.validators[2:])
+    )
+    with pytest.raises(InvalidGenesis, match="identity"):
+        validate_genesis(bad, verifier)
+
+
+def test_rogue_key_without_possession_is_rejected(bls) -> None:  # type: ignore[no-untyped-def]
+    """A key whose proof of possession is someone else's (rogue-key attack) is refused."""
+    signers, verifier = bls
+    genesis = make_genesis("c", signers)
+    validate_genesis(genesis, verifier)
+    rogue = dataclasses.replace(
+        genesis.validators[3], proof_of_possession=genesis.validators[2].proof_of_possession
+    )
+    bad = dataclasses.replace(genesis, validators=(*genesis.validators[:3], rogue))
+    with pytest.raises(InvalidGenesis, match="proof of possession"):
+        validate_genesis(bad, verifier)
+
+
+def test_malformed_public_key_is_rejected(bls) -> None:  # type: ignore[no-untyped-def]
+    """Bytes that are not a G1 point are not a key."""
+    _, verifier = bls
+    assert not verifier.valid_public_key(PublicKey(b"\x00" * 48))
+    assert not verifier.valid_public_key(PublicKey(b"\x8f" * 47))
+
+
+def test_aggregate_of_same_message(bls) -> None:  # type: ignore[no-untyped-def]
+    """One 96-byte aggregate verifies all signers of one message, and no subset."""
+    signers, verifier = bls
+    sigs = [s.sign(b"vote") for s in signers]
+    agg = verifier.aggregate(sigs)
+    keys = [s.public_key for s in signers]
+    assert len(agg) == 96
+    assert verifier.verify_same_message(keys, b"vote", agg)
+    assert not verifier.verify_same_message(keys[:3], b"vote", agg)
+
+
+def test_batch_verification_finds_the_bad_signature(bls) -> None:  # type: ignore[no-untyped-def]
+    """The batch check fails on one bad signature and the fallback names exactly that one."""
+    signers, verifier = bls
+    sigs = [s.sign(b"vote") for s in signers]
+    sigs[2] = signers[2].sign(b"other")
+    keys = [s.public_key for s in signers]
+    assert batch_verify_same_message(verifier, keys, b"vote", sigs) == [True, True, False, True]
+    good = [s.sign(b"vote") for s in signers]
+    assert batch_verify_same_message(verifier, keys, b"vote", good) == [True] * 4
+
+
+def test_batch_verification_with_garbage_bytes(bls) -> None:  # type: ignore[no-untyped-def]
+    """A signature that is not a curve point fails alone, not the whole batch."""
+    signers, verifier = bls
+    sigs = [s.sign(b"m") for s in signers]
+    sigs[0] = b"\x01" * 96
+    keys = [s.public_key for s in signers]
+    assert batch_verify_same_message(verifier, keys, b"m", sigs) == [False, True, True, True]
+
+
+def test_fake_signatures_detect_forgery() -> None:
+    """The fast test double still refuses a signature made with another key."""
+    signers = [FakeSigner(bytes([i]) * 32) for i in range(3)]
+    verifier = FakeVerifier.for_signers(signers)
+    sig = signers[0].sign(b"m")
+    assert verifier.verify(signers[0].public_key, b"m", sig)
+    assert not verifier.verify(signers[1].public_key, b"m", sig)
+    agg = verifier.aggregate([s.sign(b"m") for s in signers])
+    keys = [s.public_key for s in signers]
+    assert verifier.verify_same_message(keys, b"m", agg)
+    assert not verifier.verify_same_message(keys[:2], b"m", agg)
+    assert batch_verify_same_message(verifier, keys, b"m", [sig, sig, sig]) == [True, False, False]
+    assert verifier.verify_possession(signers[0].public_key, signers[0].prove_possession())
+    assert not verifier.verify_possession(signers[0].public_key, signers[1].prove_possession())
