@@ -18,7 +18,6 @@ per participant. Drawn with matplotlib's Agg backend (no display needed).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,16 +31,66 @@ class ReportError(Exception):
 
 
 def load_blocks(home: Path) -> list[Block]:
-    """The committed blocks of the node at `home` as report dicts (see the module docstring)."""
-    if not home.is_dir():
+    """The committed blocks of the node at `home` as report dicts (see the module docstring).
+
+    Read straight from the home's chain store (works while the node runs or is stopped).
+    `metric` is the median of the validators' eval reports on the block's model (their local
+    validation splits); a carry-over block keeps its parent's model and so its metric.
+    `reputation` comes from the ledger snapshot stored with each block.
+    """
+    from node.chainfiles import GenesisFileError, block_metric, load_genesis
+    from node.keys import NodeHome
+    from node.store import ChainStore
+    from node.verify import load_stored_block
+
+    node_home = NodeHome(Path(home))
+    if not node_home.root.is_dir():
         raise ReportError(f"{home} is not a node home directory")
-    cached = home / "report-blocks.json"
-    if cached.is_file():
-        return blocks_from_json(json.loads(cached.read_text(encoding="utf-8")))
-    raise ReportError(
-        f"no chain to plot in {home}: reading a node's chain store is not available in this "
-        "build; pass --blocks-json with a list of blocks or `bcfl devnet up --json` output"
-    )
+    if not node_home.db_path.is_file():
+        raise ReportError(f"no chain to plot in {home}: the node has not stored any block yet")
+    try:
+        members = [m.name for m in load_genesis(node_home).validators]
+    except GenesisFileError as exc:
+        raise ReportError(str(exc)) from None
+
+    def name(index: int) -> str:
+        return members[index] if 0 <= index < len(members) else f"member-{index}"
+
+    store = ChainStore.open(node_home)
+    blocks: list[Block] = []
+    metric: float | None = None
+    try:
+        for height in range(1, (store.tip_height() or 0) + 1):
+            loaded = load_stored_block(store, height)
+            if loaded is None:
+                break
+            block, _cert, ledger = loaded
+            summary = block_metric(block)
+            if summary is not None:
+                metric = summary["after"]
+            contributions: dict[str, float] = {}
+            if not block.is_carry_over:
+                for receipt in block.receipts:
+                    who = name(receipt.author)
+                    contributions[who] = contributions.get(who, 0.0) + receipt.n_samples
+            reputation = (
+                {}
+                if ledger is None
+                else {name(i): float(r.reputation) for i, r in enumerate(ledger.participants)}
+            )
+            blocks.append(
+                {
+                    "height": height,
+                    "time": block.header.time_ms / 1000.0,
+                    "metric": metric,
+                    "carry_over": block.is_carry_over,
+                    "contributions": contributions,
+                    "reputation": reputation,
+                }
+            )
+    finally:
+        store.close()
+    return blocks
 
 
 def blocks_from_json(value: Any) -> list[Block]:
