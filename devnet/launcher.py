@@ -1,0 +1,372 @@
+"""`bcfl devnet up`: N hospitals on one machine, each a real `bcfl run` process on loopback.
+
+What it does, in order:
+1. creates N node homes under `--dir` (keys mode 0600, config with free loopback ports,
+   every node bootstrapping to every other), one data partition of the built-in data per site;
+2. builds one genesis from the nodes' public keys and proofs of possession, the task and the
+   rules, and installs it (with the initial model) in every home;
+3. starts the N daemons as separate processes (own process groups; pids in `pids.json`);
+4. watches them over their local HTTP APIs (a live table on a terminal), until `--blocks`
+   blocks are committed on every honest node or Ctrl-C;
+5. stops every process it started and, with `--json`, prints the run's result: per node the
+   block hash at every height, per block the task metric of the committed model on the
+   held-out test split (which no site trains on), whether it was a carry-over and the phase
+   timings, and the genesis, final and centralized (pooled data) metrics.
+
+Byzantine nodes (`--byzantine KIND:COUNT`) are the last COUNT nodes: `poison` sign-flips its
+updates, `garbage` floods every topic with malformed messages and RPC frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devnet.processes import NodeProcess, read_pids, start_node, stop_all, write_pids
+
+BYZANTINE_KINDS = ("poison", "garbage")
+
+
+class DevnetError(Exception):
+    """A devnet could not be set up or run (one sentence)."""
+
+
+@dataclass
+class DevnetSpec:
+    """Everything `bcfl devnet up` was asked for."""
+
+    directory: Path
+    nodes: int = 4
+    dataset: str = "breast-cancer"
+    partition: str = "iid"
+    model: str = "logreg"
+    rule: str = "fedavg"
+    seed: int = 0
+    blocks: int | None = None
+    byzantine: tuple[str, int] | None = None
+    timeout_s: float = 900.0
+    update_window_s: float = 10.0
+    attestation_s: float = 10.0
+    metrics: bool = True
+    chain_id: str = "bcfl-devnet"
+    extra_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def parse_byzantine(value: str | None, nodes: int) -> tuple[str, int] | None:
+    """Parse "KIND:COUNT" (KIND poison or garbage)."""
+    if not value:
+        return None
+    kind, _, count = value.partition(":")
+    if kind not in BYZANTINE_KINDS or not count.isdigit():
+        raise DevnetError(
+            f"--byzantine must be KIND:COUNT with KIND one of {', '.join(BYZANTINE_KINDS)}"
+            f", got {value!r}"
+        )
+    if int(count) >= nodes:
+        raise DevnetError(f"--byzantine {value}: at least one of the {nodes} nodes must be honest")
+    return kind, int(count)
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1 (bound together, then released)."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class DevnetNode:
+    """One node of the devnet as the launcher knows it."""
+
+    name: str
+    home: Path
+    api_port: int
+    metrics_port: int
+    byzantine: str = ""
+
+    def get(self, path: str, timeout: float = 2.0) -> Any:
+        """GET a JSON path of the node's local API; None when it does not answer."""
+        url = f"http://127.0.0.1:{self.api_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as reply:
+                return json.loads(reply.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+
+def create(spec: DevnetSpec) -> list[DevnetNode]:
+    """Create the node homes and the genesis; return the nodes (nothing started yet)."""
+    from consensus.types import Timeouts
+    from learning import builtin_task, default_train_config
+    from node.chainfiles import build_genesis, read_node_info, write_genesis
+    from node.cli import main as bcfl
+    from node.config import load_config, save_config
+
+    directory = spec.directory
+    if (directory / "pids.json").exists() and any(n.alive() for n in read_pids(directory)):
+        raise DevnetError(f"a devnet is already running in {directory}; run bcfl devnet down first")
+    directory.mkdir(parents=True, exist_ok=True)
+    bad: dict[int, str] = {}
+    if spec.byzantine:
+        kind, count = spec.byzantine
+        bad = {spec.nodes - 1 - i: kind for i in range(count)}
+    ports = free_ports(3 * spec.nodes)
+    nodes: list[DevnetNode] = []
+    infos = []
+    for i in range(spec.nodes):
+        name = f"node{i}"
+        home = directory / name
+        if home.exists():
+            _remove_home(home)
+        p2p, api, metrics = ports[3 * i : 3 * i + 3]
+        args = [
+            "init",
+            "--home",
+            str(home),
+            "--name",
+            name,
+            "--port",
+            str(p2p),
+            "--api-port",
+            str(api),
+            "--metrics-port",
+            str(metrics if spec.metrics else 0),
+            "--dataset",
+            spec.dataset,
+            "--site-index",
+            str(i),
+            "--site-count",
+            str(spec.nodes),
+            "--partition",
+            spec.partition,
+            "--seed",
+            str(spec.seed),
+            "--json",
+        ]
+        with contextlib.redirect_stdout(io.StringIO()):
+            if bcfl(args) != 0:
+                raise DevnetError(f"could not create the home of {name}")
+        infos.append(read_node_info(home / "node_info.json"))
+        nodes.append(DevnetNode(name, home, api, metrics, bad.get(i, "")))
+
+    task = builtin_task(spec.dataset, model=spec.model)
+    train = default_train_config(task)
+    for node, info in zip(nodes, infos, strict=True):
+        config = load_config(node.home / "config.toml")
+        config.network.bootstrap = [x["multiaddr"] for x in infos if x is not info]
+        config.training.local_epochs = train.epochs
+        config.training.batch_size = train.batch_size
+        config.training.learning_rate = train.lr
+        config.training.optimizer = train.optimizer
+        config.byzantine.behaviour = node.byzantine
+        for table, values in spec.extra_config.items():
+            for key, value in values.items():
+                setattr(getattr(config, table), key, value)
+        save_config(config, node.home / "config.toml")
+
+    timeouts = Timeouts(update_window=spec.update_window_s, attestation=spec.attestation_s)
+    genesis, model = build_genesis(
+        infos,
+        chain_id=spec.chain_id,
+        task=task,
+        init_seed=spec.seed,
+        rule=spec.rule,
+        timeouts=timeouts,
+    )
+    for node in nodes:
+        write_genesis(node.home, genesis, model)
+    (directory / "devnet.json").write_text(
+        json.dumps(
+            {
+                "nodes": [
+                    {
+                        "name": n.name,
+                        "home": str(n.home),
+                        "api_port": n.api_port,
+                        "metrics_port": n.metrics_port,
+                        "byzantine": n.byzantine,
+                    }
+                    for n in nodes
+                ],
+                "dataset": spec.dataset,
+                "seed": spec.seed,
+                "model": spec.model,
+            },
+            indent=2,
+        )
+    )
+    return nodes
+
+
+def _remove_home(home: Path) -> None:
+    import shutil
+
+    shutil.rmtree(home)
+
+
+def load_nodes(directory: Path) -> list[DevnetNode]:
+    """The nodes recorded in `<dir>/devnet.json` by `create`."""
+    path = directory / "devnet.json"
+    if not path.exists():
+        raise DevnetError(f"{directory} holds no devnet (no devnet.json); run bcfl devnet up first")
+    data = json.loads(path.read_text())
+    return [
+        DevnetNode(n["name"], Path(n["home"]), n["api_port"], n["metrics_port"], n["byzantine"])
+        for n in data["nodes"]
+    ]
+
+
+def start(directory: Path, nodes: list[DevnetNode]) -> list[NodeProcess]:
+    """Start every node's daemon and record the pids."""
+    processes = [start_node(n.name, n.home) for n in nodes]
+    write_pids(directory, processes)
+    return processes
+
+
+def snapshot(nodes: list[DevnetNode]) -> list[dict[str, Any]]:
+    """Each node's `/status` (or a row saying it is down)."""
+    rows = []
+    for node in nodes:
+        status = node.get("/status", timeout=1.0)
+        rows.append(status if status else {"name": node.name, "state": "down"})
+        rows[-1]["byzantine"] = node.byzantine
+    return rows
+
+
+def wait_for_blocks(
+    nodes: list[DevnetNode],
+    processes: list[NodeProcess],
+    blocks: int | None,
+    timeout_s: float,
+    on_tick: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
+) -> None:
+    """Poll until every honest node has `blocks` blocks (forever if None); raise on a dead node."""
+    deadline = time.monotonic() + timeout_s
+    honest = [i for i, n in enumerate(nodes) if n.byzantine != "garbage"]
+    while True:
+        rows = snapshot(nodes)
+        on_tick(rows)
+        for node, process in zip(nodes, processes, strict=True):
+            if not process.alive():
+                tail = (node.home / "node.log").read_text(errors="replace")[-2000:]
+                raise DevnetError(f"{node.name} exited unexpectedly; the end of its log:\n{tail}")
+        if blocks is not None and all((rows[i].get("height") or 0) >= blocks for i in honest):
+            return
+        if time.monotonic() > deadline:
+            raise DevnetError(f"the devnet did not reach {blocks} blocks within {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def collect(spec: DevnetSpec, nodes: list[DevnetNode], blocks: int | None) -> dict[str, Any]:
+    """The `--json` result, from the nodes' APIs and the first honest node's blob store."""
+    from learning import (
+        apply_delta,
+        builtin_task,
+        default_train_config,
+        evaluate,
+        global_test,
+        initial_weights,
+        pooled_train,
+        train,
+    )
+    from node.keys import NodeHome
+    from node.store import ChainStore
+
+    task = builtin_task(spec.dataset, model=spec.model)
+    metric = task.metric
+    test = global_test(task, spec.seed)
+    chains = {n.name: (n.get("/chain", timeout=10.0) or []) for n in nodes}
+    node_rows = [
+        {
+            "name": n.name,
+            "byzantine": n.byzantine or None,
+            "block_hashes": {str(b["height"]): b["hash"] for b in chains[n.name]},
+        }
+        for n in nodes
+    ]
+    reference = next(n for n in nodes if not n.byzantine)
+    store = ChainStore.open(NodeHome(reference.home))
+    init = initial_weights(task, spec.seed)
+    genesis_metric = evaluate(task, init, test)[metric]
+    rows = []
+    try:
+        for summary in chains[reference.name]:
+            if blocks is not None and summary["height"] > blocks:
+                break
+            model_hash = bytes.fromhex(summary["model_hash"])
+            value = None
+            if store.blobs.has(model_hash):
+                value = evaluate(task, store.blobs.get(model_hash), test)[metric]
+            rows.append(
+                {
+                    "height": summary["height"],
+                    "metric": value,
+                    "carry_over": summary["kind"] != "model",
+                    "carry_over_reason": summary.get("carry_over_reason"),
+                    "updates": summary.get("updates"),
+                    "rejected": summary.get("rejected"),
+                    "phases": summary.get("phases") or {},
+                    "reputation": summary.get("reputation"),
+                }
+            )
+    finally:
+        store.close()
+    cfg = default_train_config(task)
+    epochs = max(1, len(rows)) * cfg.epochs
+    from dataclasses import replace
+
+    delta, _, _ = train(task, init, pooled_train(task, spec.seed), replace(cfg, epochs=epochs))
+    centralized = evaluate(task, apply_delta(init, delta), test)[metric]
+    final = next((r["metric"] for r in reversed(rows) if r["metric"] is not None), genesis_metric)
+    return {
+        "metric_name": metric,
+        "nodes": node_rows,
+        "blocks": rows,
+        "genesis_metric": genesis_metric,
+        "final_metric": final,
+        "centralized_metric": centralized,
+        "phase_medians": _phase_medians(rows),
+    }
+
+
+def _phase_medians(rows: list[dict[str, Any]]) -> dict[str, float]:
+    names = sorted({k for r in rows for k in r["phases"]})
+    out = {}
+    for name in names:
+        values = sorted(r["phases"][name] for r in rows if name in r["phases"])
+        if values:
+            out[name] = values[len(values) // 2]
+    intervals = [
+        r["phases"]["block_interval"]
+        - r["phases"].get("train", 0.0)
+        - r["phases"].get("evaluate", 0.0)
+        for r in rows
+        if "block_interval" in r["phases"]
+    ]
+    if intervals:
+        out["coordination_overhead"] = sorted(intervals)[len(intervals) // 2]
+    return out
+
+
+def down(directory: Path) -> int:
+    """Stop every node recorded in `<dir>/pids.json`; return how many were running."""
+    processes = read_pids(directory)
+    running = sum(1 for p in processes if p.alive())
+    stop_all(directory, processes)
+    return running

@@ -1,0 +1,106 @@
+"""Watching a devnet: the live terminal table, the Prometheus scrape config, a local Prometheus.
+
+`bcfl devnet up` always writes `<dir>/prometheus.yml` (every node's metrics port, the alert
+rules of `devnet/prometheus/alerts.yml`), so an operator can point any Prometheus at it;
+`--prometheus` starts the Debian `prometheus` binary on 127.0.0.1 with it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from devnet.launcher import DevnetError, DevnetNode
+
+COLUMNS = ("name", "height", "round", "step", "peers", "metric", "sync_state", "byzantine")
+
+
+def _cell(row: dict[str, Any], column: str) -> str:
+    if column == "metric":
+        metric = row.get("last_metric") or {}
+        value = metric.get("value")
+        return f"{metric.get('name')} {value:.4f}" if isinstance(value, float) else "-"
+    if column == "sync_state" and row.get("state") == "down":
+        return "down"
+    value = row.get(column)
+    return "-" if value in (None, "") else str(value)
+
+
+def render_rows(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of node status rows."""
+    cells = [[_cell(r, c) for c in COLUMNS] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+class LiveTable:
+    """A table on the terminal that redraws as the devnet runs (a no-op when not a TTY)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._live: Any = None
+
+    def __enter__(self) -> LiveTable:
+        if self.enabled:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(console=Console(stderr=True), refresh_per_second=2)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def update(self, rows: list[dict[str, Any]]) -> None:
+        if self._live is None:
+            return
+        from rich.table import Table
+
+        table = Table(title="bcfl devnet")
+        for column in COLUMNS:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(_cell(row, c) for c in COLUMNS))
+        self._live.update(table)
+
+
+def write_scrape_config(directory: Path, nodes: list[DevnetNode]) -> Path:
+    """Write `<dir>/prometheus.yml` scraping every node; return its path."""
+    from telemetry.promconfig import ALERTS_PATH, write_prometheus_config
+
+    path = directory / "prometheus.yml"
+    targets = [(n.name, f"127.0.0.1:{n.metrics_port}") for n in nodes]
+    write_prometheus_config(path, targets=targets, rules_path=ALERTS_PATH)
+    return path
+
+
+def start_prometheus(directory: Path, config: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the Debian prometheus binary on a free loopback port; return it and its URL."""
+    if shutil.which("prometheus") is None:
+        raise DevnetError("--prometheus needs the prometheus binary: apt-get install prometheus")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = directory / "prometheus-data"
+    data.mkdir(exist_ok=True)
+    log = open(directory / "prometheus.log", "ab")  # noqa: SIM115 - the child owns it
+    process = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    return process, f"http://127.0.0.1:{port}"

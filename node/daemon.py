@@ -1,0 +1,213 @@
+"""`bcfl run`: assemble one node from its home and run every service in one trio nursery.
+
+Start-up order matters for safety: the signer state and the committed chain are read from the
+store before the core is built, so a restarted validator resumes at its last signed position
+and never signs a conflicting message (the core's guard refuses; the driver persists each new
+position before the signature leaves the process).
+
+Services (each `async def run(self, *, task_status=...)`, started with `nursery.start`): the
+libp2p network, the local HTTP API (status, chain, metrics; 127.0.0.1 by default), the
+Prometheus exporter (its own port, a thread so a scrape never waits on the event loop), the
+event-loop lag monitor, and the consensus driver. SIGTERM and SIGINT stop them all cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from consensus import codec
+from consensus.core import ChainTip, ConsensusCore
+from consensus.crypto import BlsSigner, BlsVerifier
+from consensus.genesis import InvalidGenesis, validate_genesis
+from consensus.guard import SignerState
+from consensus.types import Block, CommitCertificate, Genesis, Ledger, ValidatorIndex
+from node.cli import UserError
+from node.config import NodeConfig, load_config
+from node.keys import NodeHome, load_node_identity, load_validator_key, read_seed
+from node.store import ChainStore
+
+log = logging.getLogger("bcfl.daemon")
+VERSION = "0.1.0"
+
+
+@dataclass
+class Identity:
+    """Who this node is in the genesis."""
+
+    me: ValidatorIndex | None
+    roles: tuple[str, ...]
+    name: str
+
+
+def find_me(genesis: Genesis, public_key: bytes, config: NodeConfig) -> Identity:
+    """This node's member index and effective roles (genesis roles the config also enables)."""
+    for index, member in enumerate(genesis.validators):
+        if member.public_key == public_key:
+            roles = tuple(r for r in member.roles if r in config.node.roles)
+            return Identity(ValidatorIndex(index), roles, member.name)
+    if "observer" in config.node.roles:
+        return Identity(None, ("observer",), config.node.name)
+    raise UserError(
+        'this node\'s validator key is not in the genesis; set node.roles = ["observer"] '
+        "to follow the chain without a seat"
+    )
+
+
+def load_tip(store: ChainStore) -> ChainTip | None:
+    """The last committed block, its certificate and ledger, or None on a fresh home."""
+    height = store.tip_height()
+    if height is None:
+        return None
+    stored = store.get_block(height)
+    ledger_bytes = store.get_ledger(height)
+    if stored is None or ledger_bytes is None:
+        raise UserError(
+            f"the store's block or ledger at height {height} is missing; run bcfl chain verify"
+        )
+    return ChainTip(
+        codec.decode_as(stored.block, Block),
+        codec.decode_as(stored.commit_cert, CommitCertificate),
+        codec.decode_as(ledger_bytes, Ledger),
+    )
+
+
+async def run_node(home_dir: Path) -> None:
+    """Run the node of `home_dir` until cancelled or signalled."""
+    from node.app import DataConfigError, LearningApp
+    from node.chainfiles import load_genesis, load_genesis_model
+    from node.driver import Driver
+    from node.gossip_validation import GossipValidator
+    from node.httpapi import HttpApi
+    from node.network import NetworkSettings, NodeNetwork
+    from node.routes import api_routes
+    from telemetry.exporter import MetricsExporter
+    from telemetry.logs import configure_logging
+    from telemetry.looplag import LoopLagMonitor
+    from telemetry.metrics import NodeMetrics
+
+    home = NodeHome(home_dir.expanduser().resolve())
+    config = load_config(home.config_path)
+    log_ctx = configure_logging(
+        config.node.name, fmt=config.log.format, level=config.log.level.upper()
+    )
+    for noisy in ("libp2p", "multiaddr", "async_service"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    genesis = load_genesis(home)
+    verifier = BlsVerifier()
+    try:
+        validator_set = validate_genesis(genesis, verifier)
+    except InvalidGenesis as exc:
+        raise UserError(f"the genesis is invalid: {exc}") from None
+    load_genesis_model(home, genesis)
+    identity = load_node_identity(home)
+    validator_key = load_validator_key(home)
+    who = find_me(genesis, validator_key.public_key, config)
+    signs = who.me is not None and "validator" in who.roles
+    is_trainer = who.me is not None and "trainer" in who.roles
+
+    store = ChainStore.open(home)
+    signer_state_bytes = store.load_signer_state()
+    signer_state = codec.decode_as(signer_state_bytes, SignerState) if signer_state_bytes else None
+    core = ConsensusCore(
+        genesis,
+        verifier=verifier,
+        me=who.me if who.me is not None and (signs or is_trainer) else None,
+        signer=BlsSigner(read_seed(home.validator_key_path)) if who.me is not None else None,
+        signer_state=signer_state,
+        tip=load_tip(store),
+    )
+    metrics = NodeMetrics(node_id=config.node.name, chain_id=genesis.chain_id, version=VERSION)
+    quorum_peers = _quorum_peers(validator_set.total_power, [v.power for v in genesis.validators])
+    metrics.set_validator_set(
+        validators=sum(1 for v in genesis.validators if v.power > 0), quorum_peers=quorum_peers
+    )
+    allowed = {v.peer_id for v in genesis.validators} | set(config.network.observers)
+    net = NodeNetwork(
+        identity.key_pair(),
+        NetworkSettings(
+            chain_id=genesis.chain_id,
+            listen=config.network.listen,
+            bootstrap=list(config.network.bootstrap),
+            allowed_peers=allowed,
+        ),
+        store,
+    )
+    GossipValidator(
+        genesis, verifier, lambda: int(core.height), local_peer_id=str(net.peer_id)
+    ).install(net)
+    app = None
+    if who.me is not None and (signs or is_trainer):
+        try:
+            app = LearningApp(genesis, config, home.root, who.me)
+        except DataConfigError as exc:
+            raise UserError(str(exc)) from None
+
+    driver = Driver(
+        core=core,
+        store=store,
+        net=net,
+        app=app,
+        metrics=metrics,
+        is_trainer=is_trainer,
+        on_height=lambda h, r: log_ctx.set(height=h, round=r),
+    )
+    api = HttpApi(host=config.api.host, port=config.api.port)
+    exporter = MetricsExporter(metrics, host=config.metrics.host, port=config.metrics.port)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+        await nursery.start(net.run)
+        if config.metrics.port:
+            await nursery.start(exporter.run)
+        await nursery.start(LoopLagMonitor(metrics).run)
+        api.routes.update(
+            api_routes(
+                home=home,
+                config=config,
+                genesis=genesis,
+                core=core,
+                driver=driver,
+                store=store,
+                metrics=metrics,
+                peer_id=str(net.peer_id),
+            )
+        )
+        await nursery.start(api.run)
+        if config.byzantine.behaviour == "garbage":
+            from node.byzantine import GarbageSpammer
+
+            await nursery.start(GarbageSpammer(net, genesis.chain_id, who.me or 0).run)
+        else:
+            await nursery.start(driver.run)
+        log.info(
+            "node %s up: peer %s, index %s, roles %s, api 127.0.0.1:%d",
+            config.node.name,
+            net.peer_id,
+            who.me,
+            ",".join(who.roles),
+            api.bound_port,
+        )
+
+
+def _quorum_peers(total_power: int, powers: list[int]) -> int:
+    """How many other validators (largest first) we must reach for >2/3 of the power with us."""
+    needed = total_power * 2 // 3 + 1
+    have, peers = max(powers, default=0), 0
+    for power in sorted(powers, reverse=True)[1:]:
+        if have >= needed:
+            break
+        have += power
+        peers += 1
+    return peers
+
+
+async def _stop_on_signal(cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            cancel_scope.cancel()
+            return
