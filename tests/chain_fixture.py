@@ -332,4 +332,22 @@ def build_chain(
     return home.root
 
 
-__all__ = ["ChainBuilder", "Height", "build_chain", "node_infos", "peer_id_for"]
+def chain_copy(
+    tmp_path_factory: Any, dest: Path, heights: int = 3, *, not_improved_heights: Iterable[int] = ()
+) -> Path:
+    """A private copy (under `dest`) of a chain built once per pytest session; returns the home.
+
+    `tmp_path_factory` is pytest's fixture; tests that tamper with the home get their own copy.
+    """
+    import shutil
+
+    key = f"chain-{heights}-" + "-".join(str(h) for h in sorted(not_improved_heights))
+    base = Path(tmp_path_factory.getbasetemp()) / key
+    if not (base / "home").is_dir():
+        build_chain(base, heights, not_improved_heights=not_improved_heights)
+    target = Path(dest) / "home"
+    shutil.copytree(base / "home", target)
+    return target
+
+
+__all__ = ["ChainBuilder", "Height", "build_chain", "chain_copy", "node_infos", "peer_id_for"]
