@@ -35,6 +35,7 @@ from consensus.core import ConsensusCore
 from consensus.events import (
     Action,
     AttestationReceived,
+    BlockSynced,
     Broadcast,
     BuildCandidate,
     CandidateBuilt,
@@ -82,6 +83,7 @@ TOPIC_OF: dict[type, Topic] = {
     Attestation: Topic.ATTESTATIONS,
 }
 BLOB_FETCH_TIMEOUT_S = 30.0
+SYNC_POLL_S = 3.0
 PHASES = (
     "train",
     "update_gossip",
@@ -170,6 +172,7 @@ class Driver:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._housekeeping)
+            nursery.start_soon(self._sync_watch)
             await self._handle(Started())
             task_status.started()
             async for event in self._receive:
@@ -414,38 +417,64 @@ class Driver:
 
     async def _sync(self, from_height: int) -> None:
         """Fetch committed blocks from peers and feed them to the core, which re-verifies them."""
-        from consensus.events import BlockSynced
-
         self.state.sync_state = "catching_up"
         self.metrics.set_sync_state("catching_up")
         try:
             for peer in self.net.peers():
-                try:
-                    with trio.fail_after(BLOB_FETCH_TIMEOUT_S):
-                        batch = await self.net.fetch_blocks(peer, from_height)
-                except Exception as exc:  # a peer's failure: try the next one
-                    log.info("sync from %s failed: %s", peer, exc)
-                    continue
-                fed = 0
-                for stored in batch.blocks:
-                    try:
-                        block = codec.decode_as(stored.block, Block)
-                        cert = codec.decode_as(stored.commit_cert, CommitCertificate)
-                    except codec.InvalidMessage as exc:
-                        log.warning("peer %s sent an invalid block: %s", peer, exc.reason)
-                        break
-                    if codec.block_hash(block) != stored.hash:
-                        log.warning("peer %s sent a block whose hash does not match", peer)
-                        break
-                    self.submit(BlockSynced(block, cert))
-                    fed += 1
-                if fed:
-                    self.metrics.count_synced_blocks(fed)
+                if await self._sync_from(peer, from_height):
                     break
         finally:
             self._syncing = False
             self.state.sync_state = "in_sync"
             self.metrics.set_sync_state("in_sync")
+
+    async def _sync_from(self, peer: str, from_height: int) -> bool:
+        """Feed the blocks `peer` holds from `from_height` on; True if it had any."""
+        try:
+            with trio.fail_after(BLOB_FETCH_TIMEOUT_S):
+                batch = await self.net.fetch_blocks(peer, from_height)
+        except Exception as exc:  # a peer's failure (refused, timeout, framing): try another
+            log.info("sync from %s failed: %s", peer, exc)
+            return False
+        if batch.peer_tip is not None and batch.peer_tip >= from_height:
+            self.metrics.set_sync_state(self.state.sync_state, target_height=batch.peer_tip)
+        fed = 0
+        for stored in batch.blocks:
+            try:
+                block = codec.decode_as(stored.block, Block)
+                cert = codec.decode_as(stored.commit_cert, CommitCertificate)
+            except codec.InvalidMessage as exc:
+                log.warning("peer %s sent an invalid block: %s", peer, exc.reason)
+                break
+            if codec.block_hash(block) != stored.hash or int(block.height) != stored.height:
+                log.warning("peer %s sent a block whose hash or height does not match", peer)
+                break
+            self.submit(BlockSynced(block, cert))
+            fed += 1
+        if fed:
+            self.metrics.count_synced_blocks(fed)
+        return fed > 0
+
+    async def _sync_watch(self) -> None:
+        """Poll a peer for newer blocks whenever no block was committed for a while.
+
+        The core asks for sync (`RequestSync`) when it sees >1/3 of the power at a later height,
+        but a node far behind drops those messages at the gossip edge (height window), and a
+        node that just restarted may see none: this catches both.
+        """
+        turn = 0
+        while True:
+            await trio.sleep(SYNC_POLL_S)
+            idle = time.monotonic() - self._times.start
+            peers = sorted(self.net.peers())
+            if idle < SYNC_POLL_S or not peers or self._syncing:
+                continue
+            turn += 1
+            self._syncing = True
+            try:
+                await self._sync_from(peers[turn % len(peers)], int(self.core.height))
+            finally:
+                self._syncing = False
 
     async def _housekeeping(self) -> None:
         """Once a second: export network counters and peer count."""
