@@ -23,6 +23,7 @@ its overhead with metrics on and off without changing its code.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -83,6 +84,9 @@ class NodeMetrics:
         self.enabled = enabled
         self.registry = CollectorRegistry(auto_describe=True)
         self._last_totals: dict[tuple[str, ...], int] = {}
+        self._step_key: tuple[int, int, str] | None = None
+        self._step_since = 0.0
+        self._target_height = 0
         if not enabled:
             return
         reg = self.registry
@@ -399,6 +403,25 @@ class NodeMetrics:
         if self.enabled:
             _child(self._step, "step", step).observe(seconds)
 
+    def enter_step(self, height: int, round_: int, step: str, now: float | None = None) -> None:
+        """The core is at (height, round, step) now; a change ends the previous step.
+
+        Call it after every event the core handled (a repeat of the same position is a
+        no-op); the time spent in the step just left is observed as that step's duration.
+        The propose step includes the proof-of-learning phase of round 0 (update window,
+        candidate, attestations), which is where a height spends most of its time.
+        """
+        if not self.enabled:
+            return
+        key = (height, round_, step)
+        if key == self._step_key:
+            return
+        at = time.monotonic() if now is None else now
+        previous, self._step_key = self._step_key, key
+        if previous is not None:
+            _child(self._step, "step", previous[2]).observe(max(0.0, at - self._step_since))
+        self._step_since = at
+
     def observe_commit(
         self, height: int, round: int, interval_s: float, cert_bytes: int, carry_over: bool
     ) -> None:
@@ -412,11 +435,20 @@ class NodeMetrics:
         self._cert[("commit",)].observe(cert_bytes)
         self._blocks[("carry_over",) if carry_over else ("model",)].inc()
         self._last_commit.set_to_current_time()
+        self._raise_target(height)
+
+    def _raise_target(self, height: int) -> None:
+        # The peers that signed our last block hold it too: the highest height a peer
+        # has is never below ours, so "target - height" reads 0 when in sync, not negative.
+        if height > self._target_height:
+            self._target_height = height
+            self._sync_target.set(height)
 
     def set_height(self, height: int) -> None:
         """The last committed height, when it changes outside a commit (start-up, sync)."""
         if self.enabled:
             self._height.set(height)
+            self._raise_target(height)
 
     def set_missing_validators(self, n: int) -> None:
         """Validators absent from the last commit certificate."""
@@ -550,7 +582,8 @@ class NodeMetrics:
         for (name,), child in self._sync_state.items():
             child.set(1 if name == state else 0)
         if target_height is not None:
-            self._sync_target.set(target_height)
+            self._target_height = max(self._target_height, target_height)
+            self._sync_target.set(self._target_height)
 
     def count_synced_blocks(self, n: int = 1) -> None:
         """`n` blocks were fetched and verified by sync."""
@@ -602,11 +635,15 @@ class NodeMetrics:
         nbytes: Mapping[tuple[str, str], int] | None = None,
         rejected: Mapping[tuple[str, str], int] | None = None,
         refused: Mapping[str, int] | None = None,
+        blobs_served: Mapping[str, int] | None = None,
+        blob_bytes_out: int | None = None,
     ) -> None:
         """Fold cumulative counters kept by the network layer into the metrics.
 
         Each call increments by the change since the previous call; a total that
         went down (the network object was recreated) counts from zero again.
+        `blobs_served` counts blob requests we answered, by outcome: "ok" is a served
+        blob, anything else ("busy", "not_found", ...) a failed transfer out.
         """
         if not self.enabled:
             return
@@ -625,6 +662,15 @@ class NodeMetrics:
             delta = self._delta(("ref", reason), total)
             if delta:
                 _child(self._refused, "refusal", reason).inc(delta)
+        for outcome, total in (blobs_served or {}).items():
+            delta = self._delta(("serve", outcome), total)
+            if delta:
+                result = "ok" if outcome == "ok" else "failed"
+                self._blob_transfers[("out", result)].inc(delta)
+        if blob_bytes_out is not None:
+            delta = self._delta(("serve-bytes",), blob_bytes_out)
+            if delta:
+                self._blob_bytes[("out",)].inc(delta)
 
     def _delta(self, key: tuple[str, ...], total: int) -> int:
         last = self._last_totals.get(key, 0)
