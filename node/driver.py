@@ -72,6 +72,7 @@ from node.network import BlobUnavailableError, NodeNetwork, Topic
 from node.store import ChainStore
 from telemetry import labels
 from telemetry.metrics import NodeMetrics
+from telemetry.storage import measure_store
 
 log = logging.getLogger("bcfl.driver")
 
@@ -189,6 +190,9 @@ class Driver:
             await self._execute(action)
         self.on_height(int(self.core.height), int(self.core.round))
         self.metrics.set_round(int(self.core.round))
+        self.metrics.enter_step(
+            int(self.core.height), int(self.core.round), self.core.step.name.lower()
+        )
 
     # ------------------------------------------------------------------ gossip in
 
@@ -377,6 +381,7 @@ class Driver:
             ledger_snapshot=codec.encode(action.ledger),
         )
         self.metrics.observe_store_write("block", time.perf_counter() - started)
+        self.metrics.observe_step("commit", time.perf_counter() - started)
         now = time.monotonic()
         phases = self._times.phases(now)
         self.state.phases[height] = phases
@@ -477,7 +482,8 @@ class Driver:
                 self._syncing = False
 
     async def _housekeeping(self) -> None:
-        """Once a second: export network counters and peer count."""
+        """Once a second: export network counters and peer count; every 5 s the store's size."""
+        tick = 0
         while True:
             self.state.peers = len(self.net.peers())
             self.metrics.set_peers(self.state.peers)
@@ -493,10 +499,20 @@ class Driver:
                 },
                 rejected=_by_closed_reason(c.rejected),
                 refused={"not-allowed": c.refused_connections},
+                blobs_served=c.blob_serves,
+                blob_bytes_out=c.blob_bytes_out,
             )
+            if tick % 5 == 0:
+                sizes = await trio.to_thread.run_sync(measure_store, self.store.blobs.root.parent)
+                self.metrics.set_storage(*sizes)
+            tick += 1
             await trio.sleep(1.0)
 
     def _mark(self, event: Event) -> None:
+        if isinstance(event, ProposalReceived):  # passed the topic validator's checks
+            self.metrics.count_proposal("accepted")
+        elif isinstance(event, VoteReceived):
+            self.metrics.count_vote(event.vote.vote_type.name.lower(), "accepted")
         if isinstance(event, ProposalReceived) and event.proposal.height == self.core.height:
             self._times.proposal_at = self._times.proposal_at or time.monotonic()
         elif isinstance(event, CandidateReceived) and event.candidate.height == self.core.height:
