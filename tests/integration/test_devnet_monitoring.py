@@ -107,6 +107,32 @@ def test_nodes_agree_and_report_the_model(devnet: Running) -> None:
     assert len(peers) == NODES
 
 
+HEALTHY_DEVNET = {
+    # Per node, on a healthy devnet: what the driver must record for its panel to mean anything.
+    "steps observed": 'sum by (node) (bcfl_consensus_step_duration_seconds_count{step="prevote"}) > 0',
+    "commit step observed": 'bcfl_consensus_step_duration_seconds_count{step="commit"} > 0',
+    "proposals accepted": 'bcfl_proposals_total{result="accepted"} > 0',
+    "prevotes accepted": 'bcfl_votes_total{type="prevote", result="accepted"} > 0',
+    "precommits accepted": 'bcfl_votes_total{type="precommit", result="accepted"} > 0',
+    "phases observed": 'bcfl_height_phase_duration_seconds_count{phase="block_interval"} > 0',
+    "database size": "bcfl_store_database_bytes > 0",
+    "blob store size": "bcfl_store_blob_bytes > 0",
+    "sync target not below height": "bcfl_sync_target_height - bcfl_chain_height >= 0",
+    "training observed": "bcfl_training_duration_seconds_count > 0",
+    "improvement attested": "bcfl_model_attested_improvement",
+}
+
+
+def test_panels_show_what_a_healthy_devnet_does(devnet: Running) -> None:
+    """Every node records steps, accepted votes, store sizes, ...: no panel is stuck at 0 or NaN."""
+    empty = {
+        name: expr
+        for name, expr in HEALTHY_DEVNET.items()
+        if len(devnet.prometheus.query(expr)) != NODES
+    }
+    assert not empty, empty
+
+
 def test_harness_would_catch_an_empty_panel(devnet: Running, tmp_path: Path) -> None:
     """A panel querying a metric the daemons do not export is reported (the check can fail)."""
     dashboard = tmp_path / "ghost.json"
