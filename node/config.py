@@ -59,6 +59,7 @@ class ApiSection:
 class MetricsSection:
     host: str = "127.0.0.1"
     port: int = 9100  # 0 disables the exporter
+    enabled: bool = True  # false: no metric is recorded at all (e.g. to measure their cost)
 
 
 @dataclass(slots=True)

@@ -121,7 +121,12 @@ async def run_node(home_dir: Path) -> None:
         signer_state=signer_state,
         tip=load_tip(store),
     )
-    metrics = NodeMetrics(node_id=config.node.name, chain_id=genesis.chain_id, version=VERSION)
+    metrics = NodeMetrics(
+        node_id=config.node.name,
+        chain_id=genesis.chain_id,
+        version=VERSION,
+        enabled=config.metrics.enabled,
+    )
     quorum_peers = _quorum_peers(validator_set.total_power, [v.power for v in genesis.validators])
     metrics.set_validator_set(
         validators=sum(1 for v in genesis.validators if v.power > 0), quorum_peers=quorum_peers
@@ -161,7 +166,7 @@ async def run_node(home_dir: Path) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
         await nursery.start(net.run)
-        if config.metrics.port:
+        if config.metrics.port and config.metrics.enabled:
             await nursery.start(exporter.run)
         await nursery.start(LoopLagMonitor(metrics).run)
         api.routes.update(
