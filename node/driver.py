@@ -204,6 +204,8 @@ class Driver:
             log.warning("dropping undecodable gossip from %s: %s", origin, exc.reason)
             return
         event = _event_for(message)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("recv %s %s", type(message).__name__, codec.sha256(data).hex()[:12])
         if event is not None:
             self._send.send_nowait(event)
 
@@ -214,7 +216,8 @@ class Driver:
         assert nursery is not None
         if isinstance(action, PersistSignerState):
             started = time.perf_counter()
-            self.store.save_signer_state(codec.encode(action.state))
+            # durable before the next action (the Broadcast it protects); fsync off the loop
+            await trio.to_thread.run_sync(self.store.save_signer_state, codec.encode(action.state))
             self.metrics.observe_store_write("signer_state", time.perf_counter() - started)
         elif isinstance(action, Broadcast):
             await self._broadcast(action)
@@ -241,6 +244,8 @@ class Driver:
         message = action.message
         data = codec.encode_message(message)
         topic = TOPIC_OF[type(message)]
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("send %s %s", type(message).__name__, codec.sha256(data).hex()[:12])
         if isinstance(message, Proposal):
             self.metrics.count_proposal("sent")
             self._times.proposal_at = self._times.proposal_at or time.monotonic()
@@ -286,7 +291,7 @@ class Driver:
             return
         if outcome.epsilon_spent:
             self.metrics.set_dp_epsilon(outcome.epsilon_spent)
-        blob_hash = self.store.blobs.put(outcome.update)
+        blob_hash = await trio.to_thread.run_sync(self.store.blobs.put, outcome.update)
         if int(self.core.height) == int(action.height):
             self._times.train_s = outcome.seconds
             self._times.trained_at = time.monotonic()
@@ -327,7 +332,7 @@ class Driver:
             self.metrics.count_update("accepted")
         model_hash = action.base_model_hash
         if outcome.model is not None:
-            model_hash = Hash(self.store.blobs.put(outcome.model))
+            model_hash = Hash(await trio.to_thread.run_sync(self.store.blobs.put, outcome.model))
         candidate = Candidate(
             height=action.height,
             round=action.round,
@@ -361,7 +366,7 @@ class Driver:
             log.warning("refusing candidate at height %d: %s", candidate.height, result.refusal)
             self.metrics.count_attestation("refused")
         if result.model is not None:
-            self.store.blobs.put(result.model)
+            await trio.to_thread.run_sync(self.store.blobs.put, result.model)
             self._evaluations[candidate.model_hash] = result.metrics_after
         self.submit(CandidateEvaluated(candidate_hash, result.improved, result.report))
 
