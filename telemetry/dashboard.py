@@ -125,6 +125,12 @@ def build_dashboard() -> dict[str, Any]:
             (_rate("bcfl_byzantine_evidence_total", "node, kind"), "{{node}} evidence {{kind}}/s"),
         ],
         "none",
+        description=(
+            "Missing: validators whose precommit is not in the last commit certificate. A"
+            " certificate holds the first votes past 2/3 of the power, so up to n - quorum"
+            " missing (1 of 4) is normal on a healthy chain; look at which node stops voting"
+            " only when it stays there together with peers below quorum or rounds above 1."
+        ),
     )
     d.panel(
         "Blocks committed by kind",
@@ -265,17 +271,25 @@ def build_dashboard() -> dict[str, Any]:
         "s",
     )
     d.panel(
-        "Storage",
+        "Storage size",
         [
             (f"bcfl_store_database_bytes{N}", "{{node}} database"),
             (f"bcfl_store_blob_bytes{N}", "{{node}} blobs"),
-            (
-                _quantile(0.95, "bcfl_store_write_duration_seconds", "kind"),
-                "write p95 {{kind}} (s)",
-            ),
-            (_rate("bcfl_store_blobs_pruned_total", "node"), "{{node}} pruned/s"),
         ],
         "bytes",
+        description="Chain database (with its WAL) and blob directory, measured every 5 s.",
+    )
+    d.panel(
+        "Store write duration (p95)",
+        [(_quantile(0.95, "bcfl_store_write_duration_seconds", "kind"), "{{kind}}")],
+        "s",
+        description="Durable writes including fsync; slow disks show here first.",
+    )
+    d.panel(
+        "Blobs pruned",
+        [(_rate("bcfl_store_blobs_pruned_total", "node"), "{{node}}")],
+        "ops",
+        description="Old model blobs removed by the pruning policy (the chain is never pruned).",
     )
 
     return {
