@@ -14,6 +14,9 @@ Choices (DESIGN.md "Proof of learning" is silent on them):
   split with the genesis verdict rule; the numbers go into its `EvalReport`.
 - A site with a differential-privacy budget clips and noises its update and stops contributing
   once the budget is spent (`TrainingOutcome.skipped`).
+- Before aggregating, the proposer screens the valid updates against their coordinate-wise
+  median and rejects outliers (`learning.screening`: sign-flipped or far too long), so one
+  poisoned site costs its own update (and reputation), not the whole height.
 - The "poison" test behaviour sign-flips this site's update (global - 5 x delta), exactly the
   attack of `bcfl simulate learning --attack signflip`.
 """
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import learning
 from consensus.types import EvalReport, Genesis, Hash, UpdateReceipt, ValidatorIndex
+from learning.screening import screen_outliers
 from node.config import NodeConfig
 
 MAX_UPDATE_NORM = 1e4
@@ -161,6 +165,9 @@ class LearningApp:
                 rejected.append((receipt, reason or "unavailable"))
             else:
                 accepted.append((receipt, blob))
+        verdicts = screen_outliers([blob for _, blob in accepted])
+        rejected += [(r, v) for (r, _), v in zip(accepted, verdicts, strict=True) if v]
+        accepted = [item for item, v in zip(accepted, verdicts, strict=True) if not v]
         model = self._aggregate(base_model, accepted) if accepted else None
         return CandidateOutcome(model, tuple(r for r, _ in accepted), tuple(rejected))
 
