@@ -5,7 +5,7 @@
 # assembles the genesis (see the README's operator guide); here one container plays every site.
 set -eu
 N="${BCFL_NODES:-4}"
-DATASET="${BCFL_DATASET:-breast_cancer}"
+DATASET="${BCFL_DATASET:-breast-cancer}"
 i=0
 while [ "$i" -lt "$N" ]; do
     home="/data/node$i"
@@ -33,10 +33,11 @@ PY
     i=$((i + 1))
 done
 if [ ! -f /data/genesis.cbor ]; then
-    bcfl genesis --out /data/genesis.cbor /data/node*/node_info.json
+    bcfl genesis --out /data/genesis.cbor --dataset "$DATASET" /data/node*/node_info.json
 fi
 i=0
 while [ "$i" -lt "$N" ]; do
     cp /data/genesis.cbor "/data/node$i/genesis.cbor"
+    cp /data/genesis.model.safetensors "/data/node$i/genesis.model.safetensors"
     i=$((i + 1))
 done
