@@ -50,6 +50,7 @@ Choices where the issue is silent:
 from __future__ import annotations
 
 import hashlib
+import typing
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -267,7 +268,7 @@ class GossipValidator:
     def _verify(self, topic: Topic, data: bytes) -> GossipMessage:
         cap = self.size_caps[topic]
         try:
-            message: GossipMessage = (
+            message: Any = (
                 decode_committed_block(data, cap)
                 if topic is Topic.BLOCKS
                 else decode_message(data, cap)
@@ -286,9 +287,9 @@ class GossipValidator:
             self._check_candidate(message)
         elif isinstance(message, Attestation):
             self._check_attestation(message)
-        else:
+        elif isinstance(message, CommittedBlock):
             self._check_committed_block(message)
-        return message
+        return typing.cast(GossipMessage, message)
 
     def _require(self, ok: bool, reason: str) -> None:
         if not ok:
