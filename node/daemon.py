@@ -33,6 +33,7 @@ from node.store import ChainStore
 
 log = logging.getLogger("bcfl.daemon")
 VERSION = "0.1.0"
+GARBAGE_RATE = 50.0  # messages per second of a `garbage` test node
 
 
 @dataclass
@@ -185,7 +186,15 @@ async def run_node(home_dir: Path) -> None:
         if config.byzantine.behaviour == "garbage":
             from node.byzantine import GarbageSpammer
 
-            await nursery.start(GarbageSpammer(net, genesis.chain_id, who.me or 0).run)
+            spammer = GarbageSpammer(
+                net,
+                genesis.chain_id,
+                who.me or 0,
+                GARBAGE_RATE,
+                signer=BlsSigner(read_seed(home.validator_key_path)),
+                members=len(genesis.validators),
+            )
+            await nursery.start(spammer.run)
         else:
             await nursery.start(driver.run)
         log.info(

@@ -556,6 +556,7 @@ def _update_reason(reason: str) -> str:
 
 def _gossip_reason(reason: str) -> str:
     """Map a network or validator rejection reason onto telemetry's closed enum."""
+    reason = reason.replace("_", "-")
     return reason if reason in labels.GOSSIP_REJECT_REASONS else "invalid"
 
 

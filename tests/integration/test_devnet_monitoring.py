@@ -16,6 +16,7 @@ then contain at least one commit.
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ import pytest
 from monitoring_harness import PrometheusHarness, promtool_check_metrics, substitute
 
 from devnet.launcher import DevnetNode, DevnetSpec, create, start, wait_for_blocks
+from devnet.monitoring import start_prometheus, write_scrape_config
 from devnet.processes import NodeProcess, stop_all
 
 pytestmark = pytest.mark.slow
@@ -141,3 +143,20 @@ def test_harness_would_catch_an_empty_panel(devnet: Running, tmp_path: Path) -> 
     )
     failures = devnet.prometheus.check_dashboard_and_rules(dashboard)
     assert any("'Ghost': no data" in f for f in failures)
+
+
+def test_devnet_prometheus_starts_ready_with_every_node_and_the_rules(tmp_path: Path) -> None:
+    """`bcfl devnet up --prometheus`'s server answers at its URL, scrapes each node, loads rules."""
+    nodes = [DevnetNode(f"node{i}", tmp_path / f"node{i}", 0, 19100 + i) for i in range(2)]
+    process, url = start_prometheus(tmp_path, write_scrape_config(tmp_path, nodes))
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{url}/api/v1/targets", timeout=10) as reply:
+            active = json.loads(reply.read())["data"]["activeTargets"]
+        assert sorted(t["labels"]["node"] for t in active) == ["node0", "node1"]
+        with urllib.request.urlopen(f"{url}/api/v1/rules", timeout=10) as reply:
+            groups = json.loads(reply.read())["data"]["groups"]
+        assert any(r["name"] == "BcflNodeNotCommitting" for g in groups for r in g["rules"])
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
