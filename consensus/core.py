@@ -264,7 +264,7 @@ class ConsensusCore(LearningPhase):
         self._polka_done: set[int] = set()
         self._pol = LearningState()
         self._height_start = now
-        self._sync_requested_round = -1
+        self._sync_requested_at: float | None = None
 
     def _start_height(self, now: float, out: list[Action]) -> None:
         """Begin self.height: P1 and StartRound(0), then replay buffered messages."""
@@ -316,7 +316,7 @@ class ConsensusCore(LearningPhase):
 
     def _on_vote(self, vote: Vote, now: float, out: list[Action]) -> None:
         if vote.height > self.height:
-            self._note_ahead(vote.validator, vote.height, out)
+            self._note_ahead(vote.validator, vote.height, now, out)
             self._buffer_event(VoteReceived(vote))
             return
         if vote.height < self.height:
@@ -333,8 +333,9 @@ class ConsensusCore(LearningPhase):
         if known is None:
             vs.add_pending(vote, power)
         elif known.block_hash != vote.block_hash:
+            if vote.block_hash in vs.conflicting.get(vote.validator, {}):
+                return  # a repeat of a known conflicting vote
             self._check_equivocation(vs, known, vote, out)
-            return
         else:
             return  # a repeat of a counted vote
         self._progress(now, out)
@@ -351,6 +352,7 @@ class ConsensusCore(LearningPhase):
             vs.drop_pending(vote.validator, power)
             vs.add_pending(vote, power)
             return
+        vs.add_conflicting(vote, self.validator_set.power(vote.validator))
         evidence = make_evidence(known, vote)
         ekey = (int(vote.validator), int(vote.height), int(vote.round), int(vote.vote_type))
         if ekey not in self._evidence and ekey not in set(self.ledger.punished):
@@ -369,13 +371,13 @@ class ConsensusCore(LearningPhase):
         if vs is None:
             return False
         vset = self.validator_set
-        if vset.has_quorum(vs.verified_power[value]):
+        if vset.has_quorum(vs.power_for(value, verified_only=True)):
             return True
-        if vset.has_quorum(vs.verified_power[value] + vs.pending_power[value]):
+        if vset.has_quorum(vs.power_for(value, verified_only=False)):
             bad = vs.verify_pending(lambda v: v == value, self._verify_votes, vset.power)
             for _ in bad:
                 self._reject("vote with a bad signature")
-            return vset.has_quorum(vs.verified_power[value])
+            return vset.has_quorum(vs.power_for(value, verified_only=True))
         return False
 
     def _quorum_any(self, round_: int, vote_type: VoteType) -> bool:
@@ -405,7 +407,7 @@ class ConsensusCore(LearningPhase):
 
     def _on_proposal(self, proposal: Proposal, now: float, out: list[Action]) -> None:
         if proposal.height > self.height:
-            self._note_ahead(proposal.proposer, proposal.height, out)
+            self._note_ahead(proposal.proposer, proposal.height, now, out)
             self._buffer_event(ProposalReceived(proposal))
             return
         if proposal.height < self.height:
@@ -553,10 +555,10 @@ class ConsensusCore(LearningPhase):
         for (r, vote_type), vs in sorted(self._votes.items()):
             if vote_type != VoteType.PRECOMMIT:
                 continue
-            for value in list(vs.verified_power.keys() | vs.pending_power.keys()):
-                if value is None or value not in self._blocks:
+            for value in sorted(v for v in vs.values() if v is not None):
+                if value not in self._blocks:
                     continue
-                if not vset.has_quorum(vs.verified_power[value] + vs.pending_power[value]):
+                if not vset.has_quorum(vs.power_for(value, verified_only=False)):
                     continue
                 if self._quorum_for(r, VoteType.PRECOMMIT, value) and self._valid(value):
                     cert = self._commit_certificate(vs, value)
@@ -652,7 +654,7 @@ class ConsensusCore(LearningPhase):
             self._store_proposal(proposal, bhash)
 
     def _commit_certificate(self, vs: VoteSet, value: Hash) -> CommitCertificate:
-        votes = [v for i, v in sorted(vs.verified.items()) if v.block_hash == value]
+        votes = vs.votes_for(value)
         return CommitCertificate(
             height=self.height,
             round=vs.round,
@@ -717,16 +719,20 @@ class ConsensusCore(LearningPhase):
         if len(self._buffer) < MAX_BUFFERED_EVENTS:
             self._buffer.append(event)
 
-    def _note_ahead(self, validator: ValidatorIndex, height: int, out: list[Action]) -> None:
-        """Rule 12: f+1 of the power at later heights means we missed a commit."""
+    def _note_ahead(
+        self, validator: ValidatorIndex, height: int, now: float, out: list[Action]
+    ) -> None:
+        """Rule 12: f+1 of the power at later heights means we missed a commit. Ask for sync,
+        and ask again every `timeouts.propose` seconds while it lasts (a request may be lost)."""
         if not self.validator_set.is_validator(validator):
             return
         if height > self._ahead.get(validator, 0):
             self._ahead[validator] = height
-        if self._sync_requested_round >= self.round:
+        last = self._sync_requested_at
+        if last is not None and now - last < self.genesis.timeouts.propose:
             return
         if self.validator_set.has_one_third(self.validator_set.power_of(self._ahead)):
-            self._sync_requested_round = self.round
+            self._sync_requested_at = now
             out.append(RequestSync(self.height))
 
     def _reject(self, reason: str) -> None:

@@ -6,6 +6,14 @@ check of Algorithm 1 (more than 2/3, or more than 1/3) could flip only with the 
 those votes are verified in one batch per message (one aggregate pairing check; per-signature
 only if the batch fails, to find and drop the bad ones). Votes that can no longer change any
 outcome are never verified at all. This is what keeps n = 100 under 100 ms of CPU per height.
+
+Equivocation: totals "of any value" count one vote per validator (the first), but the power for
+one *value* counts every validator that signed a vote for that value, conflicting votes
+included (CometBFT's VoteSet does the same through peer maj23 claims). This is safe, since two
+quorums of signers still share more than 1/3 of the power, so an honest signer would have to
+sign both; and it is needed for liveness: otherwise an equivocator that showed its vote for v to
+some honest nodes and its vote for v' to others can keep a polka for v forever invisible to
+part of the honest nodes, and a validator locked on v never gets them to prevote it.
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ class VoteSet:
         self.pending_power: defaultdict[Hash | None, int] = defaultdict(int)
         self.verified_total = 0
         self.pending_total = 0
+        # verified votes that conflict with a validator's counted vote, by validator and value
+        self.conflicting: dict[ValidatorIndex, dict[Hash | None, Vote]] = {}
+        self.conflicting_power: defaultdict[Hash | None, int] = defaultdict(int)
 
     def get(self, validator: ValidatorIndex) -> Vote | None:
         """The vote counted for `validator`, verified or not."""
@@ -47,6 +58,35 @@ class VoteSet:
         self.pending[vote.validator] = vote
         self.pending_power[vote.block_hash] += power
         self.pending_total += power
+
+    def add_conflicting(self, vote: Vote, power: int, *, limit: int = 4) -> bool:
+        """Record a verified vote that conflicts with the validator's counted one."""
+        counted = self.get(vote.validator)
+        if counted is None or counted.block_hash == vote.block_hash:
+            return False
+        others = self.conflicting.setdefault(vote.validator, {})
+        if vote.block_hash in others or len(others) >= limit:
+            return False
+        others[vote.block_hash] = vote
+        self.conflicting_power[vote.block_hash] += power
+        return True
+
+    def power_for(self, value: Hash | None, *, verified_only: bool) -> int:
+        """Power of every validator that signed a vote for `value` (conflicting ones included)."""
+        power = self.verified_power[value] + self.conflicting_power[value]
+        return power if verified_only else power + self.pending_power[value]
+
+    def votes_for(self, value: Hash | None) -> list[Vote]:
+        """Verified votes for `value`, one per validator, by validator index."""
+        votes = {i: v for i, v in self.verified.items() if v.block_hash == value}
+        for i, others in self.conflicting.items():
+            if value in others and i not in votes:
+                votes[i] = others[value]
+        return [votes[i] for i in sorted(votes)]
+
+    def values(self) -> set[Hash | None]:
+        """Every value with a vote, verified, pending or conflicting."""
+        return set(self.verified_power) | set(self.pending_power) | set(self.conflicting_power)
 
     def drop_pending(self, validator: ValidatorIndex, power: int) -> Vote | None:
         """Forget a pending vote (its signature was bad)."""
