@@ -10,6 +10,8 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +83,14 @@ def write_scrape_config(directory: Path, nodes: list[DevnetNode]) -> Path:
     return path
 
 
-def start_prometheus(directory: Path, config: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the Debian prometheus binary on a free loopback port; return it and its URL."""
+def start_prometheus(
+    directory: Path, config: Path, ready_timeout_s: float = 30.0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the Debian prometheus binary on a free loopback port; return it and its URL.
+
+    Returns once Prometheus answers `/-/ready`, so the printed URL works; raises
+    DevnetError with the end of `<dir>/prometheus.log` if it exits or never gets ready.
+    """
     if shutil.which("prometheus") is None:
         raise DevnetError("--prometheus needs the prometheus binary: apt-get install prometheus")
     with socket.socket() as s:
@@ -103,4 +111,21 @@ def start_prometheus(directory: Path, config: Path) -> tuple[subprocess.Popen[by
         start_new_session=True,
     )
     log.close()
-    return process, f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_timeout_s
+    while not _ready(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait(timeout=10)
+            tail = (directory / "prometheus.log").read_text(errors="replace")[-1500:]
+            raise DevnetError(f"Prometheus did not start; the end of its log:\n{tail}")
+        time.sleep(0.2)
+    return process, url
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False

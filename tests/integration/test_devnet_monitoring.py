@@ -151,9 +151,14 @@ def test_devnet_prometheus_starts_ready_with_every_node_and_the_rules(tmp_path: 
     process, url = start_prometheus(tmp_path, write_scrape_config(tmp_path, nodes))
     try:
         assert url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(f"{url}/api/v1/targets", timeout=10) as reply:
-            active = json.loads(reply.read())["data"]["activeTargets"]
-        assert sorted(t["labels"]["node"] for t in active) == ["node0", "node1"]
+        deadline = time.monotonic() + 20
+        names: list[str] = []
+        while len(names) < len(nodes) and time.monotonic() < deadline:  # discovery is async
+            with urllib.request.urlopen(f"{url}/api/v1/targets", timeout=10) as reply:
+                active = json.loads(reply.read())["data"]["activeTargets"]
+            names = sorted(t["labels"]["node"] for t in active)
+            time.sleep(0.2)
+        assert names == ["node0", "node1"]
         with urllib.request.urlopen(f"{url}/api/v1/rules", timeout=10) as reply:
             groups = json.loads(reply.read())["data"]["groups"]
         assert any(r["name"] == "BcflNodeNotCommitting" for g in groups for r in g["rules"])
