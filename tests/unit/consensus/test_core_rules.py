@@ -300,3 +300,23 @@ def test_n6_needs_five_equal_votes_to_commit() -> None:
     last = next(i for i in range(5) if i not in others)
     actions = feed_votes(core, cluster, [last], PC, 0, block_hash(block))
     assert len(of_type(actions, Commit)) == 1
+
+
+def test_conflicting_votes_count_towards_a_value() -> None:
+    """An equivocator's second prevote (for v) counts towards v's polka, and is evidence:
+    a node that saw the nil version first still sees the round-0 polka for v."""
+    from consensus.events import ReportEvidence
+
+    cluster = make_cluster(4)
+    core = started(cluster)
+    block = cluster.carry_over(0)
+    v = block_hash(block)
+    feed_votes(core, cluster, [3], PV, 0, None)
+    feed_votes(core, cluster, [1, 2], PV, 0, v)
+    actions = feed_votes(core, cluster, [3], PV, 0, v)
+    assert len(of_type(actions, ReportEvidence)) == 1
+    feed_votes(core, cluster, [1], PV, 1, None)
+    feed_votes(core, cluster, [2], PC, 1, None)
+    assert core.round == 1
+    actions = core.handle(ProposalReceived(cluster.proposal(block, 1, valid_round=0)), 2.0)
+    assert [vote.block_hash for vote in my_votes(actions, PV)] == [v]
