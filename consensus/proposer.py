@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from consensus.codec import candidate_hash, commit_hash, ledger_root, updates_root
 from consensus.crypto import Signer, Verifier, batch_verify_same_message
@@ -87,24 +88,14 @@ class LearningPhase:
         """The committed global model M(h-1)."""
         return self.ledger.model_hash
 
-    # Provided by ConsensusCore.
-    def _buffer_event(self, event: Event) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by ConsensusCore
 
-    def _reject(self, reason: str) -> None:
-        raise NotImplementedError
-
-    def _propose(self, block: Block, valid_round: Round, out: list[Action]) -> None:
-        raise NotImplementedError
-
-    def _progress(self, now: float, out: list[Action]) -> None:
-        raise NotImplementedError
-
-    def _parent(self) -> Parent:
-        raise NotImplementedError
-
-    def _guarded(self, new_state: SignerState, out: list[Action]) -> None:
-        raise NotImplementedError
+        def _buffer_event(self, event: Event) -> None: ...
+        def _reject(self, reason: str) -> None: ...
+        def _propose(self, block: Block, valid_round: Round, out: list[Action]) -> None: ...
+        def _progress(self, now: float, out: list[Action]) -> None: ...
+        def _parent(self) -> Parent: ...
+        def _guarded(self, new_state: SignerState, out: list[Action]) -> None: ...
 
     def _on_training_finished(self, event: TrainingFinished, now: float, out: list[Action]) -> None:
         """P1: sign and gossip our own update receipt."""
