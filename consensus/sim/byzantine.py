@@ -4,11 +4,13 @@ A faulty validator runs the same `ConsensusCore` as everyone else; its behaviour
 leaves the process (and, for `silent`, what enters). The faulty validators form one coalition
 (`Adversary`) that shares what it equivocated, as a real attacker controlling several keys would.
 
-- `equivocate`: every proposal goes as-is to one half of the honest nodes and as a second,
-  different valid block (same contents, header time + 1 ms, re-signed) to the other half; votes
-  follow the same split (for the block each half was shown, else block vs nil); attestations
-  say "improved" to one half and "not improved" to the other. Halves are the partition sides
-  when `--partition` is on, else a seeded split.
+- `equivocate`: every proposal comes in two different valid versions (the second has header
+  time + 1 ms, re-signed); votes come in two versions too (for the block each half was shown,
+  else block vs nil), and so do attestations ("improved" and "not improved"). Both versions go
+  to everyone, version A first to one half of the honest nodes and version B first to the
+  other, so each half acts on a different first view while gossip lets everyone see the
+  conflict (as GossipSub relaying would). Halves are the partition sides when `--partition` is
+  on, else a seeded split.
 - `silent`: crashed from the start: receives nothing, sends nothing.
 - `bad-certificate`: a proposal that changes the model carries a forged improvement certificate
   (a signature made with the proposer's own key, or a bitfield naming only the coalition); a
@@ -134,7 +136,7 @@ class Equivocate(Behaviour):
                 codec.block_hash(block),
                 codec.block_hash(other_block),
             )
-            return [(first, message), (second, other)]
+            return _both_orders(first, second, message, other)
         if isinstance(message, Vote):
             key = (int(message.height), int(message.round))
             split = self.adversary.split_blocks.get(key)
@@ -144,10 +146,10 @@ class Equivocate(Behaviour):
             else:
                 a = message
                 b = self._vote_for(message, None)
-            return [(first, a), (second, b)]
+            return _both_orders(first, second, a, b)
         if isinstance(message, Attestation):
             flipped = self._sign(dataclasses.replace(message, improved=not message.improved))
-            return [(first, message), (second, flipped)]
+            return _both_orders(first, second, message, flipped)
         return [(peers, message)]
 
     def _vote_for(self, vote: Vote, block_hash: Hash | None) -> Vote:
@@ -155,6 +157,13 @@ class Equivocate(Behaviour):
             return vote
         signed: Vote = self._sign(dataclasses.replace(vote, block_hash=block_hash))
         return signed
+
+
+def _both_orders(first: list[NodeId], second: list[NodeId], a: Any, b: Any) -> Outgoing:
+    """Half 0 gets `a` then `b`, half 1 gets `b` then `a` (FIFO links keep that order)."""
+    if a is b:
+        return [(first + second, a)]
+    return [(first, a), (second, b), (first, b), (second, a)]
 
 
 class BadCertificate(Behaviour):

@@ -151,6 +151,7 @@ class SimNode:
     chain: list[tuple[Block, CommitCertificate]] = field(default_factory=list)
     signed: dict[tuple[Any, ...], Message] = field(default_factory=dict)
     height_at_last_tick: int = -1
+    highest_seen: int = 0
     cpu_seconds: float = 0.0
 
     @property
@@ -200,9 +201,9 @@ class RunResult:
 
 
 def signed_slot(message: Message) -> tuple[Any, ...] | None:
-    """(kind, height, round-or-key) under which a signer may sign only one value."""
+    """(kind, height, ...) under which a signer may sign only one value (height always 2nd)."""
     if isinstance(message, Vote):
-        return ("vote", int(message.vote_type), message.height, message.round)
+        return ("vote", message.height, message.round, int(message.vote_type))
     if isinstance(message, Proposal):
         return ("proposal", message.height, message.round)
     if isinstance(message, Candidate):
@@ -356,6 +357,7 @@ class Simulation:
                         self._feed(node, BlockSynced(block, certificate))
             else:
                 self._trace_step(node.node_id, type(message).__name__, _digest(message))
+                node.highest_seen = max(node.highest_seen, int(message.height))
                 self._feed(node, event_for(message))
         elif isinstance(item, _Timer | _Local):
             node = self.nodes[item.node]
@@ -395,8 +397,7 @@ class Simulation:
             elif isinstance(action, ReportEvidence):
                 self.evidence += 1
             elif isinstance(action, RequestSync):
-                peers = [n.node_id for n in self.nodes if n.node_id != node.node_id]
-                self.network.send(self.now, node.node_id, peers, SyncRequest(action.from_height))
+                self._request_sync(node, action.from_height)
             elif isinstance(action, PersistSignerState):
                 pass  # durable by construction in memory
 
@@ -466,10 +467,18 @@ class Simulation:
             for slot, message in sorted(node.signed.items(), key=lambda kv: repr(kv[0])):
                 if slot[1] == current:
                     self._send(node, message)
+            if node.highest_seen > current:
+                # Peers are at a later height: ask for the blocks we missed, as the node's
+                # block-sync service does periodically (the core asks once per round).
+                self._request_sync(node, current)
         node.height_at_last_tick = node.height
         stale = [slot for slot in node.signed if slot[1] <= node.height]
         for slot in stale:
             del node.signed[slot]
+
+    def _request_sync(self, node: SimNode, from_height: int) -> None:
+        peers = [n.node_id for n in self.nodes if n.node_id != node.node_id]
+        self.network.send(self.now, node.node_id, peers, SyncRequest(from_height))
 
     def _answer_sync(self, node: SimNode, requester: NodeId, request: SyncRequest) -> None:
         if node.behaviour is not None and not node.behaviour.answers_sync:
