@@ -88,7 +88,7 @@ from consensus.events import (
     VoteReceived,
 )
 from consensus.genesis import validate_genesis
-from consensus.guard import SignerState, SignRefused, check_sign
+from consensus.guard import SignerState, SignRefused, check_sign, with_lock
 from consensus.ledger import apply_block, genesis_ledger
 from consensus.pol import LearningState, ProposerStage
 from consensus.proposer import MAX_ROUND_AHEAD, ConsensusInvariantError, LearningPhase
@@ -252,6 +252,7 @@ class ConsensusCore(TendermintRules, LearningPhase):
         self.round = Round(0)
         self.step = Step.PROPOSE
         self._locked_value: Block | None = None
+        self._locked_hash: Hash | None = None
         self._locked_round = -1
         self._valid_value: Block | None = None
         self._valid_round = -1
@@ -271,6 +272,11 @@ class ConsensusCore(TendermintRules, LearningPhase):
         """Begin self.height: P1 and StartRound(0), then replay buffered messages."""
         self._reset_height(now)
         h = self.height
+        state = self.signer_state
+        if self._can_vote and state.locked_height == h and state.locked_round >= 0:
+            # restarted mid-height: keep the lock (not the value, which re-arrives by gossip)
+            self._locked_round = state.locked_round
+            self._locked_hash = Hash(state.locked_value)
         out.append(
             ScheduleTimeout(h, Round(0), Step.UPDATE_WINDOW, self.genesis.timeouts.update_window)
         )
@@ -425,6 +431,14 @@ class ConsensusCore(TendermintRules, LearningPhase):
         if new_state != self.signer_state:
             self.signer_state = new_state
             out.append(PersistSignerState(new_state))
+
+    def _persist_lock(self, out: list[Action]) -> None:
+        """Persist lockedRound and id(lockedValue) with the guard state."""
+        if self._can_vote and self._locked_hash is not None:
+            self._guarded(
+                with_lock(self.signer_state, self.height, self._locked_round, self._locked_hash),
+                out,
+            )
 
     def _cast(self, vote_type: VoteType, value: Hash | None, out: list[Action]) -> None:
         """Sign and broadcast a vote (validators only; the guard may refuse)."""

@@ -8,6 +8,10 @@ Ordering: (height, round, step) with step PROPOSE < PREVOTE < PRECOMMIT. Signing
 strictly after the last one is allowed; signing again at the same position is allowed only for
 the same value (gossip re-sends are idempotent, BLS signatures are deterministic); anything
 earlier is refused. Attestations are tracked per height: one verdict per candidate.
+
+The state also carries the lock of Algorithm 1 (lockedRound and id(lockedValue)): a validator
+that restarts in the middle of a height must not forget that it is locked, or it could prevote
+a value conflicting with a precommit it already sent.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ class SignerState:
     value: bytes = b""  # block hash signed at that position; b"" for nil
     attest_height: int = 0
     attested: tuple[tuple[bytes, bool], ...] = ()
+    locked_height: int = 0
+    locked_round: int = -1
+    locked_value: bytes = b""
 
 
 def check_sign(
@@ -63,3 +70,8 @@ def check_attest(
         attest_height=height,
         attested=(*attested, (candidate_hash, improved)),
     )
+
+
+def with_lock(state: SignerState, height: int, round_: int, value: bytes) -> SignerState:
+    """The state after locking on `value` in (height, round)."""
+    return replace(state, locked_height=height, locked_round=round_, locked_value=value)

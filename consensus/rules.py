@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from consensus.codec import block_hash
 from consensus.events import Action, ScheduleTimeout, TimeoutFired
 from consensus.pol import LearningState, ProposerStage
 from consensus.types import (
@@ -48,6 +47,7 @@ class TendermintRules:
     _precommit_timeout_done: set[int]
     _polka_done: set[int]
     _locked_value: Block | None
+    _locked_hash: Hash | None
     _locked_round: int
     _valid_value: Block | None
     _valid_round: int
@@ -59,6 +59,7 @@ class TendermintRules:
         def _reject(self, reason: str) -> None: ...
         def _cast(self, vote_type: VoteType, value: Hash | None, out: list[Action]) -> None: ...
         def _valid(self, bhash: Hash) -> bool: ...
+        def _persist_lock(self, out: list[Action]) -> None: ...
         def _commit_certificate(self, vs: VoteSet, value: Hash) -> CommitCertificate: ...
         def _commit(
             self,
@@ -137,7 +138,7 @@ class TendermintRules:
             return False
         proposal, bhash = self._proposals[self.round]
         vr = proposal.valid_round
-        locked_hash = None if self._locked_value is None else block_hash(self._locked_value)
+        locked_hash = self._locked_hash
         if vr == -1:
             ok = self._valid(bhash) and (self._locked_round == -1 or locked_hash == bhash)
         elif vr < self.round and self._quorum_for(vr, VoteType.PREVOTE, bhash):
@@ -174,7 +175,9 @@ class TendermintRules:
         block = self._blocks[bhash]
         if self.step == Step.PREVOTE:
             self._locked_value = block
+            self._locked_hash = bhash
             self._locked_round = r
+            self._persist_lock(out)
             self._cast(VoteType.PRECOMMIT, bhash, out)
             self.step = Step.PRECOMMIT
         self._valid_value = block

@@ -320,3 +320,22 @@ def test_conflicting_votes_count_towards_a_value() -> None:
     assert core.round == 1
     actions = core.handle(ProposalReceived(cluster.proposal(block, 1, valid_round=0)), 2.0)
     assert [vote.block_hash for vote in my_votes(actions, PV)] == [v]
+
+
+def test_restart_keeps_the_lock() -> None:
+    """The lock is persisted with the guard state: after a restart in the same height the
+    node still prevotes nil for a value other than the one it locked on."""
+    cluster = make_cluster(4)
+    core, block = lock_in_round_0(cluster)
+    persisted = core.signer_state
+    assert (persisted.locked_height, persisted.locked_round) == (1, 0)
+    assert persisted.locked_value == block_hash(block)
+    restarted = cluster.core(0)
+    restarted.signer_state = persisted
+    restarted.handle(Started(), 100.0)
+    assert restarted.locked_round == 0
+    feed_votes(restarted, cluster, [1], PV, 1, None)
+    feed_votes(restarted, cluster, [2], PC, 1, None)
+    other = cluster.carry_over(1, "second")
+    actions = restarted.handle(ProposalReceived(cluster.proposal(other, 1)), 101.0)
+    assert [v.block_hash for v in my_votes(actions, PV)] == [None]
