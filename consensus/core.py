@@ -116,6 +116,7 @@ from consensus.validity import BlockChecker, Parent, make_evidence
 from consensus.votes import VoteSet
 
 MAX_BUFFERED_EVENTS = 20_000  # future-height messages kept for replay
+MAX_HEIGHTS_BUFFERED = 2  # ... for at most this many heights ahead
 
 __all__ = ["ChainTip", "ConsensusCore", "ConsensusInvariantError"]
 
@@ -538,7 +539,11 @@ class ConsensusCore(TendermintRules, LearningPhase):
         return -1
 
     def _buffer_event(self, event: Event) -> None:
-        if len(self._buffer) < MAX_BUFFERED_EVENTS:
+        """Keep a message of the next heights for replay (rule 12). Messages further ahead
+        are useless (the node will sync those blocks) and would let a peer fill the buffer."""
+        if len(self._buffer) >= MAX_BUFFERED_EVENTS:
+            return
+        if not self._started or self._event_height(event) <= self.height + MAX_HEIGHTS_BUFFERED:
             self._buffer.append(event)
 
     def _note_ahead(
