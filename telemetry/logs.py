@@ -101,6 +101,11 @@ def configure_logging(
 
     Calling it again replaces the handler it installed before (not others').
     Returns the context the driver updates with the height and round.
+
+    py-libp2p, when imported, cuts its "libp2p" logger off from the root
+    (propagate=False, no handler), so its warnings would reach stderr through
+    logging's last-resort handler as bare text without node, height or round;
+    they are routed through our handler again (import libp2p before calling this).
     """
     if fmt not in ("json", "human", "text"):
         raise ValueError(f"log format must be 'json' or 'human' (or 'text'), not {fmt!r}")
@@ -115,4 +120,5 @@ def configure_logging(
     handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    logging.getLogger("libp2p").propagate = True
     return context

@@ -69,3 +69,28 @@ def test_measure_store_counts_database_and_blobs(tmp_path: Path) -> None:
     (fan / "0123").write_bytes(b"y" * 30)
     (fan / ".0123.tmp-1-2").write_bytes(b"y" * 999)
     assert measure_store(tmp_path) == (120, 80, 2)
+
+
+def test_libp2p_warnings_reach_the_structured_log() -> None:
+    """libp2p's import cuts its logger off the root; configure_logging routes it back."""
+    import io
+    import json
+    import logging
+
+    import libp2p  # noqa: F401 - its import sets propagate=False on "libp2p"
+
+    from telemetry.logs import configure_logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    out = io.StringIO()
+    try:
+        configure_logging("node1", fmt="json", stream=out).set(height=4, round=0)
+        logging.getLogger("libp2p.pubsub").warning("stream reset")
+    finally:
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+    line = json.loads(out.getvalue().splitlines()[-1])
+    assert (line["logger"], line["node"], line["height"]) == ("libp2p.pubsub", "node1", 4)
