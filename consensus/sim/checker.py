@@ -17,7 +17,7 @@ A violation names the invariant, the step, the height and the validators involve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,7 @@ class _Committed:
     block_hash: bytes
     node: int
     validator: int | None
+    signers: frozenset[int]
 
 
 @dataclass
@@ -79,6 +80,7 @@ class InvariantChecker:
     committed: dict[int, _Committed] = field(default_factory=dict)
     _signed: dict[tuple[int, Hashable], tuple[bytes, int]] = field(default_factory=dict)
     _certified: set[bytes] = field(default_factory=set)
+    _forked: set[tuple[int, bytes]] = field(default_factory=set)
 
     def _add(
         self, invariant: str, step: int, height: int, validators: list[int], detail: str
@@ -96,20 +98,27 @@ class InvariantChecker:
         block_hash: bytes,
         block: Any,
         parent_model_hash: bytes,
+        signers: Iterable[int] = (),
     ) -> None:
-        """A node committed `block` at `height` on top of a parent with `parent_model_hash`."""
+        """A node committed `block` at `height` on top of a parent with `parent_model_hash`.
+
+        `signers` are the validators in the block's commit certificate.
+        """
         first = self.committed.get(height)
         if first is None:
-            self.committed[height] = _Committed(block_hash, node, validator)
-        elif first.block_hash != block_hash:
-            who = [v for v in (first.validator, validator) if v is not None]
+            self.committed[height] = _Committed(block_hash, node, validator, frozenset(signers))
+        elif first.block_hash != block_hash and (height, block_hash) not in self._forked:
+            # One report per conflicting block: the culprits are the validators whose
+            # precommits are in both commit certificates (they signed both blocks).
+            self._forked.add((height, block_hash))
+            both = sorted(first.signers & set(signers))
             self._add(
                 AGREEMENT,
                 step,
                 height,
-                who,
+                both,
                 f"node {first.node} committed {first.block_hash.hex()[:16]} but node {node} "
-                f"committed {block_hash.hex()[:16]}",
+                f"committed {block_hash.hex()[:16]}; validators {both} precommitted both",
             )
         if block_hash not in self._certified:
             problem = self.certificate_problem(block, parent_model_hash)

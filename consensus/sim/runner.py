@@ -443,6 +443,7 @@ class Simulation:
             block_hash,
             block,
             parent_model,
+            self.chain.validator_set.indices(action.commit_certificate.signers) or (),
         )
         self.max_round = max(self.max_round, int(action.commit_certificate.round))
         size = len(codec.encode(action.commit_certificate))

@@ -21,21 +21,38 @@ def test_fork_is_reported_with_step_height_and_validators() -> None:
     """Two different blocks committed at one height break agreement."""
     checker = InvariantChecker(_no_problem, seed=5)
     checker.on_commit(
-        10, node=0, validator=0, height=3, block_hash=b"a" * 32, block=None, parent_model_hash=b""
+        10,
+        node=0,
+        validator=0,
+        height=3,
+        block_hash=b"a" * 32,
+        block=None,
+        parent_model_hash=b"",
+        signers=[0, 1, 3],
     )
     checker.on_commit(
         11, node=1, validator=1, height=3, block_hash=b"a" * 32, block=None, parent_model_hash=b""
     )
     assert checker.violations == []
     checker.on_commit(
-        42, node=2, validator=2, height=3, block_hash=b"b" * 32, block=None, parent_model_hash=b""
+        42,
+        node=2,
+        validator=2,
+        height=3,
+        block_hash=b"b" * 32,
+        block=None,
+        parent_model_hash=b"",
+        signers=[0, 2, 3],
+    )
+    checker.on_commit(
+        43, node=3, validator=3, height=3, block_hash=b"b" * 32, block=None, parent_model_hash=b""
     )
     [violation] = checker.safety_violations
     assert violation.invariant == AGREEMENT
     assert (violation.step, violation.height, violation.validators, violation.seed) == (
         42,
         3,
-        (0, 2),
+        (0, 3),
         5,
     )
     assert "agreement violated (seed 5, step 42, height 3" in violation.describe()
