@@ -7,6 +7,8 @@ state and is never used alone.
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -55,6 +57,15 @@ from consensus.validity import BlockChecker, Parent
 MAX_ROUND_AHEAD = 1000  # messages for rounds further ahead are dropped (memory bound)
 MAX_EVIDENCE_IN_BLOCK = 8
 MAX_CANDIDATES_TRACKED = 256
+
+
+def finite(x: float) -> float:
+    """Clamp a statistic into what the codec accepts: a diverged model's NaN or infinite loss
+    becomes the largest float (with its sign), so the message still decodes at every peer."""
+    x = float(x)
+    if math.isnan(x):
+        return sys.float_info.max
+    return max(-sys.float_info.max, min(sys.float_info.max, x))
 
 
 class ConsensusInvariantError(Exception):
@@ -114,8 +125,8 @@ class LearningPhase:
             base_model_hash=self.model_hash,
             blob_hash=event.blob_hash,
             n_samples=event.n_samples,
-            train_loss=float(event.train_loss),
-            epsilon_spent=float(event.epsilon_spent),
+            train_loss=finite(event.train_loss),
+            epsilon_spent=finite(event.epsilon_spent),
         )
         receipt = replace(receipt, signature=self._signer.sign(receipt_bytes(self._chain, receipt)))
         self._pol.trained = True
@@ -390,7 +401,16 @@ class LearningPhase:
             state = check_attest(self.signer_state, self.height, chash, event.improved)
         except SignRefused:
             return
-        report = replace(event.report, evaluator=self.me, candidate_hash=chash)
+        r = event.report
+        report = replace(
+            r,
+            evaluator=self.me,
+            candidate_hash=chash,
+            loss_before=finite(r.loss_before),
+            loss_after=finite(r.loss_after),
+            metric_before=finite(r.metric_before),
+            metric_after=finite(r.metric_after),
+        )
         attestation = Attestation(self.height, chash, event.improved, self.me, report)
         attestation = replace(
             attestation, signature=self._signer.sign(attestation_bytes(self._chain, attestation))

@@ -164,3 +164,28 @@ def test_forged_vote_in_a_batch_is_found_and_dropped() -> None:
     )
     assert core.locked_round == 0
     assert of_type(actions, ReportEvidence) == []
+
+
+def test_diverged_losses_still_make_decodable_messages() -> None:
+    """A NaN or infinite loss from a diverged model is clamped, so peers can decode it."""
+    import math
+
+    from consensus.codec import decode_message, encode_message
+    from consensus.events import TrainingFinished
+
+    cluster = make_cluster(4)
+    cores = [cluster.core(i) for i in range(4)]
+    net = InstantNet(cluster, cores, max_height=1)
+    net.start()
+    core = cores[0]
+    receipt_actions = core.handle(
+        TrainingFinished(core.height, core.model_hash, b"\x03" * 32, 10, float("nan"), math.inf),
+        99.0,
+    )
+    for receipt in broadcasts(receipt_actions, UpdateReceipt):
+        assert decode_message(encode_message(receipt)) == receipt
+    from consensus.proposer import finite
+
+    assert finite(float("nan")) == finite(math.inf) == -finite(-math.inf) > 1e300
+    assert finite(0.25) == 0.25
+    assert broadcasts(receipt_actions, UpdateReceipt)
