@@ -88,6 +88,7 @@ class LearningState:
         self.trained = False  # this node's own receipt for the height is signed
         self.candidates: dict[Hash, Candidate] = {}
         self.evaluating: set[Hash] = set()
+        self.evaluated_rounds: set[int] = set()
         self.mine: dict[Hash, Attestation] = {}
         self.attestations: dict[Hash, AttestationTally] = {}
         self.rebroadcast_round: dict[Hash, Round] = {}

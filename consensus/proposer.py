@@ -335,8 +335,11 @@ class LearningPhase:
                 pol.rebroadcast_round[chash] = candidate.round
                 out.append(Broadcast(pol.mine[chash]))
             return
-        if chash not in pol.evaluating:
+        if chash not in pol.evaluating and candidate.round not in pol.evaluated_rounds:
+            # one evaluation per round: a faulty proposer cannot make us evaluate a flood of
+            # candidates (evaluation runs a model over the validation split)
             pol.evaluating.add(chash)
+            pol.evaluated_rounds.add(candidate.round)
             out.append(EvaluateCandidate(candidate))
 
     def _on_candidate(self, candidate: Candidate, now: float, out: list[Action]) -> None:
@@ -348,6 +351,8 @@ class LearningPhase:
             return
         chash = candidate_hash(candidate)
         known = self._pol.candidates.get(chash)
+        if known is None and len(self._pol.candidates) >= MAX_CANDIDATES_TRACKED:
+            return
         if known is None:
             problem = self._candidate_problem(candidate)
             if problem:

@@ -189,3 +189,42 @@ def test_diverged_losses_still_make_decodable_messages() -> None:
     assert finite(float("nan")) == finite(math.inf) == -finite(-math.inf) > 1e300
     assert finite(0.25) == 0.25
     assert broadcasts(receipt_actions, UpdateReceipt)
+
+
+def test_one_evaluation_per_round() -> None:
+    """A proposer gossiping two different candidates in one round gets one evaluation."""
+    from dataclasses import replace
+
+    from consensus.events import CandidateReceived, EvaluateCandidate, Started
+    from consensus.signing import candidate_bytes, receipt_bytes
+    from consensus.types import Candidate, Hash, Height, Round, ValidatorIndex
+
+    cluster = make_cluster(4)
+    core = cluster.core(0)
+    core.handle(Started(), 0.0)
+    receipts = []
+    for i in range(4):
+        r = UpdateReceipt(
+            ValidatorIndex(i), Height(1), core.model_hash, Hash(bytes([i]) * 32), 5, 0.1, 0.0
+        )
+        receipts.append(
+            replace(r, signature=cluster.signers[i].sign(receipt_bytes("test-chain", r)))
+        )
+
+    def candidate(k: int) -> Candidate:
+        c = Candidate(
+            Height(1),
+            Round(0),
+            ValidatorIndex(1),
+            core.model_hash,
+            Hash(bytes([9 + k]) * 32),
+            tuple(receipts[: 3 + k]),
+            (),
+            "fedavg",
+        )
+        return replace(c, signature=cluster.signers[1].sign(candidate_bytes("test-chain", c)))
+
+    first = core.handle(CandidateReceived(candidate(0)), 1.0)
+    second = core.handle(CandidateReceived(candidate(1)), 1.0)
+    assert len(of_type(first, EvaluateCandidate)) == 1
+    assert of_type(second, EvaluateCandidate) == []
