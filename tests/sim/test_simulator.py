@@ -8,13 +8,16 @@ loaded two-core machine; `bcfl simulate consensus --seeds 200` runs the long ver
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
-from consensus.simulator import BEHAVIOURS, SimConfig, run_many, run_one
+from consensus.sim.setup import SIM_INITIAL_MODEL
+from consensus.simulator import BEHAVIOURS, SimConfig, Simulation, run_many, run_one
+from consensus.types import Signature
 from node.cli import main
 
-MIX_SEEDS = 40
+MIX_SEEDS = 60
 MIX_HEIGHTS = 4
 
 
@@ -61,6 +64,39 @@ def test_checker_catches_a_real_fork_with_twins_across_a_partition() -> None:
     forks = [v for v in summary.safety_violations if v.invariant == "agreement"]
     assert forks, "no seed forked: the checker could not be shown to fail"
     assert forks[0].step > 0 and forks[0].height >= 1 and forks[0].validators
+
+
+def test_checker_catches_a_real_fork_with_equivocation_across_a_partition() -> None:
+    """With 2 of 4 validators equivocating across a partition, the checker reports a fork."""
+    config = SimConfig(validators=4, byzantine=2, behaviour="equivocate", heights=3, partition=True)
+    summary = run_many(config, range(5))
+    forks = [v for v in summary.safety_violations if v.invariant == "agreement"]
+    assert forks
+    assert set(forks[0].validators) <= {0, 1, 2, 3} and forks[0].validators
+
+
+def test_independent_certificate_check_rejects_forgeries() -> None:
+    """The checker's own certificate check accepts a committed model block and rejects forgeries."""
+    sim = Simulation(SimConfig(validators=4, heights=3), seed=3)
+    sim.run()
+    chain = sim.nodes[0].chain
+    index = next(i for i, (b, _) in enumerate(chain) if b.improvement_certificate is not None)
+    block = chain[index][0]
+    parent_model = chain[index - 1][0].header.model_hash if index else SIM_INITIAL_MODEL
+    certificate = block.improvement_certificate
+    assert certificate is not None
+    assert sim.chain.certificate_problem(block, parent_model) is None
+    too_few = replace(certificate, signers=sim.chain.validator_set.bitfield([0, 1]))
+    forged = replace(certificate, aggregate_signature=Signature(bytes(96)))
+    for bad in (too_few, forged):
+        problem = sim.chain.certificate_problem(
+            replace(block, improvement_certificate=bad), parent_model
+        )
+        assert problem is not None
+    moved = replace(block, improvement_certificate=None, carry_over_reason="x")
+    assert (
+        sim.chain.certificate_problem(moved, parent_model) == "carry-over block changes the model"
+    )
 
 
 def test_cli_prints_json_and_succeeds() -> None:
