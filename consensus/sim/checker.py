@@ -9,6 +9,7 @@ and the checker keeps just enough state to decide after EVERY step:
   improvement certificate that verifies (>2/3 of the power, valid aggregate signature);
 - `honest-double-sign`: no honest validator signs two different messages for one
   (height, round, type);
+- `commit-order`: a core commits each height once, in order (its API promise);
 - `liveness`: after the network heals, every honest node reaches the target height within the
   virtual-time bound (checked at the end of a run).
 
@@ -25,6 +26,7 @@ AGREEMENT = "agreement"
 IMPROVEMENT_CERTIFICATE = "improvement-certificate"
 HONEST_DOUBLE_SIGN = "honest-double-sign"
 LIVENESS = "liveness"
+COMMIT_ORDER = "commit-order"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,16 @@ class InvariantChecker:
                 f"honest validator {validator} signed two different messages for {slot!r} "
                 f"(first at step {previous[1]})",
             )
+
+    def on_commit_out_of_order(self, step: int, validator: int, height: int, expected: int) -> None:
+        """A core emitted Commit for `height` when the next height to commit was `expected`."""
+        self._add(
+            COMMIT_ORDER,
+            step,
+            height,
+            [validator],
+            f"validator {validator} committed height {height}, expected height {expected}",
+        )
 
     def on_liveness_failure(self, step: int, height: int, nodes: list[int], detail: str) -> None:
         """The run ended without every honest node reaching the target height in time."""

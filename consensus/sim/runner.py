@@ -426,7 +426,11 @@ class Simulation:
     def _commit(self, node: SimNode, action: Commit) -> None:
         block = action.block
         if block.height != node.height + 1:
-            return  # the core committed out of order: agreement will still be checked below
+            # The core promises one Commit per height, in order: anything else is its bug.
+            self.checker.on_commit_out_of_order(
+                self.step, node.member, int(block.height), node.height + 1
+            )
+            return
         parent_model = (
             node.chain[-1][0].header.model_hash
             if node.chain
