@@ -39,6 +39,27 @@ def test_mix_is_safe_and_live(behaviour: str) -> None:
     assert all(r.committed_height >= MIX_HEIGHTS for r in summary.results)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("behaviour", BEHAVIOURS)
+def test_duplication_reordering_and_long_delays_are_safe_and_live(behaviour: str) -> None:
+    """n=4, f=1 with duplicates, reordering, delays up to 0.5 s and loss: safe and live."""
+    config = SimConfig(
+        validators=4,
+        byzantine=1,
+        behaviour=behaviour,
+        heights=3,
+        drop=0.1,
+        duplicate=0.2,
+        reorder=True,
+        delay_min=0.001,
+        delay_max=0.5,
+        partition=True,
+    )
+    summary = run_many(config, range(2000, 2015))
+    problems = [v.describe() for v in summary.safety_violations + summary.liveness_failures]
+    assert problems == []
+
+
 def test_same_seed_same_trace() -> None:
     """Two runs of one seed produce the same trace digest; another seed does not."""
     config = SimConfig(
