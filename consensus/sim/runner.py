@@ -126,6 +126,14 @@ class _GossipTick:
 
 
 @dataclass(frozen=True, slots=True)
+class _Gossip:
+    """A core message on the wire, with its digest computed once per send (for the trace)."""
+
+    message: Message
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class SyncRequest:
     """Simulator wire message: send me committed blocks from `from_height` on."""
 
@@ -244,6 +252,7 @@ class Simulation:
         self.step = 0
         self.now = 0.0
         self._trace = hashlib.sha256()
+        self._digests: dict[int, tuple[Message, bytes]] = {}
         self.evidence = 0
         self.max_round = 0
         self.commit_certificate_bytes = 0
@@ -355,10 +364,10 @@ class Simulation:
                 for block, certificate in message.blocks:
                     if block.height == node.height + 1:
                         self._feed(node, BlockSynced(block, certificate))
-            else:
-                self._trace_step(node.node_id, type(message).__name__, _digest(message))
-                node.highest_seen = max(node.highest_seen, int(message.height))
-                self._feed(node, event_for(message))
+            elif isinstance(message, _Gossip):
+                self._trace_step(node.node_id, type(message.message).__name__, message.digest)
+                node.highest_seen = max(node.highest_seen, int(message.message.height))
+                self._feed(node, event_for(message.message))
         elif isinstance(item, _Timer | _Local):
             node = self.nodes[item.node]
             self._trace_step(node.node_id, type(item.event).__name__)
@@ -411,17 +420,28 @@ class Simulation:
                     node.member,
                     int(getattr(message, "height", 0)),
                     slot,
-                    _digest(message),
+                    self._digest(message),
                 )
         self._send(node, message)
 
     def _send(self, node: SimNode, message: Message) -> None:
         peers = [n.node_id for n in self.nodes if n.node_id != node.node_id]
         if node.behaviour is None:
-            self.network.send(self.now, node.node_id, peers, message)
+            self.network.send(
+                self.now, node.node_id, peers, _Gossip(message, self._digest(message))
+            )
             return
         for receivers, variant in node.behaviour.outgoing(message, peers, self.now):
-            self.network.send(self.now, node.node_id, receivers, variant)
+            wire = _Gossip(variant, self._digest(variant))
+            self.network.send(self.now, node.node_id, receivers, wire)
+
+    def _digest(self, message: Message) -> bytes:
+        """SHA-256 of the canonical encoding, cached per message object for this run."""
+        cached = self._digests.get(id(message))
+        if cached is None:
+            cached = (message, _digest(message))  # keeps the object alive: its id stays unique
+            self._digests[id(message)] = cached
+        return cached[1]
 
     def _commit(self, node: SimNode, action: Commit) -> None:
         block = action.block
