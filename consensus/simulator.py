@@ -11,6 +11,7 @@ in `consensus/sim/`; this module runs many seeds and summarises them.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,6 +45,13 @@ class Summary:
     @property
     def ok(self) -> bool:
         return not self.safety_violations and not self.liveness_failures
+
+    def trace_digest(self) -> str:
+        """SHA-256 over every run's trace digest, in seed order: equal iff the traces are."""
+        digest = hashlib.sha256()
+        for r in self.results:
+            digest.update(f"{r.seed}:{r.trace_digest};".encode())
+        return digest.hexdigest()
 
     def to_json(self) -> dict[str, Any]:
         results = self.results
@@ -93,6 +101,7 @@ class Summary:
             "messages_dropped": sum(r.messages_dropped for r in results),
             "virtual_seconds_max": round(max((r.virtual_seconds for r in results), default=0), 3),
             "steps": sum(r.steps for r in results),
+            "trace_digest": self.trace_digest(),
             "wall_seconds": round(self.wall_seconds, 3),
         }
 

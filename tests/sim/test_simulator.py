@@ -8,6 +8,9 @@ loaded two-core machine; `bcfl simulate consensus --seeds 200` runs the long ver
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -76,6 +79,38 @@ def test_same_seed_same_trace() -> None:
     assert first.trace_digest == second.trace_digest
     assert (first.steps, first.committed_height) == (second.steps, second.committed_height)
     assert first.trace_digest != other.trace_digest
+
+
+def test_same_seed_same_trace_across_processes() -> None:
+    """The trace digest does not depend on the process (hash randomisation, import order)."""
+    command = [
+        sys.executable,
+        "-m",
+        "node.cli",
+        "simulate",
+        "consensus",
+        "--validators",
+        "4",
+        "--byzantine",
+        "1",
+        "--behaviour",
+        "twins",
+        "--seeds",
+        "2",
+        "--heights",
+        "2",
+        "--drop",
+        "0.1",
+        "--reorder",
+        "--partition",
+        "--json",
+    ]
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+        digests.add(json.loads(out)["trace_digest"])
+    assert len(digests) == 1
 
 
 def test_checker_catches_a_real_fork_with_twins_across_a_partition() -> None:
