@@ -37,6 +37,7 @@ from consensus.types import (
     ImprovementCertificate,
     Proposal,
     Signature,
+    UpdateReceipt,
     Vote,
     VoteType,
 )
@@ -111,7 +112,7 @@ class Withhold(Behaviour):
     answers_sync = False
 
     def outgoing(self, message: Any, peers: list[NodeId], now: float) -> Outgoing:
-        if isinstance(message, Attestation) or type(message).__name__ == "UpdateReceipt":
+        if isinstance(message, Attestation | UpdateReceipt):
             return []
         if isinstance(message, Vote) and message.vote_type == VoteType.PRECOMMIT:
             return []
