@@ -119,8 +119,9 @@ class InvariantChecker:
                 step,
                 height,
                 both,
-                f"node {first.node} committed {first.block_hash.hex()[:16]} but node {node} "
-                f"committed {block_hash.hex()[:16]}; validators {both} precommitted both",
+                f"node {first.node} (validator {first.validator}) committed "
+                f"{first.block_hash.hex()[:16]} but node {node} (validator {validator}) committed "
+                f"{block_hash.hex()[:16]}; validators {both} precommitted both",
             )
         if block_hash not in self._certified:
             problem = self.certificate_problem(block, parent_model_hash)
