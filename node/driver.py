@@ -206,6 +206,11 @@ class Driver:
         event = _event_for(message)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("recv %s %s", type(message).__name__, codec.sha256(data).hex()[:12])
+        if isinstance(message, UpdateReceipt) and self._nursery is not None:
+            # every validator needs every update to check the candidate: fetch it now, while
+            # the other receipts are still arriving, not when the candidate shows up
+            self.metrics.count_update("received")
+            self._nursery.start_soon(self._blob, message.blob_hash, int(message.author))
         if event is not None:
             self._send.send_nowait(event)
 
@@ -263,14 +268,22 @@ class Driver:
 
     # ------------------------------------------------------------------ learning work
 
-    async def _blob(self, blob_hash: bytes) -> bytes | None:
-        """A blob from the local store, else fetched (verified) from peers; None if nobody has it."""
+    async def _blob(self, blob_hash: bytes, author: int | None = None) -> bytes | None:
+        """A blob from the local store, else fetched (verified) from peers; None if nobody has it.
+
+        The network shares one transfer among concurrent fetches of a blob. The author of an
+        update (when known) is asked first, as it certainly holds the blob.
+        """
         if self.store.blobs.has(blob_hash):
             return self.store.blobs.get(blob_hash)
         started = time.monotonic()
+        peers = self.net.peers()
+        if author is not None and 0 <= author < len(self.core.genesis.validators):
+            first = self.core.genesis.validators[author].peer_id
+            peers = sorted(peers, key=lambda p: p != first)
         try:
             with trio.fail_after(BLOB_FETCH_TIMEOUT_S):
-                data = await self.net.fetch_blob(blob_hash)
+                data = await self.net.fetch_blob(blob_hash, from_peers=peers)
         except (BlobUnavailableError, trio.TooSlowError):
             self.metrics.observe_blob_transfer("in", 0, time.monotonic() - started, ok=False)
             return None
@@ -310,11 +323,16 @@ class Driver:
     async def _updates(
         self, receipts: tuple[UpdateReceipt, ...]
     ) -> list[tuple[UpdateReceipt, bytes | None]]:
-        out: list[tuple[UpdateReceipt, bytes | None]] = []
-        for receipt in receipts:
-            self.metrics.count_update("received")
-            out.append((receipt, await self._blob(receipt.blob_hash)))
-        return out
+        """The update blobs of `receipts`, fetched concurrently (None where unavailable)."""
+        blobs: dict[bytes, bytes | None] = {}
+
+        async def one(receipt: UpdateReceipt) -> None:
+            blobs[receipt.blob_hash] = await self._blob(receipt.blob_hash, int(receipt.author))
+
+        async with trio.open_nursery() as nursery:
+            for receipt in receipts:
+                nursery.start_soon(one, receipt)
+        return [(r, blobs[r.blob_hash]) for r in receipts]
 
     async def _build(self, action: BuildCandidate) -> None:
         app = self.app
