@@ -323,18 +323,23 @@ class ConsensusCore(TendermintRules, LearningPhase):
         return vs
 
     def _on_vote(self, vote: Vote, now: float, out: list[Action]) -> None:
+        if self._add_vote(vote, now, out):
+            self._progress(now, out)
+
+    def _add_vote(self, vote: Vote, now: float, out: list[Action]) -> bool:
+        """Log a vote (pending verification); True when it may change what the rules see."""
         if vote.height > self.height:
             self._note_ahead(vote.validator, vote.height, now, out)
             self._buffer_event(VoteReceived(vote))
-            return
+            return False
         if vote.height < self.height:
-            return
+            return False
         if not self.validator_set.is_validator(vote.validator):
             self._reject("vote from a non-validator")
-            return
+            return False
         if not 0 <= vote.round <= self.round + MAX_ROUND_AHEAD:
             self._reject("vote for an impossible round")
-            return
+            return False
         vs = self._vote_set(vote.round, vote.vote_type)
         power = self.validator_set.power(vote.validator)
         known = vs.get(vote.validator)
@@ -342,11 +347,11 @@ class ConsensusCore(TendermintRules, LearningPhase):
             vs.add_pending(vote, power)
         elif known.block_hash != vote.block_hash:
             if vote.block_hash in vs.conflicting.get(vote.validator, {}):
-                return  # a repeat of a known conflicting vote
+                return False  # a repeat of a known conflicting vote
             self._check_equivocation(vs, known, vote, out)
         else:
-            return  # a repeat of a counted vote
-        self._progress(now, out)
+            return False  # a repeat of a counted vote
+        return True
 
     def _check_equivocation(self, vs: VoteSet, known: Vote, vote: Vote, out: list[Action]) -> None:
         key = self.validator_set.public_keys[vote.validator]
@@ -400,6 +405,15 @@ class ConsensusCore(TendermintRules, LearningPhase):
             self._reject("proposal with a bad signature")
             return
         self._store_proposal(proposal, bhash)
+        if proposal.valid_round >= 0:
+            for vote in proposal.polka_votes[: len(self.validator_set)]:
+                if (
+                    vote.vote_type == VoteType.PREVOTE
+                    and vote.height == self.height
+                    and vote.round == proposal.valid_round
+                    and vote.block_hash == bhash
+                ):
+                    self._add_vote(vote, now, out)
         self._progress(now, out)
 
     def _store_proposal(self, proposal: Proposal, bhash: Hash) -> None:
@@ -467,9 +481,12 @@ class ConsensusCore(TendermintRules, LearningPhase):
             state = check_sign(self.signer_state, self.height, self.round, Step.PROPOSE, bhash)
         except SignRefused:
             return
+        polka: tuple[Vote, ...] = ()
+        if valid_round >= 0 and (valid_round, VoteType.PREVOTE) in self._votes:
+            polka = tuple(self._votes[(valid_round, VoteType.PREVOTE)].votes_for(bhash))
         proposal = Proposal(self.height, self.round, block, valid_round, self.me)
         signature = self._signer.sign(proposal_bytes(self._chain, proposal, bhash))
-        proposal = replace(proposal, signature=signature)
+        proposal = replace(proposal, signature=signature, polka_votes=polka)
         self._guarded(state, out)
         out.append(Broadcast(proposal))
         self._pol.stage = ProposerStage.PROPOSED

@@ -222,7 +222,14 @@ class Block:
 
 @dataclass(frozen=True, slots=True)
 class Proposal:
-    """Algorithm 1's PROPOSAL message: ⟨PROPOSAL, h, r, v, vr⟩ signed by proposer(h, r)."""
+    """Algorithm 1's PROPOSAL message: ⟨PROPOSAL, h, r, v, vr⟩ signed by proposer(h, r).
+
+    A re-proposal (vr >= 0) carries the prevotes of round vr for the block that the proposer
+    holds (`polka_votes`, the "proof of lock" of earlier Tendermint versions): a node that
+    missed some of them (they may come from a validator that has since gone quiet) can still
+    check line 28's "2f+1 prevotes in round vr". They are signed by their validators, so the
+    proposal's own signature does not cover them.
+    """
 
     height: Height
     round: Round
@@ -230,6 +237,7 @@ class Proposal:
     valid_round: Round  # -1 when the block was not re-proposed from an earlier polka
     proposer: ValidatorIndex
     signature: Signature = EMPTY_SIGNATURE
+    polka_votes: tuple[Vote, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------

@@ -339,3 +339,24 @@ def test_restart_keeps_the_lock() -> None:
     other = cluster.carry_over(1, "second")
     actions = restarted.handle(ProposalReceived(cluster.proposal(other, 1)), 101.0)
     assert [v.block_hash for v in my_votes(actions, PV)] == [None]
+
+
+def test_reproposal_carries_the_polka() -> None:
+    """A re-proposal (vr >= 0) carries the round-vr prevotes, so a node that missed them can
+    still apply line 28 and prevote the block."""
+    cluster = make_cluster(4)
+    proposer = started(cluster, me=3)  # proposes round 2 of height 1
+    block = cluster.carry_over(0)
+    proposer.handle(ProposalReceived(cluster.proposal(block, 0)), 1.0)
+    feed_votes(proposer, cluster, [1, 2], PV, 0, block_hash(block))
+    assert proposer.valid_round == 0
+    actions = feed_votes(proposer, cluster, [1, 2], PV, 2, None)
+    (proposal,) = broadcasts(actions, Proposal)
+    assert proposal.valid_round == 0
+    assert {v.validator for v in proposal.polka_votes} == {1, 2, 3}
+    late = started(cluster, me=0)  # saw nothing of round 0
+    feed_votes(late, cluster, [1], PV, 2, None)
+    feed_votes(late, cluster, [2], PC, 2, None)
+    assert late.round == 2
+    actions = late.handle(ProposalReceived(proposal), 3.0)
+    assert [v.block_hash for v in my_votes(actions, PV)] == [block_hash(block)]
