@@ -102,11 +102,19 @@ class DevnetNode:
 
     def get(self, path: str, timeout: float = 2.0) -> Any:
         """GET a JSON path of the node's local API; None when it does not answer."""
+        text = self.get_text(path, timeout)
+        try:
+            return None if text is None else json.loads(text)
+        except ValueError:
+            return None
+
+    def get_text(self, path: str, timeout: float = 2.0) -> str | None:
+        """GET a path of the node's local API as text; None when it does not answer."""
         url = f"http://127.0.0.1:{self.api_port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as reply:
-                return json.loads(reply.read())
-        except (urllib.error.URLError, OSError, ValueError):
+                return str(reply.read().decode())
+        except (urllib.error.URLError, OSError, UnicodeDecodeError):
             return None
 
 

@@ -20,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dir", default=DEFAULT_DIR, help=f"devnet directory (default {DEFAULT_DIR})"
     )
     parser.add_argument("--byzantine", default=None, help="KIND:COUNT, KIND poison or garbage")
+    parser.add_argument(
+        "--update-window",
+        type=float,
+        default=10.0,
+        help="seconds the proposer waits for missing trainers' updates (default 10)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many s")
     parser.add_argument("--prometheus", action="store_true", help="also start a local Prometheus")
     parser.add_argument(
@@ -61,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             blocks=args.blocks,
             byzantine=parse_byzantine(args.byzantine, args.nodes),
             timeout_s=args.timeout,
+            update_window_s=args.update_window,
         )
         print(f"creating {spec.nodes} node homes in {directory}", file=sys.stderr)
         nodes = create(spec)

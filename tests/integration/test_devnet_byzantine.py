@@ -50,3 +50,41 @@ def test_poisoned_updates_are_rejected_and_visible_in_the_ledger(tmp_path: Path)
     hashes = [n["block_hashes"] for n in result["nodes"]]
     for height in ("1", "2", "3", "4"):
         assert len({h[height] for h in hashes}) == 1
+
+
+def test_garbage_node_is_rejected_by_reason_while_honest_nodes_commit(tmp_path: Path) -> None:
+    """garbage:1 floods every topic; the others commit, count rejections by reason, stay linked."""
+    from devnet.launcher import DevnetSpec, create, start, wait_for_blocks
+    from devnet.processes import stop_all
+
+    spec = DevnetSpec(
+        directory=tmp_path / "dn", nodes=4, byzantine=("garbage", 1), update_window_s=3.0
+    )
+    nodes = create(spec)
+    processes = start(spec.directory, nodes)
+    try:
+        wait_for_blocks(nodes, processes, 3, timeout_s=240)
+        honest = nodes[:3]
+        statuses = [n.get("/status") for n in honest]
+        metrics = [_rejections(n.get_text("/metrics")) for n in honest]
+    finally:
+        stop_all(spec.directory, processes)
+    assert all(s["peers"] >= 2 for s in statuses), statuses
+    for counts in metrics:
+        reasons = {reason for (_, reason), n in counts.items() if n > 0}
+        assert len(reasons) >= 3, counts
+    hashes = [n["height"] for n in statuses]
+    assert min(hashes) >= 3
+
+
+def _rejections(text: str) -> dict[tuple[str, str], float]:
+    """bcfl_gossip_rejected_total{topic=..., reason=...} values from a /metrics page."""
+    import re
+
+    out = {}
+    for line in text.splitlines():
+        match = re.match(r"bcfl_gossip_rejected_total\{(.*)\} ([0-9.e+]+)$", line)
+        if match:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+            out[(labels.get("topic", ""), labels.get("reason", ""))] = float(match.group(2))
+    return out
