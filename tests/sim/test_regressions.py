@@ -33,3 +33,19 @@ def test_twins_do_not_deadlock_locked_validators() -> None:
     result = run_one(config, 10)
     assert result.safety_violations == []
     assert result.committed_height == 10
+
+
+def test_withheld_precommits_do_not_strand_locked_validators() -> None:
+    """Seed 79 (withhold, partition): honest validators locked in round 0 still decide height 4.
+
+    The two withholding validators (partition bridges) committed height 4 from precommits they
+    never forwarded; four honest validators stayed locked on the round-0 value while a fifth
+    never saw that polka, so re-proposals of the locked value could not gather prevotes for 20+
+    rounds (fixed in the core: a re-proposal carries the prevotes of its valid round).
+    """
+    config = SimConfig(
+        validators=7, byzantine=2, behaviour="withhold", heights=10, drop=0.2, partition=True
+    )
+    result = run_one(config, 79)
+    assert result.violations == []
+    assert result.committed_height == 10
