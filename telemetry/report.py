@@ -59,6 +59,7 @@ def load_blocks(home: Path) -> list[Block]:
     store = ChainStore.open(node_home)
     blocks: list[Block] = []
     metric: float | None = None
+    loss: float | None = None
     try:
         for height in range(1, (store.tip_height() or 0) + 1):
             loaded = load_stored_block(store, height)
@@ -68,6 +69,8 @@ def load_blocks(home: Path) -> list[Block]:
             summary = block_metric(block)
             if summary is not None:
                 metric = summary["after"]
+                losses = sorted(r.loss_after for r in block.eval_reports)
+                loss = losses[len(losses) // 2]
             contributions: dict[str, float] = {}
             if not block.is_carry_over:
                 for receipt in block.receipts:
@@ -83,6 +86,7 @@ def load_blocks(home: Path) -> list[Block]:
                     "height": height,
                     "time": block.header.time_ms / 1000.0,
                     "metric": metric,
+                    "loss": loss,
                     "carry_over": block.is_carry_over,
                     "contributions": contributions,
                     "reputation": reputation,
@@ -112,6 +116,7 @@ def _normalise(raw: Any, index: int) -> Block:
         "height": raw["height"],
         "time": _number(raw.get("time")),
         "metric": _number(metric),
+        "loss": _number(raw.get("loss")),
         "carry_over": bool(raw.get("carry_over", False)),
         "contributions": {str(k): float(v) for k, v in (raw.get("contributions") or {}).items()},
         "reputation": {str(k): float(v) for k, v in (raw.get("reputation") or {}).items()},
@@ -168,6 +173,18 @@ def draw_report(
         title=f"Global model {metric_name} per block", xlabel="height", ylabel=metric_name
     )
     ax_metric.legend(loc="lower right")
+    with_loss = [b for b in blocks if b.get("loss") is not None]
+    if with_loss:
+        # small validation splits saturate AUC early; the loss keeps showing progress
+        ax_loss = ax_metric.twinx()
+        ax_loss.plot(
+            [b["height"] for b in with_loss],
+            [b["loss"] for b in with_loss],
+            color="tab:red",
+            linestyle="--",
+            label="validation loss",
+        )
+        ax_loss.set_ylabel("validation loss (median of eval reports)", color="tab:red")
 
     intervals = block_intervals(blocks)
     ax_interval.bar([h for h, _ in intervals], [s for _, s in intervals], color="tab:orange")
