@@ -349,6 +349,13 @@ class ConsensusCore(TendermintRules, LearningPhase):
             if vote.block_hash in vs.conflicting.get(vote.validator, {}):
                 return False  # a repeat of a known conflicting vote
             self._check_equivocation(vs, known, vote, out)
+        elif known.signature != vote.signature and vote.validator in vs.pending:
+            # same value, other signature: one of them is a forgery; keep the one that verifies
+            key = self.validator_set.public_keys[vote.validator]
+            if self.verifier.verify(key, vote_bytes(self._chain, known), known.signature):
+                return False
+            vs.drop_pending(vote.validator, power)
+            vs.add_pending(vote, power)
         else:
             return False  # a repeat of a counted vote
         return True

@@ -137,8 +137,14 @@ class LearningPhase:
         if receipt.height > self.height:
             self._buffer_event(ReceiptReceived(receipt))
             return
-        if receipt.height < self.height or receipt.author in self._pol.receipts:
+        if receipt.height < self.height:
             return
+        known = self._pol.receipts.get(receipt.author)
+        if known is not None:
+            # first receipt per author wins, unless it was a forgery planted ahead of the real one
+            if known == receipt or not self.checker.bad_receipt_signatures([known]):
+                return
+            del self._pol.receipts[receipt.author]
         problem = None
         if receipt.base_model_hash != self.model_hash:
             problem = "receipt for another base model"
@@ -448,6 +454,15 @@ class LearningPhase:
             and len(pol.attestations) >= MAX_CANDIDATES_TRACKED
         ):
             return  # bound memory against made-up candidate hashes
-        added = pol.tally(attestation.candidate_hash).add(attestation, verified=False)
+        tally = pol.tally(attestation.candidate_hash)
+        known = tally.by_signer.get(attestation.signer)
+        if (
+            known is not None
+            and known != attestation
+            and attestation.signer not in tally.verified
+            and not self._verify_attestations([known])[0]
+        ):
+            del tally.by_signer[attestation.signer]  # a forgery planted ahead of the real one
+        added = tally.add(attestation, verified=False)
         if added and pol.candidate_hash == attestation.candidate_hash:
             self._advance_learning(now, out)

@@ -228,3 +228,22 @@ def test_one_evaluation_per_round() -> None:
     second = core.handle(CandidateReceived(candidate(1)), 1.0)
     assert len(of_type(first, EvaluateCandidate)) == 1
     assert of_type(second, EvaluateCandidate) == []
+
+
+def test_forged_vote_planted_first_does_not_hide_the_real_one() -> None:
+    """A forged vote that arrives before the real vote of the same validator is replaced."""
+    from dataclasses import replace
+
+    from consensus.events import ProposalReceived, Started
+
+    cluster = make_cluster(4)
+    core = cluster.core(0)
+    core.handle(Started(), 0.0)
+    block = cluster.carry_over(0)
+    v = block_hash(block)
+    core.handle(ProposalReceived(cluster.proposal(block, 0)), 1.0)
+    real = cluster.vote(1, VoteType.PREVOTE, 1, 0, v)
+    core.handle(VoteReceived(replace(real, signature=b"\x05" * 96)), 1.0)
+    core.handle(VoteReceived(real), 1.0)
+    core.handle(VoteReceived(cluster.vote(2, VoteType.PREVOTE, 1, 0, v)), 1.0)
+    assert core.locked_round == 0
