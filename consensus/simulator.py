@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consensus.sim.checker import Violation
-from consensus.sim.runner import BEHAVIOURS, RunResult, SimConfig, Simulation, run_one
+from consensus.sim.config import BEHAVIOURS, RunResult, SimConfig
+from consensus.sim.runner import Simulation, run_one
 
 __all__ = ["BEHAVIOURS", "RunResult", "SimConfig", "Simulation", "Summary", "run_many", "run_one"]
 

@@ -53,7 +53,8 @@ from consensus.events import (
 )
 from consensus.sim.app import FakeLearningApp
 from consensus.sim.byzantine import Adversary, Behaviour, make_behaviour
-from consensus.sim.checker import InvariantChecker, Violation
+from consensus.sim.checker import InvariantChecker
+from consensus.sim.config import RunResult, SimConfig
 from consensus.sim.network import (
     Delivery,
     EventQueue,
@@ -74,38 +75,6 @@ from consensus.types import (
 )
 
 SYNC_BATCH = 8
-BEHAVIOURS = ("equivocate", "silent", "bad-certificate", "withhold", "twins")
-
-
-@dataclass(frozen=True, slots=True)
-class SimConfig:
-    """Everything one simulated network needs apart from the seed."""
-
-    validators: int = 4
-    byzantine: int = 0
-    behaviour: str = "equivocate"
-    heights: int = 5
-    drop: float = 0.0
-    delay_min: float = 0.005
-    delay_max: float = 0.05
-    duplicate: float = 0.0
-    reorder: bool = False
-    partition: bool = False
-    signer: str = "fake"
-    training_delay: tuple[float, float] = (0.2, 1.0)
-    gossip_interval: float = 1.0
-    per_height_seconds: float = 60.0
-    partition_start: tuple[float, float] = (0.5, 3.0)
-    partition_length: tuple[float, float] = (5.0, 20.0)
-    max_steps: int = 5_000_000
-
-    def __post_init__(self) -> None:
-        if self.behaviour not in BEHAVIOURS:
-            raise ValueError(f"unknown behaviour {self.behaviour!r}")
-        if self.validators < 1 or not 0 <= self.byzantine <= self.validators:
-            raise ValueError("need validators >= 1 and 0 <= byzantine <= validators")
-        if self.signer not in ("fake", "bls"):
-            raise ValueError(f"unknown signer {self.signer!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,43 +138,6 @@ class SimNode:
     @property
     def height(self) -> int:
         return len(self.chain)
-
-
-@dataclass
-class RunResult:
-    """What one seeded run produced."""
-
-    seed: int
-    committed_height: int
-    target_height: int
-    max_round: int
-    steps: int
-    virtual_seconds: float
-    cpu_seconds: float
-    honest_validators: int
-    commit_certificate_bytes: int
-    improvement_certificate_bytes: int
-    model_blocks: int
-    carry_over_blocks: int
-    evidence: int
-    messages_sent: int
-    messages_dropped: int
-    violations: list[Violation]
-    trace_digest: str
-
-    @property
-    def safety_violations(self) -> list[Violation]:
-        return [v for v in self.violations if v.invariant != "liveness"]
-
-    @property
-    def liveness_failures(self) -> list[Violation]:
-        return [v for v in self.violations if v.invariant == "liveness"]
-
-    @property
-    def cpu_seconds_per_height(self) -> float:
-        """Core CPU time per committed height per honest validator."""
-        denominator = max(1, self.committed_height) * max(1, self.honest_validators)
-        return self.cpu_seconds / denominator
 
 
 def signed_slot(message: Message) -> tuple[Any, ...] | None:
