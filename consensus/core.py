@@ -33,8 +33,17 @@ Rules as implemented, with the paper's line numbers:
 11. (l. 57-67) OnTimeoutPropose/Prevote/Precommit(h, r) act only if (h, r[, step]) is still the
                current one: prevote nil / precommit nil / StartRound(r+1). Stale timeouts are
                ignored. Timeouts grow linearly: base + r * delta.
-12. Messages for later heights are buffered and replayed when the height starts; messages from
-    f+1 of the power at later heights make the core ask the node for block sync.
+12. Messages for the next two heights are buffered and replayed when the height starts;
+    messages from f+1 of the power at later heights make the core ask the node for block sync
+    (again every timeoutPropose while it lasts).
+13. One vote per (validator, round, type) counts towards "any value" totals (rules 5, 8, 10);
+    a second, different one is equivocation evidence and still counts towards its own value's
+    2f+1 (rules 4, 6, 7, 9): two quorums of signers share >1/3 of the power either way, and an
+    equivocator cannot hide a polka from part of the honest nodes (consensus/votes.py).
+14. A re-proposal (vr >= 0) carries the round-vr prevotes it relies on (Proposal.polka_votes),
+    the gossip guarantee of the paper made explicit: a node that missed them can apply rule 4.
+15. The lock (lockedRound, id(lockedValue)) is persisted with the signer guard state, so a
+    validator restarted within a height stays locked.
 
 Proof of learning (DESIGN.md steps 1-6), getValue() of the round's proposer:
  P1. At the start of height h every trainer gets StartTraining(h, M(h-1)); its result is signed
