@@ -85,14 +85,7 @@ TOPIC_OF: dict[type, Topic] = {
 }
 BLOB_FETCH_TIMEOUT_S = 30.0
 SYNC_POLL_S = 3.0
-PHASES = (
-    "train",
-    "update_gossip",
-    "candidate",
-    "attestation",
-    "propose_to_commit",
-    "block_interval",
-)
+PHASES = labels.PHASES  # the keys of `bcfl devnet up --json` blocks[].phases
 
 
 @dataclass
