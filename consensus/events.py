@@ -232,3 +232,16 @@ Action = (
     | ReportEvidence
     | RequestSync
 )
+
+
+def received(message: Message) -> Event:
+    """The event that delivers a gossiped `message` to a core."""
+    if isinstance(message, Proposal):
+        return ProposalReceived(message)
+    if isinstance(message, Vote):
+        return VoteReceived(message)
+    if isinstance(message, UpdateReceipt):
+        return ReceiptReceived(message)
+    if isinstance(message, Candidate):
+        return CandidateReceived(message)
+    return AttestationReceived(message)

@@ -34,7 +34,6 @@ from consensus import codec
 from consensus.core import ConsensusCore
 from consensus.events import (
     Action,
-    AttestationReceived,
     BlockSynced,
     Broadcast,
     BuildCandidate,
@@ -46,7 +45,6 @@ from consensus.events import (
     Event,
     PersistSignerState,
     ProposalReceived,
-    ReceiptReceived,
     ReportEvidence,
     RequestSync,
     ScheduleTimeout,
@@ -55,6 +53,7 @@ from consensus.events import (
     TimeoutFired,
     TrainingFinished,
     VoteReceived,
+    received,
 )
 from consensus.types import (
     Attestation,
@@ -83,6 +82,7 @@ TOPIC_OF: dict[type, Topic] = {
     Candidate: Topic.CANDIDATES,
     Attestation: Topic.ATTESTATIONS,
 }
+TOPIC_MESSAGES = tuple(TOPIC_OF)
 BLOB_FETCH_TIMEOUT_S = 30.0
 SYNC_POLL_S = 3.0
 PHASES = labels.PHASES  # the keys of `bcfl devnet up --json` blocks[].phases
@@ -196,7 +196,7 @@ class Driver:
         except codec.InvalidMessage as exc:  # the validator let it through: count, never crash
             log.warning("dropping undecodable gossip from %s: %s", origin, exc.reason)
             return
-        event = _event_for(message)
+        event = received(message) if isinstance(message, TOPIC_MESSAGES) else None
         if log.isEnabledFor(logging.DEBUG):
             log.debug("recv %s %s", type(message).__name__, codec.sha256(data).hex()[:12])
         if isinstance(message, UpdateReceipt) and self._nursery is not None:
@@ -542,20 +542,6 @@ def _by_closed_reason(rejected: Mapping[tuple[str, str], int]) -> dict[tuple[str
         key = (topic, _gossip_reason(reason))
         out[key] = out.get(key, 0) + n
     return out
-
-
-def _event_for(message: object) -> Event | None:
-    if isinstance(message, Proposal):
-        return ProposalReceived(message)
-    if isinstance(message, Vote):
-        return VoteReceived(message)
-    if isinstance(message, UpdateReceipt):
-        return ReceiptReceived(message)
-    if isinstance(message, Candidate):
-        return CandidateReceived(message)
-    if isinstance(message, Attestation):
-        return AttestationReceived(message)
-    return None
 
 
 def _update_reason(reason: str) -> str:

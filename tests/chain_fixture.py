@@ -27,37 +27,30 @@ from consensus.codec import block_hash, candidate_hash, encode
 from consensus.core import ConsensusCore
 from consensus.crypto import BlsSigner, BlsVerifier
 from consensus.events import (
-    AttestationReceived,
     Broadcast,
     BuildCandidate,
     CandidateBuilt,
     CandidateEvaluated,
-    CandidateReceived,
     Commit,
     EvaluateCandidate,
     Event,
-    ProposalReceived,
-    ReceiptReceived,
     ScheduleTimeout,
     Started,
     StartTraining,
     TimeoutFired,
     TrainingFinished,
-    VoteReceived,
+    received,
 )
 from consensus.types import (
-    Attestation,
     Candidate,
     EvalReport,
     Genesis,
     Hash,
     Height,
-    Proposal,
     Round,
     Timeouts,
     UpdateReceipt,
     ValidatorIndex,
-    Vote,
 )
 from node.chainfiles import (
     build_genesis,
@@ -192,7 +185,7 @@ class ChainBuilder:
 
     def _execute(self, site: _Site, action: Any) -> None:
         if isinstance(action, Broadcast):
-            event = _event_for(action.message)
+            event = received(action.message)
             for other in self.sites:
                 if other.index != site.index:
                     self.queue.append((other.index, event))
@@ -302,20 +295,6 @@ def _first(n: int, k: int) -> Any:
     import numpy as np
 
     return np.arange(min(n, k), dtype=np.int64)
-
-
-def _event_for(message: object) -> Event:
-    if isinstance(message, Proposal):
-        return ProposalReceived(message)
-    if isinstance(message, Vote):
-        return VoteReceived(message)
-    if isinstance(message, UpdateReceipt):
-        return ReceiptReceived(message)
-    if isinstance(message, Candidate):
-        return CandidateReceived(message)
-    if isinstance(message, Attestation):
-        return AttestationReceived(message)
-    raise TypeError(f"cannot deliver {type(message).__name__}")
 
 
 def build_chain(
