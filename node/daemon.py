@@ -30,6 +30,7 @@ from node.cli import UserError
 from node.config import NodeConfig, load_config
 from node.keys import NodeHome, load_node_identity, load_validator_key, read_seed
 from node.store import ChainStore
+from node.verify_cache import CachingVerifier
 
 log = logging.getLogger("bcfl.daemon")
 VERSION = "0.1.0"
@@ -99,7 +100,7 @@ async def run_node(home_dir: Path) -> None:
     for noisy in ("libp2p", "multiaddr", "async_service"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     genesis = load_genesis(home)
-    verifier = BlsVerifier()
+    verifier = CachingVerifier(BlsVerifier())  # gossip edge and core share verified results
     try:
         validator_set = validate_genesis(genesis, verifier)
     except InvalidGenesis as exc:

@@ -43,6 +43,7 @@ from consensus.events import (
     Commit,
     EvaluateCandidate,
     Event,
+    Message,
     PersistSignerState,
     ProposalReceived,
     ReportEvidence,
@@ -156,6 +157,7 @@ class Driver:
         self._syncing = False
         self._last_commit_at: float | None = None
         self._evaluations: dict[Hash, dict[str, float]] = {}
+        self._sent: list[Message] = []  # what we signed at the current height, for re-sending
 
     # ------------------------------------------------------------------ service
 
@@ -166,7 +168,7 @@ class Driver:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._housekeeping)
-            nursery.start_soon(self._sync_watch)
+            nursery.start_soon(self._watchdog)
             await self._handle(Started())
             task_status.started()
             async for event in self._receive:
@@ -240,6 +242,7 @@ class Driver:
 
     async def _broadcast(self, action: Broadcast) -> None:
         message = action.message
+        self._sent = [m for m in self._sent if m.height >= self.core.height] + [message]
         data = codec.encode_message(message)
         topic = TOPIC_OF[type(message)]
         if log.isEnabledFor(logging.DEBUG):
@@ -476,19 +479,25 @@ class Driver:
             self.metrics.count_synced_blocks(fed)
         return fed > 0
 
-    async def _sync_watch(self) -> None:
-        """Poll a peer for newer blocks whenever no block was committed for a while.
+    async def _watchdog(self) -> None:
+        """When no block was committed for a while: re-send what we signed, poll for blocks.
 
-        The core asks for sync (`RequestSync`) when it sees >1/3 of the power at a later height,
-        but a node far behind drops those messages at the gossip edge (height window), and a
-        node that just restarted may see none: this catches both.
+        Gossip only reaches peers connected at the time; one that restarted or was cut off
+        missed our votes and attestations of this height, so they are published again (the
+        cores deduplicate). The core asks for sync (`RequestSync`) when it sees >1/3 of the
+        power at a later height, but a node far behind drops those messages at the gossip edge
+        (height window), and a node that just restarted may see none: the poll catches both.
         """
         turn = 0
         while True:
             await trio.sleep(SYNC_POLL_S)
             idle = time.monotonic() - self._times.start
             peers = sorted(self.net.peers())
-            if idle < SYNC_POLL_S or not peers or self._syncing:
+            if idle < SYNC_POLL_S or not peers:
+                continue
+            for message in [m for m in self._sent if m.height == self.core.height]:
+                await self.net.publish(TOPIC_OF[type(message)], codec.encode_message(message))
+            if self._syncing:
                 continue
             turn += 1
             self._syncing = True
