@@ -13,8 +13,8 @@ ledger snapshots, so the store does not depend on the core. What the store does 
   `keep_last` heights), never blobs referenced by the last committed block, never a pinned
   blob (e.g. the genesis model, an in-flight height), and orphans only after a grace period.
   Block rows are never pruned.
-- The signer state (what this validator last signed) is written with fsync + rename + dir
-  fsync before `save_signer_state` returns; the driver calls it before a signature leaves
+- The signer state (what this validator last signed) is durable (two-slot file, fdatasync:
+  `node/signer_state_file.py`) before `save_signer_state` returns; the driver calls it before a signature leaves
   the process (DESIGN.md, "Wire and storage formats").
 
 SQLite is synchronous; calls take well under a millisecond for our sizes, so the trio
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.blobs import BlobStore
-from node.fsutil import atomic_write
 from node.keys import NodeHome
+from node.signer_state_file import SignerStateFile
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -85,7 +85,7 @@ class ChainStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         self.blobs = BlobStore(blobs_dir)
-        self._signer_state_path = signer_state_path
+        self._signer_state = SignerStateFile(signer_state_path)
 
     @classmethod
     def open(cls, home: NodeHome) -> ChainStore:
@@ -95,6 +95,7 @@ class ChainStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._signer_state.close()
 
     def journal_mode(self) -> str:
         with self._lock:
@@ -234,14 +235,11 @@ class ChainStore:
 
     def save_signer_state(self, state: bytes) -> None:
         """Persist what the validator is about to sign; durable when this returns."""
-        atomic_write(self._signer_state_path, state, mode=0o600)
+        self._signer_state.save(state)
 
     def load_signer_state(self) -> bytes | None:
         """The last saved signer state, or None on a fresh node."""
-        try:
-            return self._signer_state_path.read_bytes()
-        except FileNotFoundError:
-            return None
+        return self._signer_state.load()
 
     # -- pruning --------------------------------------------------------------------------
 
