@@ -12,10 +12,13 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from devnet.launcher import DevnetError, DevnetNode
+
+T = TypeVar("T")
 
 COLUMNS = ("name", "height", "round", "step", "peers", "metric", "sync_state", "byzantine")
 
@@ -41,11 +44,16 @@ def render_rows(rows: list[dict[str, Any]]) -> str:
 
 
 class LiveTable:
-    """A table on the terminal that redraws as the devnet runs (a no-op when not a TTY)."""
+    """A table on the terminal that redraws as the devnet runs (a no-op when not a TTY).
 
-    def __init__(self, enabled: bool) -> None:
+    With a block target it also shows a progress bar of the lowest honest node's height.
+    """
+
+    def __init__(self, enabled: bool, blocks: int | None = None) -> None:
         self.enabled = enabled
+        self.blocks = blocks
         self._live: Any = None
+        self._started = 0.0
 
     def __enter__(self) -> LiveTable:
         if self.enabled:
@@ -54,6 +62,7 @@ class LiveTable:
 
             self._live = Live(console=Console(stderr=True), refresh_per_second=2)
             self._live.__enter__()
+            self._started = time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -70,7 +79,38 @@ class LiveTable:
             table.add_column(column)
         for row in rows:
             table.add_row(*(_cell(row, c) for c in COLUMNS))
-        self._live.update(table)
+        if self.blocks is None:
+            self._live.update(table)
+            return
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.text import Text
+
+        honest = [r for r in rows if r.get("byzantine") != "garbage"]
+        done = min((int(r.get("height") or 0) for r in honest), default=0)
+        done = min(done, self.blocks)
+        elapsed = time.monotonic() - self._started
+        caption = Text(f"{done}/{self.blocks} blocks committed on every node, {elapsed:.0f} s")
+        self._live.update(Group(table, ProgressBar(total=self.blocks, completed=done), caption))
+
+
+class Steps:
+    """Progress of the devnet's set-up and wrap-up work on the terminal (silent otherwise)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def run(self, description: str, work: Callable[[], T]) -> T:
+        """Run `work` under a spinner labelled `description`."""
+        if not self.enabled:
+            return work()
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        with console.status(description):
+            result = work()
+        console.print(f"[green]done[/green] {description}")
+        return result
 
 
 def write_scrape_config(directory: Path, nodes: list[DevnetNode]) -> Path:

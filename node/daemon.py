@@ -161,6 +161,7 @@ async def run_node(home_dir: Path) -> None:
         app=app,
         metrics=metrics,
         is_trainer=is_trainer,
+        keep_last_models=config.storage.keep_last_models,
         on_height=lambda h, r: log_ctx.set(height=h, round=r),
     )
     api = HttpApi(host=config.api.host, port=config.api.port)

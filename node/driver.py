@@ -86,6 +86,7 @@ TOPIC_OF: dict[type, Topic] = {
 TOPIC_MESSAGES = tuple(TOPIC_OF)
 BLOB_FETCH_TIMEOUT_S = 30.0
 SYNC_POLL_S = 3.0
+PRUNE_EVERY_S = 60
 PHASES = labels.PHASES  # the keys of `bcfl devnet up --json` blocks[].phases
 
 
@@ -139,6 +140,7 @@ class Driver:
         app: LearningApp | None,
         metrics: NodeMetrics,
         is_trainer: bool,
+        keep_last_models: int = 10,
         on_height: Callable[[int, int], None] = lambda h, r: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -148,6 +150,7 @@ class Driver:
         self.app = app
         self.metrics = metrics
         self.is_trainer = is_trainer and app is not None
+        self.keep_last_models = keep_last_models
         self.on_height = on_height
         self.clock = clock
         self.state = DriverState()
@@ -530,8 +533,20 @@ class Driver:
             if tick % 5 == 0:
                 sizes = await trio.to_thread.run_sync(measure_store, self.store.blobs.root.parent)
                 self.metrics.set_storage(*sizes)
+            if tick % PRUNE_EVERY_S == PRUNE_EVERY_S - 1:
+                await self._prune()
             tick += 1
             await trio.sleep(1.0)
+
+    async def _prune(self) -> None:
+        """Delete model and update blobs of old heights (never the chain, never what is in use)."""
+        pinned = [self.core.genesis.initial_model_hash, self.core.model_hash]
+        deleted = await trio.to_thread.run_sync(
+            lambda: self.store.prune_blobs(keep_last=self.keep_last_models, pinned=pinned)
+        )
+        if deleted:
+            self.metrics.count_blobs_pruned(len(deleted))
+            log.info("pruned %d old blobs", len(deleted))
 
     def _mark(self, event: Event) -> None:
         if isinstance(event, ProposalReceived):  # passed the topic validator's checks

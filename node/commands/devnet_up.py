@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         start,
         wait_for_blocks,
     )
-    from devnet.monitoring import LiveTable, start_prometheus, write_scrape_config
+    from devnet.monitoring import LiveTable, Steps, start_prometheus, write_scrape_config
     from devnet.processes import stop_all
     from node.cli import UserError
 
@@ -69,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             update_window_s=args.update_window,
         )
-        print(f"creating {spec.nodes} node homes in {directory}", file=sys.stderr)
-        nodes = create(spec)
+        steps = Steps(enabled=sys.stderr.isatty())
+        nodes = steps.run(
+            f"creating {spec.nodes} node homes and a genesis in {directory}", lambda: create(spec)
+        )
     except DevnetError as exc:
         raise UserError(str(exc)) from None
     scrape = write_scrape_config(directory, nodes)
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     prometheus = None
     result: dict[str, object] | None = None
     status = 0
-    table = LiveTable(enabled=sys.stderr.isatty())
+    table = LiveTable(enabled=sys.stderr.isatty(), blocks=args.blocks)
     try:
         if args.prometheus:
             prometheus, url = start_prometheus(directory, scrape)
@@ -94,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if args.json:
             try:
-                result = collect(spec, nodes, args.blocks)
+                result = steps.run(
+                    "evaluating every block on the held-out test split and the baseline",
+                    lambda: collect(spec, nodes, args.blocks),
+                )
             except Exception as exc:  # the nodes may be gone: report, still stop them
                 print(f"bcfl: could not collect the result: {exc}", file=sys.stderr)
                 status = status or 1
