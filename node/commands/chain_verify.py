@@ -39,9 +39,25 @@ def run(args: argparse.Namespace) -> int:
             f"aggregation replayed at {len(result.replayed)} heights, "
             f"skipped at {len(result.skipped)}"
         )
-        for height, reason in result.skipped:
-            print(f"  height {height}: aggregation skipped ({reason})")
+        if result.skipped:
+            heights = [h for h, _ in result.skipped]
+            first_height, first_reason = result.skipped[0]
+            print(
+                f"  aggregation skipped at heights {_ranges(heights)} (blobs pruned by the "
+                f"storage policy; first: height {first_height}, {first_reason})"
+            )
     if result.problem is not None:
         print(f"bcfl: chain verify failed at {result.problem}", file=sys.stderr)
         return 1
     return 0
+
+
+def _ranges(heights: list[int]) -> str:
+    """ "1-3, 7, 9-10" for [1, 2, 3, 7, 9, 10]."""
+    spans: list[list[int]] = []
+    for height in sorted(heights):
+        if spans and height == spans[-1][1] + 1:
+            spans[-1][1] = height
+        else:
+            spans.append([height, height])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
