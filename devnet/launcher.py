@@ -13,6 +13,8 @@ What it does, in order:
    held-out test split (which no site trains on), whether it was a carry-over and the phase
    timings, and the genesis, final and centralized (pooled data) metrics.
 
+Observers (`--observers K`) follow and verify the chain without a seat in the genesis; the
+validators admit them through `network.observers`.
 Byzantine nodes (`--byzantine KIND:COUNT`) are the last COUNT nodes: `poison` sign-flips its
 updates, `garbage` floods every topic with malformed messages and RPC frames.
 """
@@ -53,6 +55,7 @@ class DevnetSpec:
     seed: int = 0
     blocks: int | None = None
     byzantine: tuple[str, int] | None = None
+    observers: int = 0
     timeout_s: float = 900.0
     update_window_s: float = 10.0
     attestation_s: float = 10.0
@@ -99,6 +102,7 @@ class DevnetNode:
     api_port: int
     metrics_port: int
     byzantine: str = ""
+    observer: bool = False
 
     def get(self, path: str, timeout: float = 2.0) -> Any:
         """GET a JSON path of the node's local API; None when it does not answer."""
@@ -134,11 +138,13 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
     if spec.byzantine:
         kind, count = spec.byzantine
         bad = {spec.nodes - 1 - i: kind for i in range(count)}
-    ports = free_ports(3 * spec.nodes)
+    total = spec.nodes + spec.observers
+    ports = free_ports(3 * total)
     nodes: list[DevnetNode] = []
     infos = []
-    for i in range(spec.nodes):
-        name = f"node{i}"
+    for i in range(total):
+        observer = i >= spec.nodes
+        name = f"observer{i - spec.nodes}" if observer else f"node{i}"
         home = directory / name
         if home.exists():
             _remove_home(home)
@@ -155,10 +161,12 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
             str(api),
             "--metrics-port",
             str(metrics if spec.metrics else 0),
+            "--roles",
+            "observer" if observer else "validator,trainer",
             "--dataset",
             spec.dataset,
             "--site-index",
-            str(i),
+            str(0 if observer else i),
             "--site-count",
             str(spec.nodes),
             "--partition",
@@ -171,13 +179,17 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
             if bcfl(args) != 0:
                 raise DevnetError(f"could not create the home of {name}")
         infos.append(read_node_info(home / "node_info.json"))
-        nodes.append(DevnetNode(name, home, api, metrics, bad.get(i, "")))
+        nodes.append(DevnetNode(name, home, api, metrics, bad.get(i, ""), observer=observer))
 
     task = builtin_task(spec.dataset, model=spec.model)
     train = default_train_config(task)
+    members = infos[: spec.nodes]
+    observer_ids = [x["peer_id"] for x in infos[spec.nodes :]]
     for node, info in zip(nodes, infos, strict=True):
         config = load_config(node.home / "config.toml")
-        config.network.bootstrap = [x["multiaddr"] for x in infos if x is not info]
+        config.network.bootstrap = [x["multiaddr"] for x in members if x is not info]
+        if not node.observer:
+            config.network.observers = list(observer_ids)
         config.training.local_epochs = train.epochs
         config.training.batch_size = train.batch_size
         config.training.learning_rate = train.lr
@@ -190,7 +202,7 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
 
     timeouts = Timeouts(update_window=spec.update_window_s, attestation=spec.attestation_s)
     genesis, model = build_genesis(
-        infos,
+        members,
         chain_id=spec.chain_id,
         task=task,
         init_seed=spec.seed,
@@ -209,6 +221,7 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
                         "api_port": n.api_port,
                         "metrics_port": n.metrics_port,
                         "byzantine": n.byzantine,
+                        "observer": n.observer,
                     }
                     for n in nodes
                 ],
@@ -235,7 +248,14 @@ def load_nodes(directory: Path) -> list[DevnetNode]:
         raise DevnetError(f"{directory} holds no devnet (no devnet.json); run bcfl devnet up first")
     data = json.loads(path.read_text())
     return [
-        DevnetNode(n["name"], Path(n["home"]), n["api_port"], n["metrics_port"], n["byzantine"])
+        DevnetNode(
+            n["name"],
+            Path(n["home"]),
+            n["api_port"],
+            n["metrics_port"],
+            n["byzantine"],
+            n.get("observer", False),
+        )
         for n in data["nodes"]
     ]
 
@@ -304,6 +324,7 @@ def collect(spec: DevnetSpec, nodes: list[DevnetNode], blocks: int | None) -> di
         {
             "name": n.name,
             "byzantine": n.byzantine or None,
+            "observer": n.observer,
             "block_hashes": {str(b["height"]): b["hash"] for b in chains[n.name]},
         }
         for n in nodes

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dir", default=DEFAULT_DIR, help=f"devnet directory (default {DEFAULT_DIR})"
     )
+    parser.add_argument(
+        "--observers", type=int, default=0, help="also run K observer nodes (follow, verify)"
+    )
     parser.add_argument("--byzantine", default=None, help="KIND:COUNT, KIND poison or garbage")
     parser.add_argument(
         "--update-window",
@@ -52,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.nodes < 1 or args.nodes > 64:
         raise UserError(f"--nodes must be between 1 and 64, got {args.nodes}")
+    if not 0 <= args.observers <= 16:
+        raise UserError(f"--observers must be between 0 and 16, got {args.observers}")
     if args.blocks is not None and args.blocks < 1:
         raise UserError(f"--blocks must be at least 1, got {args.blocks}")
     directory = Path(args.dir).expanduser().resolve()
@@ -66,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             blocks=args.blocks,
             byzantine=parse_byzantine(args.byzantine, args.nodes),
+            observers=args.observers,
             timeout_s=args.timeout,
             update_window_s=args.update_window,
         )
