@@ -16,7 +16,8 @@ What it does, in order:
 Observers (`--observers K`) follow and verify the chain without a seat in the genesis; the
 validators admit them through `network.observers`.
 Byzantine nodes (`--byzantine KIND:COUNT`) are the last COUNT nodes: `poison` sign-flips its
-updates, `garbage` floods every topic with malformed messages and RPC frames.
+updates, `garbage` floods every topic with malformed messages and RPC frames, `equivocate`
+also signs a nil vote for every block it votes for (caught as evidence, then slashed).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 
 from devnet.processes import NodeProcess, read_pids, start_node, stop_all, write_pids
 
-BYZANTINE_KINDS = ("poison", "garbage")
+BYZANTINE_KINDS = ("poison", "garbage", "equivocate")
 
 
 class DevnetError(Exception):

@@ -162,6 +162,9 @@ async def run_node(home_dir: Path) -> None:
         metrics=metrics,
         is_trainer=is_trainer,
         keep_last_models=config.storage.keep_last_models,
+        equivocator=BlsSigner(read_seed(home.validator_key_path))
+        if config.byzantine.behaviour == "equivocate" and signs
+        else None,
         on_height=lambda h, r: log_ctx.set(height=h, round=r),
     )
     api = HttpApi(host=config.api.host, port=config.api.port)

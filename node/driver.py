@@ -25,13 +25,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
 
 from consensus import codec
 from consensus.core import ConsensusCore
+from consensus.crypto import Signer
 from consensus.events import (
     Action,
     BlockSynced,
@@ -57,6 +58,7 @@ from consensus.events import (
     received,
 )
 from consensus.types import (
+    EMPTY_SIGNATURE,
     Attestation,
     Block,
     Candidate,
@@ -141,6 +143,7 @@ class Driver:
         metrics: NodeMetrics,
         is_trainer: bool,
         keep_last_models: int = 10,
+        equivocator: Signer | None = None,
         on_height: Callable[[int, int], None] = lambda h, r: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -151,6 +154,7 @@ class Driver:
         self.metrics = metrics
         self.is_trainer = is_trainer and app is not None
         self.keep_last_models = keep_last_models
+        self.equivocator = equivocator
         self.on_height = on_height
         self.clock = clock
         self.state = DriverState()
@@ -260,6 +264,20 @@ class Driver:
         elif isinstance(message, Attestation):
             self.metrics.count_attestation("improved" if message.improved else "not_improved")
         await self.net.publish(topic, data)  # counted by the network's counters
+        if self.equivocator is not None and isinstance(message, Vote) and message.block_hash:
+            await self._equivocate(message)
+
+    async def _equivocate(self, vote: Vote) -> None:
+        """Test networks only (`byzantine.behaviour = "equivocate"`): also vote nil, signed.
+
+        The core's signer guard would refuse this, which is the point: the conflicting vote is
+        signed here, outside the core, with the same key, so honest nodes see real evidence.
+        """
+        assert self.equivocator is not None
+        twin = replace(vote, block_hash=None, signature=EMPTY_SIGNATURE)
+        chain_id = self.core.genesis.chain_id
+        twin = replace(twin, signature=self.equivocator.sign(codec.sign_bytes(chain_id, twin)))
+        await self.net.publish(Topic.CONSENSUS, codec.encode_message(twin))
 
     async def _timer(self, action: ScheduleTimeout) -> None:
         await trio.sleep(max(0.0, action.delay_seconds))

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--observers", type=int, default=0, help="also run K observer nodes (follow, verify)"
     )
-    parser.add_argument("--byzantine", default=None, help="KIND:COUNT, KIND poison or garbage")
+    parser.add_argument("--byzantine", default=None, help="KIND:COUNT, KIND poison, garbage or equivocate")
     parser.add_argument(
         "--update-window",
         type=float,

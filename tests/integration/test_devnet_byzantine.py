@@ -88,3 +88,14 @@ def _rejections(text: str) -> dict[tuple[str, str], float]:
             labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
             out[(labels.get("topic", ""), labels.get("reason", ""))] = float(match.group(2))
     return out
+
+
+def test_equivocating_validator_is_caught_and_slashed(tmp_path: Path) -> None:
+    """equivocate:1 signs conflicting votes; blocks carry the evidence and its reputation falls."""
+    result = devnet(tmp_path, "--nodes", "4", "--blocks", "4", "--byzantine", "equivocate:1")
+    blocks = result["blocks"][:4]
+    assert [b["height"] for b in blocks] == [1, 2, 3, 4]
+    assert blocks[-1]["reputation"]["node3"] < 0 < blocks[-1]["reputation"]["node0"]
+    hashes = [n["block_hashes"] for n in result["nodes"]]
+    for height in ("1", "2", "3", "4"):
+        assert len({h[height] for h in hashes}) == 1
