@@ -11,8 +11,8 @@ recorded from the events and actions passing through (the cores stay metric-free
 the per-height phase timings of DESIGN.md's steps 1-6 are measured:
 
     train              local training of this height (0 for a non-trainer)
-    update_gossip      end of our training (or height start) -> the candidate is being built
-    candidate          building the candidate (proposer) / waiting for it (others)
+    update_gossip      end of our training (or height start) -> the last update receipt is in
+    candidate          building the candidate (proposer) / last receipt -> candidate (others)
     attestation        candidate known -> proposal seen (evaluation and attestation quorum)
     propose_to_commit  proposal seen -> commit
     block_interval     commit of the previous height -> commit of this one
@@ -47,6 +47,7 @@ from consensus.events import (
     Message,
     PersistSignerState,
     ProposalReceived,
+    ReceiptReceived,
     ReportEvidence,
     RequestSync,
     ScheduleTimeout,
@@ -101,12 +102,15 @@ class HeightTimes:
     eval_s: float = 0.0
     trained_at: float | None = None
     building_at: float | None = None
+    last_receipt_at: float | None = None
     candidate_at: float | None = None
     proposal_at: float | None = None
 
     def phases(self, committed_at: float) -> dict[str, float]:
         trained = self.trained_at or self.start
-        building = self.building_at or self.candidate_at or trained
+        # the proposer knows when it starts building; the others take the last receipt they
+        # saw before the candidate as the moment the update window closed
+        building = self.building_at or self.last_receipt_at or self.candidate_at or trained
         candidate = self.candidate_at or building
         proposal = self.proposal_at or candidate
         return {
@@ -575,6 +579,17 @@ class Driver:
             self._times.proposal_at = self._times.proposal_at or time.monotonic()
         elif isinstance(event, CandidateReceived) and event.candidate.height == self.core.height:
             self._times.candidate_at = self._times.candidate_at or time.monotonic()
+        elif (
+            isinstance(event, ReceiptReceived | TrainingFinished)
+            and event_height(event) == self.core.height
+            and self._times.candidate_at is None
+        ):
+            self._times.last_receipt_at = time.monotonic()
+
+
+def event_height(event: ReceiptReceived | TrainingFinished) -> int:
+    """The height a receipt (ours or a peer's) belongs to."""
+    return int(event.receipt.height if isinstance(event, ReceiptReceived) else event.height)
 
 
 def _by_closed_reason(rejected: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
