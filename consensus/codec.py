@@ -328,16 +328,21 @@ def encode_message(msg: WireMessage) -> bytes:
     return encode(msg)
 
 
-def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, expected: Sequence[type] = ()) -> Any:
-    """Decode any registered type strictly; `expected` limits which types are accepted."""
+def load_cbor(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
+    """Parse size-limited CBOR from a peer; any failure is `InvalidMessage`, never a crash."""
     if type(data) is not bytes:
         raise InvalidMessage("message is not bytes")
     if len(data) > max_size:
         raise InvalidMessage(f"message of {len(data)} bytes exceeds the limit of {max_size}")
     try:
-        raw = cbor2.loads(data)
+        return cbor2.loads(data)
     except Exception as exc:  # cbor2 raises many types on garbage: all are the peer's fault
         raise InvalidMessage(f"not CBOR: {type(exc).__name__}") from None
+
+
+def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, expected: Sequence[type] = ()) -> Any:
+    """Decode any registered type strictly; `expected` limits which types are accepted."""
+    raw = load_cbor(data, max_size=max_size)
     if type(raw) is not list or len(raw) != 2 or type(raw[0]) is not str:
         raise InvalidMessage("expected [tag, body]")
     cls = _TYPES_BY_TAG.get(raw[0])

@@ -56,8 +56,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import cbor2
-
 from consensus.codec import (
     InvalidMessage,
     block_hash,
@@ -65,6 +63,7 @@ from consensus.codec import (
     decode_as,
     decode_message,
     encode,
+    load_cbor,
 )
 from consensus.crypto import Verifier
 from consensus.signing import (
@@ -137,12 +136,7 @@ def encode_committed_block(block: Block, commit_certificate: CommitCertificate) 
 
 def decode_committed_block(data: bytes, max_size: int) -> CommittedBlock:
     """Strictly decode `encode_committed_block` output; raises `InvalidMessage(reason)`."""
-    if len(data) > max_size:
-        raise InvalidMessage(f"message of {len(data)} bytes exceeds the limit of {max_size}")
-    try:
-        raw = cbor2.loads(data)
-    except Exception as exc:  # cbor2 raises many types on garbage: all are the peer's fault
-        raise InvalidMessage(f"not CBOR: {type(exc).__name__}") from None
+    raw = load_cbor(data, max_size=max_size)
     if (
         type(raw) is not list
         or len(raw) != 3
