@@ -97,7 +97,7 @@ class PrometheusHarness:
     ) -> None:
         if shutil.which("prometheus") is None:
             raise RuntimeError(
-                "the prometheus binary is missing: apt-get install prometheus (scripts/test.sh does)"
+                "the prometheus binary is missing: apt-get install prometheus (.ci/run does)"
             )
         self.targets = list(targets)
         self.workdir = workdir
