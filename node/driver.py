@@ -8,14 +8,7 @@ carries the new signature (DESIGN.md "Wire and storage formats").
 Training, aggregation and evaluation run in worker threads (`trio.to_thread`) after their blobs
 were fetched, so a node whose trainer is slow still votes. The driver is also where metrics are
 recorded from the events and actions passing through (the cores stay metric-free), and where
-the per-height phase timings of DESIGN.md's steps 1-6 are measured:
-
-    train              local training of this height (0 for a non-trainer)
-    update_gossip      end of our training (or height start) -> the last update receipt is in
-    candidate          building the candidate (proposer) / last receipt -> candidate (others)
-    attestation        candidate known -> proposal seen (evaluation and attestation quorum)
-    propose_to_commit  proposal seen -> commit
-    block_interval     commit of the previous height -> commit of this one
+the per-height phase timings of DESIGN.md's steps 1-6 are measured (`node/phases.py`).
 """
 
 from __future__ import annotations
@@ -24,8 +17,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -66,12 +59,12 @@ from consensus.types import (
     CommitCertificate,
     Hash,
     Proposal,
-    Round,
     UpdateReceipt,
     Vote,
 )
 from node.app import LearningApp
 from node.network import BlobUnavailableError, NodeNetwork, Topic
+from node.phases import PHASES, DriverState, HeightTimes
 from node.store import ChainStore
 from telemetry import labels
 from telemetry.metrics import NodeMetrics
@@ -90,48 +83,6 @@ TOPIC_MESSAGES = tuple(TOPIC_OF)
 BLOB_FETCH_TIMEOUT_S = 30.0
 SYNC_POLL_S = 3.0
 PRUNE_EVERY_S = 60
-PHASES = labels.PHASES  # the keys of `bcfl devnet up --json` blocks[].phases
-
-
-@dataclass
-class HeightTimes:
-    """Wall-clock marks (time.monotonic) of one height, turned into phases at commit."""
-
-    start: float
-    train_s: float = 0.0
-    eval_s: float = 0.0
-    trained_at: float | None = None
-    building_at: float | None = None
-    last_receipt_at: float | None = None
-    candidate_at: float | None = None
-    proposal_at: float | None = None
-
-    def phases(self, committed_at: float) -> dict[str, float]:
-        trained = self.trained_at or self.start
-        # the proposer knows when it starts building; the others take the last receipt they
-        # saw before the candidate as the moment the update window closed
-        building = self.building_at or self.last_receipt_at or self.candidate_at or trained
-        candidate = self.candidate_at or building
-        proposal = self.proposal_at or candidate
-        return {
-            "train": self.train_s,
-            "update_gossip": max(0.0, building - trained),
-            "candidate": max(0.0, candidate - building),
-            "attestation": max(0.0, proposal - candidate),
-            "propose_to_commit": max(0.0, committed_at - proposal),
-            "block_interval": committed_at - self.start,
-            "evaluate": self.eval_s,
-        }
-
-
-@dataclass
-class DriverState:
-    """What the HTTP API and the status command show."""
-
-    peers: int = 0
-    sync_state: str = "in_sync"
-    last_metric: dict[str, Any] | None = None
-    phases: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 class Driver:
@@ -366,7 +317,7 @@ class Driver:
         outcome = await trio.to_thread.run_sync(app.build_candidate, base, updates)
         self.metrics.observe_aggregation(time.perf_counter() - started)
         for _, reason in outcome.rejected:
-            self.metrics.count_update("rejected", _update_reason(reason))
+            self.metrics.count_update("rejected", labels.update_reason(reason))
         for _ in outcome.accepted:
             self.metrics.count_update("accepted")
         model_hash = action.base_model_hash
@@ -547,7 +498,7 @@ class Driver:
                     **{(t, "in"): n for t, n in c.bytes_in.items()},
                     **{(t, "out"): n for t, n in c.bytes_out.items()},
                 },
-                rejected=_by_closed_reason(c.rejected),
+                rejected=labels.by_closed_reason(c.rejected),
                 refused={"not-allowed": c.refused_connections},
                 blobs_served=c.blob_serves,
                 blob_bytes_out=c.blob_bytes_out,
@@ -592,26 +543,4 @@ def event_height(event: ReceiptReceived | TrainingFinished) -> int:
     return int(event.receipt.height if isinstance(event, ReceiptReceived) else event.height)
 
 
-def _by_closed_reason(rejected: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
-    """Sum rejection counts after mapping each reason onto telemetry's closed enum."""
-    out: dict[tuple[str, str], int] = {}
-    for (topic, reason), n in rejected.items():
-        key = (topic, _gossip_reason(reason))
-        out[key] = out.get(key, 0) + n
-    return out
-
-
-def _update_reason(reason: str) -> str:
-    """Map an update rejection reason onto telemetry's closed enum."""
-    if reason == "unavailable":
-        return "blob-unavailable"
-    return reason if reason in labels.UPDATE_REJECT_REASONS else "undecodable"
-
-
-def _gossip_reason(reason: str) -> str:
-    """Map a network or validator rejection reason onto telemetry's closed enum."""
-    reason = reason.replace("_", "-")
-    return reason if reason in labels.GOSSIP_REJECT_REASONS else "invalid"
-
-
-__all__ = ["Driver", "DriverState", "HeightTimes", "PHASES", "Round"]
+__all__ = ["Driver"]

@@ -14,6 +14,8 @@ phase and state names use underscores like the devnet JSON keys.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 STEPS = ("propose", "prevote", "precommit", "commit")
 """Tendermint steps of a round, plus the commit step (decision -> block stored)."""
 
@@ -94,3 +96,25 @@ def check(label: str, value: str, allowed: tuple[str, ...]) -> str:
 def topic_name(topic: str) -> str:
     """Accept `receipts` or `bcfl/<chain>/receipts`; return the checked short name."""
     return check("topic", topic.rsplit("/", 1)[-1], TOPICS)
+
+
+def update_reason(reason: str) -> str:
+    """Map an update rejection reason (learning's or the node's) onto UPDATE_REJECT_REASONS."""
+    if reason == "unavailable":
+        return "blob-unavailable"
+    return reason if reason in UPDATE_REJECT_REASONS else "undecodable"
+
+
+def gossip_reason(reason: str) -> str:
+    """Map a network or topic-validator rejection reason onto GOSSIP_REJECT_REASONS."""
+    reason = reason.replace("_", "-")
+    return reason if reason in GOSSIP_REJECT_REASONS else "invalid"
+
+
+def by_closed_reason(rejected: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """Sum (topic, reason) rejection counts after mapping each reason with `gossip_reason`."""
+    out: dict[tuple[str, str], int] = {}
+    for (topic, reason), n in rejected.items():
+        key = (topic, gossip_reason(reason))
+        out[key] = out.get(key, 0) + n
+    return out
