@@ -68,11 +68,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from consensus.codec import (
-    block_hash,
-    genesis_hash,
-    ledger_root,
-)
+from consensus.codec import block_hash, genesis_hash, ledger_root
 from consensus.crypto import Signer, Verifier, batch_verify_same_message
 from consensus.events import (
     Action,
