@@ -60,7 +60,7 @@ class DevnetSpec:
     timeout_s: float = 900.0
     update_window_s: float = 10.0
     attestation_s: float = 10.0
-    metrics: bool = True
+    metrics: bool = True  # False: no exporter and every metric call a no-op (to measure cost)
     chain_id: str = "bcfl-devnet"
     extra_config: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -196,6 +196,7 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
         config.training.learning_rate = train.lr
         config.training.optimizer = train.optimizer
         config.byzantine.behaviour = node.byzantine
+        config.metrics.enabled = spec.metrics
         for table, values in spec.extra_config.items():
             for key, value in values.items():
                 setattr(getattr(config, table), key, value)

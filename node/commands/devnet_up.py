@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--observers", type=int, default=0, help="also run K observer nodes (follow, verify)"
     )
-    parser.add_argument("--byzantine", default=None, help="KIND:COUNT, KIND poison, garbage or equivocate")
+    parser.add_argument(
+        "--byzantine", default=None, help="KIND:COUNT, KIND poison, garbage or equivocate"
+    )
     parser.add_argument(
         "--update-window",
         type=float,
@@ -30,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds the proposer waits for missing trainers' updates (default 10)",
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many s")
+    parser.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="run the nodes with metrics off (to measure what they cost)",
+    )
     parser.add_argument("--prometheus", action="store_true", help="also start a local Prometheus")
     parser.add_argument(
         "--json", action="store_true", help="print the run's result as JSON on exit"
@@ -55,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.nodes < 1 or args.nodes > 64:
         raise UserError(f"--nodes must be between 1 and 64, got {args.nodes}")
+    if args.prometheus and args.no_metrics:
+        raise UserError("--prometheus needs the metrics that --no-metrics turns off; drop one")
     if not 0 <= args.observers <= 16:
         raise UserError(f"--observers must be between 0 and 16, got {args.observers}")
     if args.blocks is not None and args.blocks < 1:
@@ -74,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             observers=args.observers,
             timeout_s=args.timeout,
             update_window_s=args.update_window,
+            metrics=not args.no_metrics,
         )
         steps = Steps(enabled=sys.stderr.isatty())
         nodes = steps.run(
