@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -187,12 +187,12 @@ class Driver:
             nursery.start_soon(self._timer, action)
         elif isinstance(action, StartTraining):
             if self.is_trainer:
-                nursery.start_soon(self._train, action)
+                nursery.start_soon(self._contained, self._train, action)
         elif isinstance(action, BuildCandidate):
             self._times.building_at = self._times.building_at or time.monotonic()
-            nursery.start_soon(self._build, action)
+            nursery.start_soon(self._contained, self._build, action)
         elif isinstance(action, EvaluateCandidate):
-            nursery.start_soon(self._evaluate, action.candidate)
+            nursery.start_soon(self._contained, self._evaluate, action.candidate)
         elif isinstance(action, Commit):
             self._commit(action)
         elif isinstance(action, ReportEvidence):
@@ -201,6 +201,17 @@ class Driver:
         elif isinstance(action, RequestSync) and not self._syncing:
             self._syncing = True
             nursery.start_soon(self._sync, int(action.from_height))
+
+    async def _contained(self, work: Callable[[Any], Awaitable[None]], arg: Any) -> None:
+        """Run one piece of learning work; a failure is logged, never takes the node down.
+
+        The core does not need an answer to make progress: without a candidate or a verdict
+        its timeouts move the height on (a new round, or a carry-over block).
+        """
+        try:
+            await work(arg)
+        except Exception:
+            log.exception("%s failed at height %d", work.__name__.lstrip("_"), self.core.height)
 
     async def _broadcast(self, action: Broadcast) -> None:
         message = action.message
