@@ -61,6 +61,7 @@ from consensus.types import (
     Proposal,
     UpdateReceipt,
     Vote,
+    VoteType,
 )
 from node.app import LearningApp
 from node.network import BlobUnavailableError, NodeNetwork, Topic
@@ -119,6 +120,7 @@ class Driver:
         self._syncing = False
         self._last_commit_at: float | None = None
         self._evaluations: dict[Hash, dict[str, float]] = {}
+        self._precommitted: dict[int, set[int]] = {}  # height -> validators whose precommit we saw
         self._sent: list[Message] = []  # what we signed at the current height, for re-sending
 
     # ------------------------------------------------------------------ service
@@ -273,6 +275,13 @@ class Driver:
         self.metrics.observe_blob_transfer("in", len(data), time.monotonic() - started)
         return data
 
+    async def _put_blob(self, data: bytes) -> bytes:
+        """Store a blob durably off the event loop; return its hash."""
+        started = time.perf_counter()
+        blob_hash = await trio.to_thread.run_sync(self.store.blobs.put, data)
+        self.metrics.observe_store_write("blob", time.perf_counter() - started)
+        return blob_hash
+
     async def _train(self, action: StartTraining) -> None:
         app = self.app
         assert app is not None
@@ -287,7 +296,7 @@ class Driver:
             return
         if outcome.epsilon_spent:
             self.metrics.set_dp_epsilon(outcome.epsilon_spent)
-        blob_hash = await trio.to_thread.run_sync(self.store.blobs.put, outcome.update)
+        blob_hash = await self._put_blob(outcome.update)
         if int(self.core.height) == int(action.height):
             self._times.train_s = outcome.seconds
             self._times.trained_at = time.monotonic()
@@ -333,7 +342,7 @@ class Driver:
             self.metrics.count_update("accepted")
         model_hash = action.base_model_hash
         if outcome.model is not None:
-            model_hash = Hash(await trio.to_thread.run_sync(self.store.blobs.put, outcome.model))
+            model_hash = Hash(await self._put_blob(outcome.model))
         candidate = Candidate(
             height=action.height,
             round=action.round,
@@ -367,7 +376,7 @@ class Driver:
             log.warning("refusing candidate at height %d: %s", candidate.height, result.refusal)
             self.metrics.count_attestation("refused")
         if result.model is not None:
-            await trio.to_thread.run_sync(self.store.blobs.put, result.model)
+            await self._put_blob(result.model)
             self._evaluations[candidate.model_hash] = result.metrics_after
         self.submit(CandidateEvaluated(candidate_hash, result.improved, result.report))
 
@@ -397,9 +406,19 @@ class Driver:
             height, int(cert.round), interval, len(codec.encode(cert)), block.is_carry_over
         )
         self.metrics.observe_phases({k: v for k, v in phases.items() if k in PHASES})
-        n_validators = len(self.core.validator_set.indices(cert.signers)) if cert.signers else 0
-        voting = sum(1 for v in self.core.genesis.validators if v.power > 0)
-        self.metrics.set_missing_validators(max(0, voting - n_validators))
+        # missing: validators from whom no precommit of the previous height reached us, late
+        # ones included (the certificate itself stops at the first votes past 2/3)
+        previous = height - 1
+        if previous >= 1:
+            heard = self._precommitted.pop(previous, set())
+            if block.last_commit is not None:
+                heard |= set(self.core.validator_set.indices(block.last_commit.signers))
+            if self.core.me is not None:
+                heard.add(int(self.core.me))
+            voting = {i for i, v in enumerate(self.core.genesis.validators) if v.power > 0}
+            self.metrics.set_missing_validators(len(voting - heard))
+        for old in [h for h in self._precommitted if h < previous]:
+            del self._precommitted[old]
         if block.improvement_certificate is not None:
             self.metrics.observe_certificate(
                 "improvement", len(codec.encode(block.improvement_certificate))
@@ -537,6 +556,9 @@ class Driver:
             self.metrics.count_proposal("accepted")
         elif isinstance(event, VoteReceived):
             self.metrics.count_vote(event.vote.vote_type.name.lower(), "accepted")
+            vote = event.vote
+            if vote.vote_type == VoteType.PRECOMMIT and vote.height >= self.core.height - 1:
+                self._precommitted.setdefault(int(vote.height), set()).add(int(vote.validator))
         if isinstance(event, ProposalReceived) and event.proposal.height == self.core.height:
             self._times.proposal_at = self._times.proposal_at or time.monotonic()
         elif isinstance(event, CandidateReceived) and event.candidate.height == self.core.height:

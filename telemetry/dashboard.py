@@ -120,16 +120,15 @@ def build_dashboard() -> dict[str, Any]:
     d.panel(
         "Missing and Byzantine validators",
         [
-            (f"bcfl_consensus_missing_validators{N}", "{{node}} missing from last commit"),
+            (f"bcfl_consensus_missing_validators{N}", "{{node}} missing precommits"),
             (f"bcfl_consensus_byzantine_validators{N}", "{{node}} byzantine"),
             (_rate("bcfl_byzantine_evidence_total", "node, kind"), "{{node}} evidence {{kind}}/s"),
         ],
         "none",
         description=(
-            "Missing: validators whose precommit is not in the last commit certificate. A"
-            " certificate holds the first votes past 2/3 of the power, so up to n - quorum"
-            " missing (1 of 4) is normal on a healthy chain; look at which node stops voting"
-            " only when it stays there together with peers below quorum or rounds above 1."
+            "Missing: validators from whom this node saw no precommit for the height before"
+            " the last committed one (late votes included): 0 on a healthy chain; a validator"
+            " that stays missing is down or cut off."
         ),
     )
     d.panel(

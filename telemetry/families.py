@@ -86,7 +86,7 @@ class MetricFamilies:
         )
         self._missing = Gauge(
             "bcfl_consensus_missing_validators",
-            "Validators absent from the last commit certificate.",
+            "Validators whose precommit for the height before the last never reached this node.",
             registry=reg,
         )
         self._byzantine = Gauge(
