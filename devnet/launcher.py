@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devnet.processes import NodeProcess, read_pids, start_node, stop_all, write_pids
+from devnet.processes import PIDS_FILE, NodeProcess, read_pids, start_node, stop_all, write_pids
 
 BYZANTINE_KINDS = ("poison", "garbage", "equivocate")
 
@@ -285,20 +285,36 @@ def wait_for_blocks(
     blocks: int | None,
     timeout_s: float,
     on_tick: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
+    on_exit: Callable[[str], None] = lambda message: None,
 ) -> None:
-    """Poll until every honest node has `blocks` blocks (forever if None); raise on a dead node."""
+    """Poll until every honest node has `blocks` blocks, or forever when `blocks` is None.
+
+    A node process that exits fails a run with a block target (something is wrong). An
+    open-ended run reports it once through `on_exit` and goes on, so a researcher can kill
+    and restart nodes by hand; it ends only when every node is gone.
+    """
     deadline = time.monotonic() + timeout_s
     honest = [i for i, n in enumerate(nodes) if n.byzantine != "garbage"]
+    reported: set[str] = set()
     while True:
         rows = snapshot(nodes)
         on_tick(rows)
+        if blocks is None and not (nodes[0].home.parent / PIDS_FILE).exists():
+            return  # `bcfl devnet down` is stopping the nodes: a deliberate end
         for node, process in zip(nodes, processes, strict=True):
-            if not process.alive():
-                tail = (node.home / "node.log").read_text(errors="replace")[-2000:]
-                raise DevnetError(f"{node.name} exited unexpectedly; the end of its log:\n{tail}")
+            if process.alive() or node.name in reported:
+                continue
+            tail = (node.home / "node.log").read_text(errors="replace")[-2000:]
+            message = f"{node.name} exited; the end of its log:\n{tail}"
+            if blocks is not None:
+                raise DevnetError(message)
+            reported.add(node.name)
+            on_exit(message)
+        if len(reported) == len(nodes):
+            raise DevnetError("every node of the devnet has exited")
         if blocks is not None and all((rows[i].get("height") or 0) >= blocks for i in honest):
             return
-        if time.monotonic() > deadline:
+        if blocks is not None and time.monotonic() > deadline:
             raise DevnetError(f"the devnet did not reach {blocks} blocks within {timeout_s:.0f} s")
         time.sleep(0.5)
 

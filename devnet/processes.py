@@ -115,7 +115,11 @@ def kill_node(node: NodeProcess) -> None:
 
 
 def stop_all(directory: Path, nodes: list[NodeProcess]) -> None:
-    """Stop every node and forget the pid record."""
+    """Forget the pid record, then stop every node.
+
+    The record goes first: a `bcfl devnet up` watching the nodes sees it vanish and knows
+    that the exits which follow are deliberate.
+    """
+    (directory / PIDS_FILE).unlink(missing_ok=True)
     for node in nodes:
         stop_node(node)
-    (directory / PIDS_FILE).unlink(missing_ok=True)

@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds the proposer waits for missing trainers' updates (default 10)",
     )
-    parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many s")
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="with --blocks: give up after this many s"
+    )
     parser.add_argument(
         "--no-metrics",
         action="store_true",
@@ -103,7 +105,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"Prometheus: {url}", file=sys.stderr)
         print(f"started {len(processes)} nodes; Ctrl-C stops them", file=sys.stderr)
         with table:
-            wait_for_blocks(nodes, processes, args.blocks, spec.timeout_s, table.update)
+            wait_for_blocks(
+                nodes,
+                processes,
+                args.blocks,
+                spec.timeout_s,
+                table.update,
+                lambda message: print(f"bcfl: warning: {message}", file=sys.stderr),
+            )
     except KeyboardInterrupt:
         print("stopping the devnet", file=sys.stderr)
     except DevnetError as exc:
