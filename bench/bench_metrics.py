@@ -9,8 +9,9 @@ driver will (telemetry-api.md). The bench times it with `NodeMetrics(enabled=Tru
 and `enabled=False`, adds the cost of rendering /metrics once per scrape
 interval (the exporter thread does it, but it uses the same CPU), and reports
 the overhead as a share of a block interval. Issue 5's goal is under 2%.
-The driver-level measurement (a devnet run with metrics on and off) belongs to
-the lead's driver; this isolates what telemetry adds.
+The driver-level measurement is a devnet run with metrics on and off
+(`bcfl devnet up --blocks N --json` against `--no-metrics`); this isolates what
+telemetry adds.
 """
 
 from __future__ import annotations

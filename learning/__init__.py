@@ -1,8 +1,8 @@
 """Federated learning engine: tasks, data, models, local training, aggregation, verdicts, DP.
 
 No networking: everything here runs in-process and is tested and tuned without a network.
-The node calls the names re-exported below (see each module for the why); the contract is also
-written down in /work/briefs/learning-api.md. An "update" blob is always a DELTA
+The node calls the names re-exported below (see each module for the why; `node/app.py` is the
+caller). An "update" blob is always a DELTA
 (local weights - global weights) as float32 safetensors; a model blob holds full weights.
 """
 

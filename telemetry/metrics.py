@@ -2,7 +2,7 @@
 
 The cores (`consensus/`, `learning/`) stay metric-free; the node's driver calls
 the typed methods of `NodeMetrics` from the events and actions that pass through
-it (see /work/briefs/telemetry-api.md for where). Conventions follow the
+it (`node/driver.py` shows where). Conventions follow the
 Prometheus naming guide (https://prometheus.io/docs/practices/naming/):
 
 - every name starts with `bcfl_`, carries its base unit (`_seconds`, `_bytes`),
