@@ -112,6 +112,7 @@ async def run_node(home_dir: Path) -> None:
     signs = who.me is not None and "validator" in who.roles
     is_trainer = who.me is not None and "trainer" in who.roles
 
+    signer = BlsSigner(read_seed(home.validator_key_path)) if who.me is not None else None
     store = ChainStore.open(home)
     signer_state_bytes = store.load_signer_state()
     signer_state = codec.decode_as(signer_state_bytes, SignerState) if signer_state_bytes else None
@@ -119,7 +120,7 @@ async def run_node(home_dir: Path) -> None:
         genesis,
         verifier=verifier,
         me=who.me if who.me is not None and (signs or is_trainer) else None,
-        signer=BlsSigner(read_seed(home.validator_key_path)) if who.me is not None else None,
+        signer=signer,
         signer_state=signer_state,
         tip=load_tip(store),
     )
@@ -162,9 +163,7 @@ async def run_node(home_dir: Path) -> None:
         metrics=metrics,
         is_trainer=is_trainer,
         keep_last_models=config.storage.keep_last_models,
-        equivocator=BlsSigner(read_seed(home.validator_key_path))
-        if config.byzantine.behaviour == "equivocate" and signs
-        else None,
+        equivocator=signer if config.byzantine.behaviour == "equivocate" and signs else None,
         on_height=lambda h, r: log_ctx.set(height=h, round=r),
     )
     api = HttpApi(host=config.api.host, port=config.api.port)
@@ -196,7 +195,7 @@ async def run_node(home_dir: Path) -> None:
                 genesis.chain_id,
                 who.me or 0,
                 GARBAGE_RATE,
-                signer=BlsSigner(read_seed(home.validator_key_path)),
+                signer=signer,
                 members=len(genesis.validators),
             )
             await nursery.start(spammer.run)

@@ -31,25 +31,21 @@ from typing import Any
 from consensus import codec
 from consensus.events import (
     Action,
-    AttestationReceived,
     BlockSynced,
     Broadcast,
     BuildCandidate,
-    CandidateReceived,
     Commit,
     EvaluateCandidate,
     Event,
     Message,
     PersistSignerState,
-    ProposalReceived,
-    ReceiptReceived,
     ReportEvidence,
     RequestSync,
     ScheduleTimeout,
     Started,
     StartTraining,
     TimeoutFired,
-    VoteReceived,
+    received,
 )
 from consensus.sim.app import FakeLearningApp
 from consensus.sim.byzantine import Adversary, Behaviour, make_behaviour
@@ -157,19 +153,6 @@ def signed_slot(message: Message) -> tuple[Any, ...] | None:
 
 def _digest(message: Any) -> bytes:
     return hashlib.sha256(codec.encode_message(message)).digest()
-
-
-def event_for(message: Message) -> Event:
-    """The core event for a gossiped message."""
-    if isinstance(message, Vote):
-        return VoteReceived(message)
-    if isinstance(message, Proposal):
-        return ProposalReceived(message)
-    if isinstance(message, Attestation):
-        return AttestationReceived(message)
-    if isinstance(message, Candidate):
-        return CandidateReceived(message)
-    return ReceiptReceived(message)
 
 
 class Simulation:
@@ -299,7 +282,7 @@ class Simulation:
             elif isinstance(message, _Gossip):
                 self._trace_step(node.node_id, type(message.message).__name__, message.digest)
                 node.highest_seen = max(node.highest_seen, int(message.message.height))
-                self._feed(node, event_for(message.message))
+                self._feed(node, received(message.message))
         elif isinstance(item, _Timer | _Local):
             node = self.nodes[item.node]
             self._trace_step(node.node_id, type(item.event).__name__)
