@@ -399,7 +399,6 @@ class Driver:
         self.metrics.observe_step("commit", time.perf_counter() - started)
         now = time.monotonic()
         phases = self._times.phases(now)
-        self.state.phases[height] = phases
         self.store.set_meta(f"phases/{height}", json.dumps(phases).encode())
         interval = phases["block_interval"]
         self.metrics.observe_commit(

@@ -17,7 +17,7 @@ coordination overhead of a height excludes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from telemetry import labels
@@ -63,4 +63,3 @@ class DriverState:
     peers: int = 0
     sync_state: str = "in_sync"
     last_metric: dict[str, Any] | None = None
-    phases: dict[int, dict[str, float]] = field(default_factory=dict)

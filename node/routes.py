@@ -6,6 +6,7 @@ adds the driver's per-height phase timings (seconds) to each block summary under
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from consensus import codec
@@ -63,7 +64,7 @@ def api_routes(
         ledger_bytes = store.get_ledger(height)
         ledger = codec.decode_as(ledger_bytes, Ledger) if ledger_bytes else None
         out = block_summary(block, block_hash_=stored.hash, ledger=ledger, genesis=genesis)
-        out["phases"] = driver.state.phases.get(height) or _stored_phases(store, height)
+        out["phases"] = stored_phases(store, height)
         return out
 
     def chain(rest: str) -> Response:
@@ -88,8 +89,7 @@ def api_routes(
     return {"/status": status, "/chain": chain, "/metrics": metrics_route}
 
 
-def _stored_phases(store: ChainStore, height: int) -> dict[str, float] | None:
-    import json
-
+def stored_phases(store: ChainStore, height: int) -> dict[str, float] | None:
+    """The phase timings the driver recorded when it committed `height` (None if synced)."""
     raw = store.get_meta(f"phases/{height}")
     return json.loads(raw) if raw else None
