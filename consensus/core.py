@@ -1,129 +1,79 @@
-"""The consensus state machine: Tendermint Algorithm 1 with a proof-of-learning getValue().
+"""The consensus core: Tendermint's Algorithm 1 with a proof-of-learning getValue().
 
-Follows Buchman, Kwon, Milosevic, "The latest gossip on BFT consensus" (arXiv:1807.04938v3),
-Algorithm 1. "2f + 1" reads "more than 2/3 of the voting power", "f + 1" "more than 1/3".
-Rules as implemented, with the paper's line numbers:
+One object per node, one entry point: `ConsensusCore.handle(event, now) -> list[Action]`. The
+core is composed of two sub-machines per height, each with its own module:
 
- 1. (l. 2-9)   Per height: round, step, lockedValue/lockedRound = nil/-1, validValue/validRound
-               = nil/-1, an empty message log. Height h starts after block h-1 is committed.
- 2. (l. 11-21) StartRound(r): step = propose. The proposer of (h, r) proposes validValue with
-               validRound when it has one; otherwise getValue() is the proof-of-learning phase
-               (below), and the proposal follows when it completes. Every node, the proposer too,
-               schedules timeoutPropose(h, r) (the paper's proposer proposes synchronously; ours
-               may wait for learning, and must not wait forever).
- 3. (l. 22-27) ⟨PROPOSAL, h, r, v, -1⟩ in step propose: prevote id(v) if valid(v) and
-               (lockedRound = -1 or lockedValue = v), else nil; step = prevote.
- 4. (l. 28-33) ⟨PROPOSAL, h, r, v, vr⟩ with 0 <= vr < r and 2f+1 prevotes for id(v) in round vr,
-               in step propose: prevote id(v) if valid(v) and (lockedRound <= vr or
-               lockedValue = v), else nil; step = prevote.
- 5. (l. 34-35) 2f+1 prevotes of any value in round r, step prevote, first time: schedule
-               timeoutPrevote(h, r).
- 6. (l. 36-43) Proposal v of round r, 2f+1 prevotes for id(v), valid(v), step >= prevote, first
-               time: if step = prevote, lock v and precommit id(v), step = precommit; in either
-               case validValue = v, validRound = r (so also in step precommit).
- 7. (l. 44-46) 2f+1 prevotes for nil, step prevote: precommit nil, step = precommit. A nil polka
-               never unlocks.
- 8. (l. 47-48) 2f+1 precommits of any value in round r, first time: schedule
-               timeoutPrecommit(h, r).
- 9. (l. 49-54) A proposal v for any round r of this height, 2f+1 precommits for id(v) in r,
-               valid(v): decide v (emit Commit with the aggregated precommits), move to h+1.
-               (We accept v from any of this height's proposals whose block hashes to id(v).)
-10. (l. 55-56) f+1 distinct validators' messages for a round > current round: StartRound(that
-               round).
-11. (l. 57-67) OnTimeoutPropose/Prevote/Precommit(h, r) act only if (h, r[, step]) is still the
-               current one: prevote nil / precommit nil / StartRound(r+1). Stale timeouts are
-               ignored. Timeouts grow linearly: base + r * delta.
-12. Messages for the next two heights are buffered and replayed when the height starts;
-    messages from f+1 of the power at later heights make the core ask the node for block sync
-    (again every timeoutPropose while it lasts).
-13. One vote per (validator, round, type) counts towards "any value" totals (rules 5, 8, 10);
-    a second, different one is equivocation evidence and still counts towards its own value's
-    2f+1 (rules 4, 6, 7, 9): two quorums of signers share >1/3 of the power either way, and an
-    equivocator cannot hide a polka from part of the honest nodes (consensus/votes.py).
-14. A re-proposal (vr >= 0) carries the round-vr prevotes it relies on (Proposal.polka_votes),
-    the gossip guarantee of the paper made explicit: a node that missed them can apply rule 4.
-15. The lock (lockedRound, id(lockedValue)) is persisted with the signer guard state, so a
-    validator restarted within a height stays locked.
+- `consensus.tendermint.Tendermint`: Algorithm 1 of Buchman, Kwon, Milosevic, "The latest
+  gossip on BFT consensus" (arXiv:1807.04938v3), with the numbered rule list and the paper's
+  line numbers at the code that implements each rule;
+- `consensus.learning_round.LearningRound`: getValue() as proof of learning (P1-P5): receipts,
+  candidates, attestations, and the block the round's proposer proposes.
 
-Proof of learning (DESIGN.md steps 1-6), getValue() of the round's proposer:
- P1. At the start of height h every trainer gets StartTraining(h, M(h-1)); its result is signed
-     into an UpdateReceipt and gossiped.
- P2. The update window closes when every expected trainer's receipt is in, or at its timeout
-     (from the start of the height). The proposer then asks the node to BuildCandidate from the
-     receipts, if it holds those of strictly more than 2/3 of the expected trainers; otherwise
-     it proposes a carry-over block ("too few updates").
- P3. The candidate is signed and gossiped; every validator asks its node to EvaluateCandidate
-     and signs the verdict it returns (CandidateEvaluated) into an Attestation.
- P4. "Improved" attestations of >2/3 of the power: the proposer proposes the model block with an
-     ImprovementCertificate. "Not improved" from >1/3 (a certificate is impossible) or the
-     attestation timeout: a carry-over block that keeps M(h-1) and records why.
- P5. valid(v) (consensus.validity) checks the certificate deterministically; votes and commit
-     as above.
+The core itself owns what outlives a height: the committed chain (ledger, last block and
+commit), the signer guard state, the evidence pool, the buffer of messages for later heights
+and block sync (rules 1, 9 and 12 of consensus/tendermint.py). Committing never re-enters the
+dispatcher: a decision is recorded by the height's machine, and `handle`'s work queue commits
+it, starts the next height and replays the messages buffered for it, so the stack depth does
+not grow with the number of heights decided in one call.
 
-Observers (me=None) and trainer-only members follow the same rules and commit, but never vote.
+Peer faults are `Rejected` actions in the output (reason codes: `consensus.admission.REASONS`
+and `consensus.errors.CORE_REASONS`); our own bugs raise `ConsensusInvariantError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections import deque
+from dataclasses import dataclass
 
+from consensus.admission import Admission
 from consensus.codec import block_hash, genesis_hash, ledger_root
-from consensus.crypto import Signer, Verifier, batch_verify_same_message
+from consensus.context import Context, Signatory
+from consensus.crypto import Signer, Verifier
+from consensus.errors import SYNC_INVALID, SYNC_MISMATCH, ConsensusInvariantError
 from consensus.events import (
     Action,
     AttestationReceived,
     BlockSynced,
-    Broadcast,
-    CandidateBuilt,
-    CandidateEvaluated,
     CandidateReceived,
     Commit,
     Event,
-    PersistSignerState,
     ProposalReceived,
     ReceiptReceived,
-    ReportEvidence,
+    Rejected,
     RequestSync,
-    ScheduleTimeout,
     Started,
-    StartTraining,
     TimeoutFired,
-    TrainingFinished,
     VoteReceived,
 )
 from consensus.genesis import validate_genesis
-from consensus.guard import SignerState, SignRefused, check_sign, with_lock
+from consensus.guard import SignerState
+from consensus.learning_round import LearningRound
+from consensus.learning_state import ProposerStage
 from consensus.ledger import apply_block, genesis_ledger
-from consensus.pol import LearningState, ProposerStage
-from consensus.proposer import MAX_ROUND_AHEAD, ConsensusInvariantError, LearningPhase
-from consensus.rules import TendermintRules
-from consensus.signing import (
-    proposal_bytes,
-    vote_bytes,
-)
+from consensus.tendermint import Decision, Tendermint
 from consensus.types import (
     Block,
     CommitCertificate,
-    DuplicateVoteEvidence,
     Genesis,
     Hash,
     Height,
     Ledger,
-    Proposal,
     Round,
     Step,
     ValidatorIndex,
-    Vote,
-    VoteType,
 )
-from consensus.validity import BlockChecker, Parent, make_evidence
-from consensus.votes import VoteSet
+from consensus.validity import BlockChecker, Parent
+from consensus.votes import EvidencePool
 
 MAX_BUFFERED_EVENTS = 20_000  # future-height messages kept for replay
 MAX_HEIGHTS_BUFFERED = 2  # ... for at most this many heights ahead
+MAX_HEIGHTS_PER_EVENT = 64
+"""Heights one event may decide. Replaying buffered messages decides at most a few; more means
+a chain where every height decides itself at once (a lone validator and no trainers)."""
 
-__all__ = ["ChainTip", "ConsensusCore", "ConsensusInvariantError"]
+_ROUND_STEPS = (Step.PROPOSE, Step.PREVOTE, Step.PRECOMMIT)  # timeouts of Algorithm 1
+
+__all__ = ["ChainTip", "ConsensusCore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +85,15 @@ class ChainTip:
     ledger: Ledger
 
 
-class ConsensusCore(TendermintRules, LearningPhase):
+@dataclass(frozen=True, slots=True)
+class _Work:
+    """One event for the dispatcher; `replay_for` is the height it was buffered for."""
+
+    event: Event
+    replay_for: int | None = None
+
+
+class ConsensusCore:
     """One node's consensus state; `handle(event, now)` is the only entry point.
 
     `now` is seconds (the node passes wall-clock time, simulations a virtual clock); the core only
@@ -157,291 +115,162 @@ class ConsensusCore(TendermintRules, LearningPhase):
         self.verifier = verifier
         self.checker = BlockChecker(genesis, self.validator_set, verifier)
         self.me = me
-        self._signer = signer
         if me is not None:
             if signer is None:
                 raise ValueError("a member core needs its signer")
             if signer.public_key != genesis.validators[me].public_key:
                 raise ValueError(f"the signer's key is not member {me}'s genesis key")
-        self._can_vote = me is not None and self.validator_set.is_validator(me)
-        self._is_trainer = me is not None and self.validator_set.is_trainer(me)
-        self.signer_state = signer_state or SignerState()
-        self._chain = genesis.chain_id
-        self._genesis_hash = genesis_hash(genesis)
+        self._ctx = Context(
+            genesis=genesis,
+            validator_set=self.validator_set,
+            verifier=verifier,
+            admission=Admission(genesis.chain_id, self.validator_set, verifier),
+            checker=self.checker,
+            signatory=Signatory(genesis.chain_id, me, signer, signer_state or SignerState()),
+            evidence=EvidencePool(),
+            can_vote=me is not None and self.validator_set.is_validator(me),
+            is_trainer=me is not None and self.validator_set.is_trainer(me),
+        )
         if tip is None:
             self.last_block: Block | None = None
             self.last_commit: CommitCertificate | None = None
             self.ledger = genesis_ledger(genesis)
+            self._last_hash = genesis_hash(genesis)
         else:
             self.last_block = tip.block
             self.last_commit = tip.commit_certificate
             self.ledger = tip.ledger
-        self._last_hash = self._genesis_hash if tip is None else block_hash(tip.block)
+            self._last_hash = block_hash(tip.block)
         self.height = Height(self.ledger.height + 1)
         self._started = False
         self._buffer: list[Event] = []
         self._ahead: dict[ValidatorIndex, int] = {}
-        self._evidence: dict[tuple[int, int, int, int], DuplicateVoteEvidence] = {}
-        self.rejections: list[str] = []  # recent reasons a peer's message was refused
-        self._reset_height(0.0)
+        self._sync_requested_at: float | None = None
+        self._tendermint, self._learning = self._new_height(0.0)
 
     # -- read-only views -------------------------------------------------------------------
 
     @property
+    def signer_state(self) -> SignerState:
+        """The double-sign guard state (persisted by the node on `PersistSignerState`)."""
+        return self._ctx.signatory.state
+
+    @signer_state.setter
+    def signer_state(self, state: SignerState) -> None:
+        self._ctx.signatory.state = state
+
+    @property
+    def model_hash(self) -> Hash:
+        """The committed global model M(h-1)."""
+        return self.ledger.model_hash
+
+    @property
+    def round(self) -> Round:
+        return self._tendermint.round
+
+    @property
+    def step(self) -> Step:
+        return self._tendermint.step
+
+    @property
     def locked_round(self) -> int:
         """Algorithm 1's lockedRound."""
-        return self._locked_round
+        return self._tendermint.locked_round
 
     @property
     def valid_round(self) -> int:
         """Algorithm 1's validRound."""
-        return self._valid_round
+        return self._tendermint.valid_round
 
     @property
     def locked_value(self) -> Block | None:
         """Algorithm 1's lockedValue."""
-        return self._locked_value
+        return self._tendermint.locked_value
 
     @property
     def valid_value(self) -> Block | None:
         """Algorithm 1's validValue."""
-        return self._valid_value
+        return self._tendermint.valid_value
 
     @property
     def proposer_stage(self) -> ProposerStage:
-        """Where the proof-of-learning phase of this node as proposer stands."""
-        return self._pol.stage
+        """Where the learning round of this node as proposer stands."""
+        return self._learning.stage
 
     # -- entry point -----------------------------------------------------------------------
 
     def handle(self, event: Event, now: float) -> list[Action]:
         """Feed one event at time `now`; return the actions to execute, in order."""
         out: list[Action] = []
-        self._dispatch(event, now, out)
+        work = deque([_Work(event)])
+        decided = 0
+        while work:
+            item = work.popleft()
+            event = item.event
+            if item.replay_for is not None and not self._replay_now(item.replay_for, event):
+                continue
+            if isinstance(event, Started):
+                if self._started:
+                    continue
+                self._started = True
+                work.extendleft(reversed(self._start_height(now, out)))
+            elif not self._started:
+                self._buffer_event(event)
+            else:
+                self._dispatch(event, now, out)
+            while (decision := self._tendermint.decision) is not None:
+                decided += 1
+                if decided > MAX_HEIGHTS_PER_EVENT:
+                    raise ConsensusInvariantError(
+                        f"one event decided more than {MAX_HEIGHTS_PER_EVENT} heights"
+                    )
+                self._commit(decision, out)
+                work.extendleft(reversed(self._start_height(now, out)))
         return out
 
+    def _replay_now(self, replay_for: int, event: Event) -> bool:
+        """A buffered message is replayed as if it had just arrived at the height it was
+        buffered for; one for a later height goes back into the buffer."""
+        height = _event_height(event)
+        if height > replay_for:
+            self._buffer.append(event)
+        return height == replay_for
+
     def _dispatch(self, event: Event, now: float, out: list[Action]) -> None:
-        if isinstance(event, Started):
-            if not self._started:
-                self._started = True
-                self._start_height(now, out)
-            return
-        if not self._started:
-            self._buffer_event(event)
-            return
-        if isinstance(event, VoteReceived):
-            self._on_vote(event.vote, now, out)
-        elif isinstance(event, ProposalReceived):
-            self._on_proposal(event.proposal, now, out)
-        elif isinstance(event, TimeoutFired):
-            self._on_timeout(event, now, out)
-        elif isinstance(event, ReceiptReceived):
-            self._on_receipt(event.receipt, now, out)
-        elif isinstance(event, TrainingFinished):
-            self._on_training_finished(event, now, out)
-        elif isinstance(event, CandidateBuilt):
-            self._on_candidate_built(event.candidate, now, out)
-        elif isinstance(event, CandidateReceived):
-            self._on_candidate(event.candidate, now, out)
-        elif isinstance(event, CandidateEvaluated):
-            self._on_evaluated(event, now, out)
-        elif isinstance(event, AttestationReceived):
-            self._on_attestation(event.attestation, now, out)
+        if isinstance(event, VoteReceived | ProposalReceived):
+            message_height = _event_height(event)
+            if message_height > self.height:
+                signer = (
+                    event.vote.validator
+                    if isinstance(event, VoteReceived)
+                    else event.proposal.proposer
+                )
+                self._note_ahead(signer, message_height, now, out)
+                self._buffer_event(event)
+            elif message_height == self.height:
+                if isinstance(event, VoteReceived):
+                    self._tendermint.on_vote(event.vote, now, out)
+                else:
+                    self._tendermint.on_proposal(event.proposal, now, out)
+        elif isinstance(event, TimeoutFired) and event.step in _ROUND_STEPS:
+            self._tendermint.on_timeout(event, now, out)
         elif isinstance(event, BlockSynced):
-            self._on_block_synced(event.block, event.commit_certificate, now, out)
-        else:  # pragma: no cover - exhaustive over Event
-            raise ConsensusInvariantError(f"unknown event {event!r}")
-
-    # -- heights and rounds ----------------------------------------------------------------
-
-    def _reset_height(self, now: float) -> None:
-        self.round = Round(0)
-        self.step = Step.PROPOSE
-        self._locked_value: Block | None = None
-        self._locked_hash: Hash | None = None
-        self._locked_round = -1
-        self._valid_value: Block | None = None
-        self._valid_round = -1
-        self._proposals: dict[int, tuple[Proposal, Hash]] = {}
-        self._blocks: dict[Hash, Block] = {}
-        self._valid_cache: dict[Hash, bool] = {}
-        self._votes: dict[tuple[int, VoteType], VoteSet] = {}
-        self._rounds_seen: set[int] = set()
-        self._prevote_timeout_done: set[int] = set()
-        self._precommit_timeout_done: set[int] = set()
-        self._polka_done: set[int] = set()
-        self._pol = LearningState()
-        self._height_start = now
-        self._sync_requested_at: float | None = None
-
-    def _start_height(self, now: float, out: list[Action]) -> None:
-        """Begin self.height: P1 and StartRound(0), then replay buffered messages."""
-        self._reset_height(now)
-        h = self.height
-        state = self.signer_state
-        if self._can_vote and state.locked_height == h and state.locked_round >= 0:
-            # restarted mid-height: keep the lock (not the value, which re-arrives by gossip)
-            self._locked_round = state.locked_round
-            self._locked_hash = Hash(state.locked_value)
-        out.append(
-            ScheduleTimeout(h, Round(0), Step.UPDATE_WINDOW, self.genesis.timeouts.update_window)
-        )
-        if self._is_trainer:
-            out.append(StartTraining(h, self.model_hash))
-        self._start_round(Round(0), now, out)
-        buffered, self._buffer = self._buffer, []
-        self._ahead = {v: hh for v, hh in self._ahead.items() if hh > h}
-        for event in buffered:
-            if self._event_height(event) == h:
-                self._dispatch(event, now, out)
-            elif self._event_height(event) > h:
-                self._buffer.append(event)
-
-    def _start_round(self, round_: Round, now: float, out: list[Action]) -> None:
-        """Algorithm 1 lines 11-21."""
-        self.round = round_
-        self.step = Step.PROPOSE
-        self._pol.stage = ProposerStage.IDLE
-        t = self.genesis.timeouts
-        remaining_window = max(0.0, self._height_start + t.update_window - now)
-        if self._pol.window_closed:
-            remaining_window = 0.0
-        delay = remaining_window + t.attestation + t.propose + round_ * t.propose_delta
-        out.append(ScheduleTimeout(self.height, round_, Step.PROPOSE, delay))
-        if self._can_vote and self.validator_set.proposer_for(self.height, round_) == self.me:
-            if self._valid_value is not None:
-                self._propose(self._valid_value, Round(self._valid_round), out)
-            else:
-                self._pol.stage = ProposerStage.WAITING_FOR_UPDATES
-                self._pol.stage_round = round_
-                self._advance_learning(now, out)
-        self._progress(now, out)
-
-    # -- votes and proposals ---------------------------------------------------------------
-
-    def _vote_set(self, round_: int, vote_type: VoteType) -> VoteSet:
-        key = (round_, vote_type)
-        vs = self._votes.get(key)
-        if vs is None:
-            vs = self._votes[key] = VoteSet(vote_type, Round(round_))
-            self._rounds_seen.add(round_)
-        return vs
-
-    def _on_vote(self, vote: Vote, now: float, out: list[Action]) -> None:
-        if self._add_vote(vote, now, out):
-            self._progress(now, out)
-
-    def _add_vote(self, vote: Vote, now: float, out: list[Action]) -> bool:
-        """Log a vote (pending verification); True when it may change what the rules see."""
-        if vote.height > self.height:
-            self._note_ahead(vote.validator, vote.height, now, out)
-            self._buffer_event(VoteReceived(vote))
-            return False
-        if vote.height < self.height:
-            return False
-        if not self.validator_set.is_validator(vote.validator):
-            self._reject("vote from a non-validator")
-            return False
-        if not 0 <= vote.round <= self.round + MAX_ROUND_AHEAD:
-            self._reject("vote for an impossible round")
-            return False
-        vs = self._vote_set(vote.round, vote.vote_type)
-        power = self.validator_set.power(vote.validator)
-        known = vs.get(vote.validator)
-        if known is None:
-            vs.add_pending(vote, power)
-        elif known.block_hash != vote.block_hash:
-            if vote.block_hash in vs.conflicting.get(vote.validator, {}):
-                return False  # a repeat of a known conflicting vote
-            self._check_equivocation(vs, known, vote, out)
-        elif known.signature != vote.signature and vote.validator in vs.pending:
-            # same value, other signature: one of them is a forgery; keep the one that verifies
-            key = self.validator_set.public_keys[vote.validator]
-            if self.verifier.verify(key, vote_bytes(self._chain, known), known.signature):
-                return False
-            vs.drop_pending(vote.validator, power)
-            vs.add_pending(vote, power)
+            self._on_block_synced(event.block, event.commit_certificate, out)
+        elif isinstance(event, Started):  # pragma: no cover - handled by `handle`
+            raise ConsensusInvariantError("Started reached the dispatcher")
         else:
-            return False  # a repeat of a counted vote
-        return True
+            if isinstance(event, ReceiptReceived | CandidateReceived | AttestationReceived):
+                message_height = _event_height(event)
+                if message_height > self.height:
+                    self._buffer_event(event)
+                    return
+                if message_height < self.height:
+                    return
+            value = self._learning.handle(event, now, self._tendermint.step, out)
+            if value is not None:
+                self._tendermint.propose_value(value, now, out)
 
-    def _check_equivocation(self, vs: VoteSet, known: Vote, vote: Vote, out: list[Action]) -> None:
-        key = self.validator_set.public_keys[vote.validator]
-        if not self.verifier.verify(key, vote_bytes(self._chain, vote), vote.signature):
-            self._reject("vote with a bad signature")
-            return
-        if vote.validator in vs.pending and not self.verifier.verify(
-            key, vote_bytes(self._chain, known), known.signature
-        ):
-            power = self.validator_set.power(vote.validator)
-            vs.drop_pending(vote.validator, power)
-            vs.add_pending(vote, power)
-            return
-        vs.add_conflicting(vote, self.validator_set.power(vote.validator))
-        evidence = make_evidence(known, vote)
-        ekey = (int(vote.validator), int(vote.height), int(vote.round), int(vote.vote_type))
-        if ekey not in self._evidence and ekey not in set(self.ledger.punished):
-            self._evidence[ekey] = evidence
-            out.append(ReportEvidence(evidence))
-
-    def _verify_votes(self, votes: Sequence[Vote]) -> list[bool]:
-        first = votes[0]
-        message = vote_bytes(self._chain, first)
-        keys = [self.validator_set.public_keys[v.validator] for v in votes]
-        return batch_verify_same_message(self.verifier, keys, message, [v.signature for v in votes])
-
-    def _on_proposal(self, proposal: Proposal, now: float, out: list[Action]) -> None:
-        if proposal.height > self.height:
-            self._note_ahead(proposal.proposer, proposal.height, now, out)
-            self._buffer_event(ProposalReceived(proposal))
-            return
-        if proposal.height < self.height:
-            return
-        r = proposal.round
-        if not 0 <= r <= self.round + MAX_ROUND_AHEAD:
-            self._reject("proposal for an impossible round")
-            return
-        if proposal.proposer != self.validator_set.proposer_for(self.height, r):
-            self._reject("proposal from a member who is not the round's proposer")
-            return
-        if not -1 <= proposal.valid_round < r:
-            self._reject("proposal with an impossible valid round")
-            return
-        if r in self._proposals:
-            return  # first proposal of the round wins; a second one is the proposer's fault
-        bhash = block_hash(proposal.block)
-        key = self.validator_set.public_keys[proposal.proposer]
-        if not self.verifier.verify(
-            key, proposal_bytes(self._chain, proposal, bhash), proposal.signature
-        ):
-            self._reject("proposal with a bad signature")
-            return
-        self._store_proposal(proposal, bhash)
-        if proposal.valid_round >= 0:
-            for vote in proposal.polka_votes[: len(self.validator_set)]:
-                if (
-                    vote.vote_type == VoteType.PREVOTE
-                    and vote.height == self.height
-                    and vote.round == proposal.valid_round
-                    and vote.block_hash == bhash
-                ):
-                    self._add_vote(vote, now, out)
-        self._progress(now, out)
-
-    def _store_proposal(self, proposal: Proposal, bhash: Hash) -> None:
-        self._proposals[proposal.round] = (proposal, bhash)
-        self._blocks[bhash] = proposal.block
-        self._rounds_seen.add(proposal.round)
-
-    def _valid(self, bhash: Hash) -> bool:
-        """Algorithm 1's valid(v), cached per block hash."""
-        cached = self._valid_cache.get(bhash)
-        if cached is None:
-            problem = self.checker.block_problem(self._blocks[bhash], self._parent())
-            if problem:
-                self._reject(f"invalid block: {problem}")
-            cached = self._valid_cache[bhash] = problem is None
-        return cached
+    # -- heights ---------------------------------------------------------------------------
 
     def _parent(self) -> Parent:
         last = self.last_block
@@ -452,127 +281,66 @@ class ConsensusCore(TendermintRules, LearningPhase):
             ledger=self.ledger,
         )
 
-    # -- signing -----------------------------------------------------------------------------
+    def _new_height(self, now: float) -> tuple[Tendermint, LearningRound]:
+        """Rule 1: fresh round state and learning round for `self.height`."""
+        parent = self._parent()
+        learning = LearningRound(self.height, parent, self.last_commit, self._ctx, started_at=now)
+        return Tendermint(self.height, parent, self._ctx, learning), learning
 
-    def _guarded(self, new_state: SignerState, out: list[Action]) -> None:
-        if new_state != self.signer_state:
-            self.signer_state = new_state
-            out.append(PersistSignerState(new_state))
+    def _start_height(self, now: float, out: list[Action]) -> list[_Work]:
+        """Begin self.height: P1 and StartRound(0); return the buffered messages to replay."""
+        self._tendermint, self._learning = self._new_height(now)
+        self._sync_requested_at = None
+        h = self.height
+        state = self.signer_state
+        if self._ctx.can_vote and state.locked_height == h and state.locked_round >= 0:
+            self._tendermint.restore_lock(state.locked_round, Hash(state.locked_value))
+        self._learning.start(out)
+        self._tendermint.start_round(Round(0), now, out)
+        if self._tendermint.decision is not None:
+            return []  # decided at once: the buffer is the next height's to replay
+        buffered, self._buffer = self._buffer, []
+        self._ahead = {v: hh for v, hh in self._ahead.items() if hh > h}
+        return [_Work(event, replay_for=h) for event in buffered]
 
-    def _persist_lock(self, out: list[Action]) -> None:
-        """Persist lockedRound and id(lockedValue) with the guard state."""
-        if self._can_vote and self._locked_hash is not None:
-            self._guarded(
-                with_lock(self.signer_state, self.height, self._locked_round, self._locked_hash),
-                out,
-            )
-
-    def _cast(self, vote_type: VoteType, value: Hash | None, out: list[Action]) -> None:
-        """Sign and broadcast a vote (validators only; the guard may refuse)."""
-        if not self._can_vote or self.me is None or self._signer is None:
-            return
-        step = Step.PREVOTE if vote_type == VoteType.PREVOTE else Step.PRECOMMIT
-        try:
-            state = check_sign(self.signer_state, self.height, self.round, step, value or b"")
-        except SignRefused:
-            return
-        vote = Vote(vote_type, self.height, self.round, value, self.me)
-        vote = replace(vote, signature=self._signer.sign(vote_bytes(self._chain, vote)))
-        self._guarded(state, out)
-        out.append(Broadcast(vote))
-        vs = self._vote_set(self.round, vote_type)
-        if vs.get(self.me) is None:
-            vs.add_verified(vote, self.validator_set.power(self.me))
-
-    def _propose(self, block: Block, valid_round: Round, out: list[Action]) -> None:
-        """Line 19: broadcast ⟨PROPOSAL, h, r, v, vr⟩."""
-        if self.me is None or self._signer is None:
-            return
-        bhash = block_hash(block)
-        try:
-            state = check_sign(self.signer_state, self.height, self.round, Step.PROPOSE, bhash)
-        except SignRefused:
-            return
-        polka: tuple[Vote, ...] = ()
-        if valid_round >= 0 and (valid_round, VoteType.PREVOTE) in self._votes:
-            polka = tuple(self._votes[(valid_round, VoteType.PREVOTE)].votes_for(bhash))
-        proposal = Proposal(self.height, self.round, block, valid_round, self.me)
-        signature = self._signer.sign(proposal_bytes(self._chain, proposal, bhash))
-        proposal = replace(proposal, signature=signature, polka_votes=polka)
-        self._guarded(state, out)
-        out.append(Broadcast(proposal))
-        self._pol.stage = ProposerStage.PROPOSED
-        if self.round not in self._proposals:
-            self._store_proposal(proposal, bhash)
-
-    def _commit_certificate(self, vs: VoteSet, value: Hash) -> CommitCertificate:
-        votes = vs.votes_for(value)
-        return CommitCertificate(
-            height=self.height,
-            round=vs.round,
-            block_hash=value,
-            signers=self.validator_set.bitfield(v.validator for v in votes),
-            aggregate_signature=self.verifier.aggregate([v.signature for v in votes]),
-        )
-
-    def _commit(
-        self, block: Block, bhash: Hash, cert: CommitCertificate, now: float, out: list[Action]
-    ) -> None:
-        """Line 51-54: decide, apply the ledger, start the next height."""
+    def _commit(self, decision: Decision, out: list[Action]) -> None:
+        """Lines 49-54 (rule 9): apply the decided block and move to the next height."""
+        block = decision.block
         ledger = apply_block(self.ledger, block)
         if ledger_root(ledger) != block.header.ledger_root:
             raise ConsensusInvariantError("committing a block whose ledger root does not match")
-        out.append(Commit(block, cert, ledger))
+        out.append(Commit(block, decision.certificate, ledger))
         self.last_block = block
-        self.last_commit = cert
+        self.last_commit = decision.certificate
         self.ledger = ledger
-        self._last_hash = bhash
-        punished = set(ledger.punished)
-        self._evidence = {k: e for k, e in self._evidence.items() if k not in punished}
+        self._last_hash = decision.block_hash
+        self._ctx.evidence.prune(ledger.punished)
         self.height = Height(self.height + 1)
-        self._start_height(now, out)
 
-    def _on_block_synced(
-        self, block: Block, cert: CommitCertificate, now: float, out: list[Action]
-    ) -> None:
+    def _on_block_synced(self, block: Block, cert: CommitCertificate, out: list[Action]) -> None:
+        """A committed block fetched from peers: decide it if its certificate proves it."""
         if block.header.height != self.height:
             return
         bhash = block_hash(block)
         if cert.height != self.height or cert.block_hash != bhash:
-            self._reject("synced block and certificate do not match")
+            out.append(Rejected(SYNC_MISMATCH, "synced block and certificate do not match"))
             return
         problem = self.checker.commit_certificate_problem(cert) or self.checker.block_problem(
             block, self._parent()
         )
         if problem:
-            self._reject(f"synced block refused: {problem}")
+            out.append(Rejected(SYNC_INVALID, f"synced block refused: {problem}"))
             return
-        self._commit(block, bhash, cert, now, out)
+        self._tendermint.adopt(Decision(block, bhash, cert))
 
-    # -- buffering and sync --------------------------------------------------------------------
-
-    @staticmethod
-    def _event_height(event: Event) -> int:
-        if isinstance(event, VoteReceived):
-            return event.vote.height
-        if isinstance(event, ProposalReceived):
-            return event.proposal.height
-        if isinstance(event, ReceiptReceived):
-            return event.receipt.height
-        if isinstance(event, CandidateReceived):
-            return event.candidate.height
-        if isinstance(event, AttestationReceived):
-            return event.attestation.height
-        if isinstance(event, BlockSynced):
-            return event.block.header.height
-        return -1
+    # -- buffering and sync (rule 12) --------------------------------------------------------
 
     def _buffer_event(self, event: Event) -> None:
         """Keep a message of the next heights for replay (rule 12). Messages further ahead
         are useless (the node will sync those blocks) and would let a peer fill the buffer."""
         if len(self._buffer) >= MAX_BUFFERED_EVENTS:
             return
-        if not self._started or self._event_height(event) <= self.height + MAX_HEIGHTS_BUFFERED:
+        if not self._started or _event_height(event) <= self.height + MAX_HEIGHTS_BUFFERED:
             self._buffer.append(event)
 
     def _note_ahead(
@@ -591,7 +359,19 @@ class ConsensusCore(TendermintRules, LearningPhase):
             self._sync_requested_at = now
             out.append(RequestSync(self.height))
 
-    def _reject(self, reason: str) -> None:
-        self.rejections.append(reason)
-        if len(self.rejections) > 100:
-            del self.rejections[:50]
+
+def _event_height(event: Event) -> int:
+    """The height a message event belongs to; -1 for events that are not messages."""
+    if isinstance(event, VoteReceived):
+        return event.vote.height
+    if isinstance(event, ProposalReceived):
+        return event.proposal.height
+    if isinstance(event, ReceiptReceived):
+        return event.receipt.height
+    if isinstance(event, CandidateReceived):
+        return event.candidate.height
+    if isinstance(event, AttestationReceived):
+        return event.attestation.height
+    if isinstance(event, BlockSynced):
+        return event.block.header.height
+    return -1

@@ -221,6 +221,18 @@ class RequestSync:
     from_height: Height
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A peer's message or a synced block was refused by the core.
+
+    `reason` is a stable, short reason code (a metric label: `bad-signature`, `not-proposer`,
+    `invalid-block`, ...); `detail` is free text for the log. The node counts these by reason.
+    """
+
+    reason: str
+    detail: str = ""
+
+
 Action = (
     Broadcast
     | ScheduleTimeout
@@ -231,6 +243,7 @@ Action = (
     | Commit
     | ReportEvidence
     | RequestSync
+    | Rejected
 )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, NewType
+from typing import Any, NewType, Protocol
 
 Height = NewType("Height", int)
 Round = NewType("Round", int)
@@ -42,6 +42,24 @@ ROLE_VALIDATOR = "validator"
 ROLE_TRAINER = "trainer"
 ROLE_OBSERVER = "observer"
 ROLES = frozenset({ROLE_VALIDATOR, ROLE_TRAINER, ROLE_OBSERVER})
+
+
+class Signed(Protocol):
+    """A message signed by one genesis member: who signed it, and the signature.
+
+    Every signed message type satisfies it (`SignedMessage`), whatever its own field for the
+    signer is called on the wire (`validator`, `author`, `proposer` or `signer`).
+    """
+
+    @property
+    def signer(self) -> ValidatorIndex:
+        """The member index whose key made `signature`."""
+        ...
+
+    @property
+    def signature(self) -> Signature:
+        """The signature over the message's sign-bytes (`consensus.signing`)."""
+        ...
 
 
 class Step(enum.IntEnum):
@@ -87,6 +105,11 @@ class UpdateReceipt:
     epsilon_spent: float
     signature: Signature = EMPTY_SIGNATURE
 
+    @property
+    def signer(self) -> ValidatorIndex:
+        """The trainer who signed the receipt (`author`)."""
+        return self.author
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -108,6 +131,11 @@ class Candidate:
     rule: str
     signature: Signature = EMPTY_SIGNATURE
 
+    @property
+    def signer(self) -> ValidatorIndex:
+        """The round's proposer, who signed the candidate (`proposer`)."""
+        return self.proposer
+
 
 @dataclass(frozen=True, slots=True)
 class EvalReport:
@@ -124,7 +152,10 @@ class EvalReport:
 
 @dataclass(frozen=True, slots=True)
 class Attestation:
-    """A validator's signed verdict on a candidate (DESIGN.md step 3)."""
+    """A validator's signed verdict on a candidate (DESIGN.md step 3).
+
+    Its `signer` field is the `Signed.signer` of the other message types.
+    """
 
     height: Height
     candidate_hash: Hash
@@ -169,6 +200,11 @@ class Vote:
     block_hash: Hash | None
     validator: ValidatorIndex
     signature: Signature = EMPTY_SIGNATURE
+
+    @property
+    def signer(self) -> ValidatorIndex:
+        """The validator who cast the vote (`validator`)."""
+        return self.validator
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +274,15 @@ class Proposal:
     proposer: ValidatorIndex
     signature: Signature = EMPTY_SIGNATURE
     polka_votes: tuple[Vote, ...] = ()
+
+    @property
+    def signer(self) -> ValidatorIndex:
+        """The round's proposer, who signed the proposal (`proposer`)."""
+        return self.proposer
+
+
+SignedMessage = Vote | Proposal | UpdateReceipt | Candidate | Attestation
+"""Every message type signed by a single member; each satisfies `Signed`."""
 
 
 # --------------------------------------------------------------------------------------------

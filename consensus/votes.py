@@ -1,6 +1,6 @@
 """Vote bookkeeping for one height with lazy, batched signature verification.
 
-One vote counts per (validator, round, type) (DESIGN.md "The consensus core"). A vote arrives
+One vote counts per (validator, round, type) (rule 13 of consensus/tendermint.py). A vote arrives
 *pending*: it is stored and its power counted as "potential", but not trusted. When a threshold
 check of Algorithm 1 (more than 2/3, or more than 1/3) could flip only with the pending votes,
 those votes are verified in one batch per message (one aggregate pairing check; per-signature
@@ -19,9 +19,16 @@ part of the honest nodes, and a validator locked on v never gets them to prevote
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 
-from consensus.types import Hash, Round, ValidatorIndex, Vote, VoteType
+from consensus.admission import BAD_SIGNATURE, Admission
+from consensus.crypto import batch_verify_same_message
+from consensus.events import Action, Rejected, ReportEvidence
+from consensus.ledger import evidence_key
+from consensus.signing import vote_bytes
+from consensus.types import DuplicateVoteEvidence, Hash, Round, ValidatorIndex, Vote, VoteType
+from consensus.validators import ValidatorSet
+from consensus.validity import make_evidence
 
 # verify(votes of one message) -> one flag per vote
 BatchVerify = Callable[[Sequence[Vote]], list[bool]]
@@ -123,3 +130,184 @@ class VoteSet:
         if verified_only:
             return set(self.verified)
         return set(self.verified) | set(self.pending)
+
+
+Offence = tuple[int, int, int, int]
+"""(validator, height, round, vote type): what one piece of evidence punishes, once."""
+
+
+class EvidencePool:
+    """Equivocations this node saw and the chain has not punished yet, across heights.
+
+    A proposer puts the oldest of them into its block (`for_block`); once a committed block
+    punished an offence, `prune` forgets it.
+    """
+
+    def __init__(self) -> None:
+        self._by_offence: dict[Offence, DuplicateVoteEvidence] = {}
+
+    def add(
+        self, evidence: DuplicateVoteEvidence, punished: Collection[Offence], out: list[Action]
+    ) -> None:
+        """Keep new evidence and report it to the node (once per offence)."""
+        v = evidence.vote_a
+        key = evidence_key(int(v.validator), int(v.height), int(v.round), int(v.vote_type))
+        if key not in self._by_offence and key not in punished:
+            self._by_offence[key] = evidence
+            out.append(ReportEvidence(evidence))
+
+    def for_block(
+        self, punished: Collection[Offence], limit: int
+    ) -> tuple[DuplicateVoteEvidence, ...]:
+        """At most `limit` unpunished pieces of evidence, oldest offence first."""
+        pending = (e for k, e in sorted(self._by_offence.items()) if k not in punished)
+        return tuple(pending)[:limit]
+
+    def prune(self, punished: Collection[Offence]) -> None:
+        """Forget the offences a committed block punished."""
+        self._by_offence = {k: e for k, e in self._by_offence.items() if k not in punished}
+
+
+class VoteLog:
+    """Every prevote and precommit of one height: Algorithm 1's message log for votes.
+
+    Votes are admitted by the caller (member, round window); the log counts them, spots
+    equivocation, and answers the threshold questions of the upon-rules, verifying pending
+    votes only when they could tip an answer. Bad signatures found on the way are reported as
+    `Rejected` actions.
+    """
+
+    def __init__(
+        self,
+        validator_set: ValidatorSet,
+        admission: Admission,
+        evidence: EvidencePool,
+        punished: Collection[Offence],
+    ) -> None:
+        self._validators = validator_set
+        self._admission = admission
+        self._evidence = evidence
+        self._punished = frozenset(punished)
+        self._sets: dict[tuple[int, VoteType], VoteSet] = {}
+        self.rounds: set[int] = set()
+        """Rounds with a vote set (Algorithm 1 line 55 looks for the highest ones)."""
+
+    def get(self, round_: int, vote_type: VoteType) -> VoteSet | None:
+        """The votes of one round and type, if any arrived."""
+        return self._sets.get((round_, vote_type))
+
+    def open(self, round_: int, vote_type: VoteType) -> VoteSet:
+        """The votes of one round and type, created empty on first use."""
+        key = (round_, vote_type)
+        vs = self._sets.get(key)
+        if vs is None:
+            vs = self._sets[key] = VoteSet(vote_type, Round(round_))
+            self.rounds.add(round_)
+        return vs
+
+    def precommit_sets(self) -> Iterator[VoteSet]:
+        """Precommit sets, by round."""
+        for (_, vote_type), vs in sorted(self._sets.items()):
+            if vote_type == VoteType.PRECOMMIT:
+                yield vs
+
+    def add_own(self, vote: Vote) -> None:
+        """Count a vote this node just signed."""
+        vs = self.open(vote.round, vote.vote_type)
+        if vs.get(vote.validator) is None:
+            vs.add_verified(vote, self._validators.power(vote.validator))
+
+    def add(self, vote: Vote, out: list[Action]) -> bool:
+        """Log an admitted vote, pending verification; True when it may change what the rules
+        see (False for a repeat)."""
+        vs = self.open(vote.round, vote.vote_type)
+        power = self._validators.power(vote.validator)
+        known = vs.get(vote.validator)
+        if known is None:
+            vs.add_pending(vote, power)
+        elif known.block_hash != vote.block_hash:
+            if vote.block_hash in vs.conflicting.get(vote.validator, {}):
+                return False  # a repeat of a known conflicting vote
+            self._conflict(vs, known, vote, out)
+        elif known.signature != vote.signature and vote.validator in vs.pending:
+            # same value, other signature: one of them is a forgery; keep the one that verifies
+            if self._admission.signature_ok(known):
+                return False
+            vs.drop_pending(vote.validator, power)
+            vs.add_pending(vote, power)
+        else:
+            return False  # a repeat of a counted vote
+        return True
+
+    def _conflict(self, vs: VoteSet, known: Vote, vote: Vote, out: list[Action]) -> None:
+        """A second vote of a validator at one (round, type): evidence if both verify."""
+        if not self._admission.signature_ok(vote):
+            out.append(Rejected(BAD_SIGNATURE, "vote with a bad signature"))
+            return
+        power = self._validators.power(vote.validator)
+        if vote.validator in vs.pending and not self._admission.signature_ok(known):
+            vs.drop_pending(vote.validator, power)  # the counted one was a forgery
+            vs.add_pending(vote, power)
+            return
+        vs.add_conflicting(vote, power)
+        self._evidence.add(make_evidence(known, vote), self._punished, out)
+
+    # -- thresholds ----------------------------------------------------------------------------
+
+    def quorum_for(
+        self, round_: int, vote_type: VoteType, value: Hash | None, out: list[Action]
+    ) -> bool:
+        """2f+1 verified votes for `value`; verifies pending ones only if they could tip it."""
+        vs = self._sets.get((round_, vote_type))
+        if vs is None:
+            return False
+        has_quorum = self._validators.has_quorum
+        if has_quorum(vs.power_for(value, verified_only=True)):
+            return True
+        if has_quorum(vs.power_for(value, verified_only=False)):
+            self._verify(vs, lambda v: v == value, out)
+            return has_quorum(vs.power_for(value, verified_only=True))
+        return False
+
+    def quorum_any(self, round_: int, vote_type: VoteType, out: list[Action]) -> bool:
+        """2f+1 verified votes of any value (lines 34 and 47)."""
+        vs = self._sets.get((round_, vote_type))
+        if vs is None:
+            return False
+        has_quorum = self._validators.has_quorum
+        if has_quorum(vs.verified_total):
+            return True
+        if has_quorum(vs.verified_total + vs.pending_total):
+            self._verify(vs, lambda v: True, out)
+            return has_quorum(vs.verified_total)
+        return False
+
+    def senders(self, round_: int, *, verified_only: bool) -> set[ValidatorIndex]:
+        """Validators with a prevote or precommit in `round_`."""
+        senders: set[ValidatorIndex] = set()
+        for vote_type in (VoteType.PREVOTE, VoteType.PRECOMMIT):
+            vs = self._sets.get((round_, vote_type))
+            if vs is not None:
+                senders |= vs.senders(verified_only=verified_only)
+        return senders
+
+    def verify_round(self, round_: int, out: list[Action]) -> None:
+        """Verify every pending vote of `round_`."""
+        for vote_type in (VoteType.PREVOTE, VoteType.PRECOMMIT):
+            vs = self._sets.get((round_, vote_type))
+            if vs is not None:
+                self._verify(vs, lambda v: True, out)
+
+    def _verify(
+        self, vs: VoteSet, value_filter: Callable[[Hash | None], bool], out: list[Action]
+    ) -> None:
+        for _ in vs.verify_pending(value_filter, self._verify_batch, self._validators.power):
+            out.append(Rejected(BAD_SIGNATURE, "vote with a bad signature"))
+
+    def _verify_batch(self, votes: Sequence[Vote]) -> list[bool]:
+        """One aggregate check: the votes of one value share their sign-bytes."""
+        admission = self._admission
+        message = vote_bytes(admission.chain_id, votes[0])
+        keys = [self._validators.public_keys[v.validator] for v in votes]
+        signatures = [v.signature for v in votes]
+        return batch_verify_same_message(admission.verifier, keys, message, signatures)

@@ -127,9 +127,10 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
     """Create the node homes and the genesis; return the nodes (nothing started yet)."""
     from consensus.types import Timeouts
     from learning import builtin_task, default_train_config
-    from node.chainfiles import build_genesis, read_node_info, write_genesis
     from node.cli import main as bcfl
     from node.config import load_config, save_config
+    from node.genesis_files import build_genesis, write_genesis
+    from node.nodeinfo import read_node_info
 
     directory = spec.directory
     if (directory / "pids.json").exists() and any(n.alive() for n in read_pids(directory)):
@@ -331,7 +332,9 @@ def collect(spec: DevnetSpec, nodes: list[DevnetNode], blocks: int | None) -> di
         pooled_train,
         train,
     )
-    from node.keys import NodeHome
+    from node.blobs import BlobCorruptError
+    from node.chain import Chain
+    from node.home import NodeHome
     from node.store import ChainStore
 
     task = builtin_task(spec.dataset, model=spec.model)
@@ -349,6 +352,7 @@ def collect(spec: DevnetSpec, nodes: list[DevnetNode], blocks: int | None) -> di
     ]
     reference = next(n for n in nodes if not n.byzantine)
     store = ChainStore.open(NodeHome(reference.home))
+    chain = Chain(store)
     init = initial_weights(task, spec.seed)
     genesis_metric = evaluate(task, init, test)[metric]
     rows = []
@@ -357,9 +361,11 @@ def collect(spec: DevnetSpec, nodes: list[DevnetNode], blocks: int | None) -> di
             if blocks is not None and summary["height"] > blocks:
                 break
             model_hash = bytes.fromhex(summary["model_hash"])
-            value = None
-            if store.blobs.has(model_hash):
-                value = evaluate(task, store.blobs.get(model_hash), test)[metric]
+            try:
+                model = chain.blob(model_hash)
+            except BlobCorruptError:
+                model = None  # a damaged blob has no metric; `bcfl chain verify` reports it
+            value = None if model is None else evaluate(task, model, test)[metric]
             rows.append(
                 {
                     "height": summary["height"],

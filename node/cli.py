@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from node.errors import UserError
+
 # (command path, module under node.commands, one-line help)
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("simulate", "consensus"), "simulate_consensus", "run the consensus simulator"),
@@ -27,10 +29,6 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("devnet", "status"), "devnet_status", "show a local devnet's nodes"),
     (("report",), "report", "plot a node's chain to a PNG"),
 ]
-
-
-class UserError(Exception):
-    """Bad input from the user (config, CLI, data file): printed as one sentence, no traceback."""
 
 
 def _available(module: str) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from node.cli import UserError
+from node.errors import UserError
 from node.fsutil import atomic_write_text
 
 ROLES = ("validator", "trainer", "observer")

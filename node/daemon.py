@@ -25,10 +25,12 @@ from consensus.core import ChainTip, ConsensusCore
 from consensus.crypto import BlsSigner, BlsVerifier
 from consensus.genesis import InvalidGenesis, validate_genesis
 from consensus.guard import SignerState
-from consensus.types import Block, CommitCertificate, Genesis, Ledger, ValidatorIndex
-from node.cli import UserError
+from consensus.types import Genesis, ValidatorIndex
+from node.chain import Chain
 from node.config import NodeConfig, load_config
-from node.keys import NodeHome, load_node_identity, load_validator_key, read_seed
+from node.errors import UserError
+from node.home import NodeHome
+from node.keys import load_node_identity, load_validator_key, read_seed
 from node.store import ChainStore
 from node.verify_cache import CachingVerifier
 
@@ -62,27 +64,14 @@ def find_me(genesis: Genesis, public_key: bytes, config: NodeConfig) -> Identity
 
 def load_tip(store: ChainStore) -> ChainTip | None:
     """The last committed block, its certificate and ledger, or None on a fresh home."""
-    height = store.tip_height()
-    if height is None:
-        return None
-    stored = store.get_block(height)
-    ledger_bytes = store.get_ledger(height)
-    if stored is None or ledger_bytes is None:
-        raise UserError(
-            f"the store's block or ledger at height {height} is missing; run bcfl chain verify"
-        )
-    return ChainTip(
-        codec.decode_as(stored.block, Block),
-        codec.decode_as(stored.commit_cert, CommitCertificate),
-        codec.decode_as(ledger_bytes, Ledger),
-    )
+    return Chain(store).tip()
 
 
 async def run_node(home_dir: Path) -> None:
     """Run the node of `home_dir` until cancelled or signalled."""
     from node.app import DataConfigError, LearningApp
-    from node.chainfiles import load_genesis, load_genesis_model
     from node.driver import Driver
+    from node.genesis_files import load_genesis, load_genesis_model
     from node.gossip_validation import GossipValidator
     from node.httpapi import HttpApi
     from node.network import NetworkSettings, NodeNetwork

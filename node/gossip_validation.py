@@ -1,12 +1,11 @@
-"""Topic validators for the gossip edge: decode, schema, signer, height window, signature.
+"""Topic validators for the gossip edge: decode, schema, admission, height window, signature.
 
 Every gossiped message passes one of these checks inside the pubsub task before it is
-delivered to the driver or relayed to other peers (DESIGN.md "The node (trio shell)":
-"Gossip topic validators decode and check messages before they are relayed"). A peer's bad
-bytes become a rejection reason from `telemetry.labels.GOSSIP_REJECT_REASONS`, never an
-exception. The driver installs them with `GossipValidator.install(net)` and reads the
-already-decoded message back with `GossipValidator.decoded(topic, data)`, so nothing is
-decoded twice.
+delivered to the driver or relayed to other peers (docs/ARCHITECTURE.md, "The node": gossip
+topic validators decode and check messages before they are relayed). A peer's bad bytes become
+a rejection reason from `telemetry.labels.GOSSIP_REJECT_REASONS`, never an exception. The
+driver installs them with `GossipValidator.install(net)` and reads the already-decoded message
+back with `GossipValidator.decoded(topic, data)`, so nothing is decoded twice.
 
 The checks, cheapest first (a message stops at the first that fails):
 
@@ -15,17 +14,18 @@ The checks, cheapest first (a message stops at the first that fails):
    shape, field or non-canonical encoding -> ``schema``;
 3. the type belongs on the topic (consensus: Proposal / Vote; receipts: UpdateReceipt;
    candidates: Candidate; attestations: Attestation; blocks: `CommittedBlock`), else ``schema``;
-4. a block header naming another chain -> ``wrong-chain`` (other messages carry the chain id
-   only inside their sign-bytes, so a foreign chain shows up as ``bad-signature``);
-5. the signer index exists in the genesis and holds the role the message needs (a vote,
-   proposal, candidate or attestation needs a validator, a receipt a trainer, a committed
-   block a validator proposer), else ``unknown-signer``;
-6. the height lies in ``current - 1 .. current + 8`` (late precommits of the previous height,
+4. a signed message passes `consensus.admission` (the rules the core applies too), signature
+   aside: a signer who is not a member with the message's role -> ``unknown-signer``; a
+   proposal whose block names another chain -> ``wrong-chain``; any other admission rule
+   (round, the round's proposer, valid round, the block's height, the report's evaluator and
+   candidate, an empty candidate, a receipt's statistics) -> ``invalid``, through
+   `ADMISSION_REASONS`, so that the metric keeps its closed label set. A committed block
+   instead needs a header of this chain (``wrong-chain``) by a validator (``unknown-signer``);
+5. the height lies in ``current - 1 .. current + 8`` (late precommits of the previous height,
    and future messages the core buffers), else ``height-window``;
-7. cheap consistency (a proposal from the round's proposer, for a block of its height; an
-   attestation whose report is the signer's and for the same candidate; a commit certificate
-   for exactly this block with a quorum bitfield), else ``invalid``;
-8. the signature over `consensus.signing` sign-bytes (for a committed block: the aggregate
+6. a committed block's commit certificate is for exactly this block, with a quorum
+   bitfield, else ``invalid``;
+7. the signature over `consensus.signing` sign-bytes (for a committed block: the aggregate
    precommit signature of its commit certificate), else ``bad-signature``.
 
 Choices where the issue is silent:
@@ -56,24 +56,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from consensus import admission
+from consensus.admission import Admission
 from consensus.codec import (
     InvalidMessage,
     block_hash,
     canonical,
-    decode_as,
     decode_message,
     encode,
     load_cbor,
 )
 from consensus.crypto import Verifier
-from consensus.signing import (
-    attestation_bytes,
-    candidate_bytes,
-    proposal_bytes,
-    receipt_bytes,
-    vote_bytes,
-    vote_sign_bytes,
-)
+from consensus.signing import vote_sign_bytes
 from consensus.types import (
     Attestation,
     Block,
@@ -81,11 +75,13 @@ from consensus.types import (
     CommitCertificate,
     Genesis,
     Proposal,
+    SignedMessage,
     UpdateReceipt,
     Vote,
     VoteType,
 )
 from consensus.validators import ValidatorSet
+from node.chain import decode_committed
 from node.network.topics import DEFAULT_SIZE_CAPS, Topic
 
 COMMITTED_BLOCK_TAG = "bcfl/committed-block/v1"
@@ -97,6 +93,14 @@ WINDOW_AHEAD = 8
 _DETERMINISTIC = frozenset(
     {"undecodable", "schema", "bad-signature", "unknown-signer", "wrong-chain", "invalid"}
 )
+
+ADMISSION_REASONS: dict[str, str] = {
+    **dict.fromkeys(admission.REASONS, "invalid"),
+    admission.UNKNOWN_SIGNER: "unknown-signer",
+    admission.WRONG_CHAIN: "wrong-chain",
+    admission.BAD_SIGNATURE: "bad-signature",
+}
+"""`consensus.admission` reason -> the gossip rejection reason it is counted under."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +149,7 @@ def decode_committed_block(data: bytes, max_size: int) -> CommittedBlock:
         or type(raw[2]) is not bytes
     ):
         raise InvalidMessage("expected [committed-block tag, block, commit certificate]")
-    message = CommittedBlock(
-        decode_as(raw[1], Block, max_size=max_size),
-        decode_as(raw[2], CommitCertificate, max_size=max_size),
-    )
+    message = CommittedBlock(*decode_committed(raw[1], raw[2], max_size=max_size))
     if canonical(raw) != data:
         raise InvalidMessage("not canonically encoded")
     return message
@@ -189,6 +190,7 @@ class GossipValidator:
         self.verifier = verifier
         self.current_height = current_height
         self.validator_set = ValidatorSet(genesis.validators)
+        self.admission = Admission(self.chain_id, self.validator_set, verifier)
         self.size_caps = dict(DEFAULT_SIZE_CAPS if size_caps is None else size_caps)
         self.local_peer_id = local_peer_id
         self.cache_size = cache_size
@@ -256,7 +258,7 @@ class GossipValidator:
     def _is_replay(self, message: GossipMessage, origin: str) -> bool:
         if origin == self.local_peer_id or isinstance(message, CommittedBlock):
             return False
-        author = _author(message)
+        author = message.signer
         return not (0 <= author < len(self._member_peers) and origin == self._member_peers[author])
 
     def _verify(self, topic: Topic, data: bytes) -> GossipMessage:
@@ -271,19 +273,12 @@ class GossipValidator:
             raise _Rejected(_decode_reason(exc)) from None
         if not isinstance(message, TOPIC_TYPES[topic]):
             raise _Rejected("schema")
-        if isinstance(message, Vote):
-            self._check_vote(message)
-        elif isinstance(message, Proposal):
-            self._check_proposal(message)
-        elif isinstance(message, UpdateReceipt):
-            self._check_receipt(message)
-        elif isinstance(message, Candidate):
-            self._check_candidate(message)
-        elif isinstance(message, Attestation):
-            self._check_attestation(message)
-        elif isinstance(message, CommittedBlock):
+        if isinstance(message, CommittedBlock):
             self._check_committed_block(message)
-        return typing.cast(GossipMessage, message)
+            return message
+        signed = typing.cast(SignedMessage, message)  # every other topic type is signed
+        self._check_signed(signed)
+        return signed
 
     def _require(self, ok: bool, reason: str) -> None:
         if not ok:
@@ -293,55 +288,13 @@ class GossipValidator:
         current = self.current_height()
         self._require(current - WINDOW_BEHIND <= height <= current + WINDOW_AHEAD, "height-window")
 
-    def _signed_by(self, index: int, message: bytes, signature: bytes) -> None:
-        key = self.validator_set.public_keys[index]
-        self._require(self.verifier.verify(key, message, signature), "bad-signature")
-
-    def _check_vote(self, vote: Vote) -> None:
-        self._require(self.validator_set.is_validator(vote.validator), "unknown-signer")
-        self._in_window(vote.height)
-        self._require(vote.round >= 0, "invalid")
-        self._signed_by(vote.validator, vote_bytes(self.chain_id, vote), vote.signature)
-
-    def _check_proposal(self, proposal: Proposal) -> None:
-        header = proposal.block.header
-        self._require(header.chain_id == self.chain_id, "wrong-chain")
-        self._require(self.validator_set.is_validator(proposal.proposer), "unknown-signer")
-        self._in_window(proposal.height)
-        self._require(
-            proposal.round >= 0
-            and -1 <= proposal.valid_round < proposal.round
-            and header.height == proposal.height
-            and proposal.proposer
-            == self.validator_set.proposer_for(proposal.height, proposal.round),
-            "invalid",
-        )
-        sign_bytes = proposal_bytes(self.chain_id, proposal, block_hash(proposal.block))
-        self._signed_by(proposal.proposer, sign_bytes, proposal.signature)
-
-    def _check_receipt(self, receipt: UpdateReceipt) -> None:
-        self._require(self.validator_set.is_trainer(receipt.author), "unknown-signer")
-        self._in_window(receipt.height)
-        self._signed_by(receipt.author, receipt_bytes(self.chain_id, receipt), receipt.signature)
-
-    def _check_candidate(self, candidate: Candidate) -> None:
-        self._require(self.validator_set.is_validator(candidate.proposer), "unknown-signer")
-        self._in_window(candidate.height)
-        self._require(candidate.round >= 0, "invalid")
-        sign_bytes = candidate_bytes(self.chain_id, candidate)
-        self._signed_by(candidate.proposer, sign_bytes, candidate.signature)
-
-    def _check_attestation(self, attestation: Attestation) -> None:
-        self._require(self.validator_set.is_validator(attestation.signer), "unknown-signer")
-        self._in_window(attestation.height)
-        report = attestation.report
-        self._require(
-            report.evaluator == attestation.signer
-            and report.candidate_hash == attestation.candidate_hash,
-            "invalid",
-        )
-        sign_bytes = attestation_bytes(self.chain_id, attestation)
-        self._signed_by(attestation.signer, sign_bytes, attestation.signature)
+    def _check_signed(self, message: SignedMessage) -> None:
+        """Admission (signature aside), then the height window, then the signature."""
+        reason = self.admission.admit(message, verify=False)
+        if reason is not None:
+            raise _Rejected(ADMISSION_REASONS[reason])
+        self._in_window(message.height)
+        self._require(self.admission.signature_ok(message), "bad-signature")
 
     def _check_committed_block(self, committed: CommittedBlock) -> None:
         header, cert = committed.block.header, committed.commit_certificate
@@ -366,15 +319,3 @@ class GossipValidator:
             self.verifier.verify_same_message(keys, message, cert.aggregate_signature),
             "bad-signature",
         )
-
-
-def _author(message: GossipMessage) -> int:
-    if isinstance(message, Vote):
-        return message.validator
-    if isinstance(message, UpdateReceipt):
-        return message.author
-    if isinstance(message, Attestation):
-        return message.signer
-    if isinstance(message, Proposal | Candidate):
-        return message.proposer
-    return message.block.header.proposer

@@ -1,14 +1,7 @@
-"""The node home layout and the node's two long-lived secrets.
+"""The node's two long-lived secrets, kept in the node home (layout: node/home.py)::
 
-A node home is one directory::
-
-    HOME/config.toml            node configuration (node/config.py)
-    HOME/genesis.cbor           the consortium's genesis (written by `bcfl genesis`)
     HOME/keys/node_key          32-byte Ed25519 seed: the libp2p identity (peer id), mode 0600
     HOME/keys/validator_key     32-byte seed for blspy PopSchemeMPL.key_gen, mode 0600
-    HOME/data/chain.sqlite      blocks, certificates, ledger snapshots (node/store.py)
-    HOME/data/blobs/ab/cdef...  content-addressed model and update blobs (node/blobs.py)
-    HOME/data/signer_state      what the validator last signed, persisted before it is sent
 
 Key files hold raw seeds, not serialised key objects: 32 bytes are easy to check, back up
 and audit. A key file that is readable by group or others, or that has the wrong size, is
@@ -23,8 +16,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.cli import UserError
+from node.errors import UserError
 from node.fsutil import atomic_write
+from node.home import NodeHome
 
 SEED_SIZE = 32
 KEY_FILE_MODE = 0o600
@@ -32,49 +26,6 @@ KEY_FILE_MODE = 0o600
 
 class KeyFileError(UserError):
     """A key file is missing, has the wrong size, or is readable by others."""
-
-
-@dataclass(frozen=True, slots=True)
-class NodeHome:
-    """Paths inside one node home directory."""
-
-    root: Path
-
-    @property
-    def config_path(self) -> Path:
-        return self.root / "config.toml"
-
-    @property
-    def genesis_path(self) -> Path:
-        return self.root / "genesis.cbor"
-
-    @property
-    def keys_dir(self) -> Path:
-        return self.root / "keys"
-
-    @property
-    def node_key_path(self) -> Path:
-        return self.keys_dir / "node_key"
-
-    @property
-    def validator_key_path(self) -> Path:
-        return self.keys_dir / "validator_key"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "chain.sqlite"
-
-    @property
-    def blobs_dir(self) -> Path:
-        return self.data_dir / "blobs"
-
-    @property
-    def signer_state_path(self) -> Path:
-        return self.data_dir / "signer_state"
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.blobs import BlobStore
-from node.keys import NodeHome
+from node.home import NodeHome
 from node.signer_state_file import SignerStateFile
 
 SCHEMA = """

@@ -30,14 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consensus.codec import InvalidMessage, block_hash, decode_as, encode, genesis_hash
+from consensus.codec import encode, genesis_hash
 from consensus.crypto import BlsVerifier
 from consensus.genesis import InvalidGenesis, validate_genesis
 from consensus.ledger import apply_block, genesis_ledger
-from consensus.types import Block, CommitCertificate, Genesis, Hash, Ledger
+from consensus.types import Block, Genesis, Hash
 from consensus.validity import BlockChecker, Parent
-from node.chainfiles import GenesisFileError, load_genesis
-from node.keys import NodeHome
+from node.blobs import BlobCorruptError
+from node.chain import Chain, ChainDataError
+from node.genesis_files import GenesisFileError, load_genesis
+from node.home import NodeHome
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,20 +97,16 @@ class _Failed(Exception):
         self.problem = ChainProblem(height, message)
 
 
-def _blob(store: Any, blob_hash: bytes, height: int, what: str) -> bytes | None:
+def _blob(chain: Chain, blob_hash: bytes, height: int, what: str) -> bytes | None:
     """A blob's bytes, None when pruned; an altered blob is a failure at `height`."""
-    path = store.blobs.path(blob_hash)
     try:
-        data: bytes = path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError):
-        return None
-    if hashlib.sha256(data).digest() != blob_hash:
+        return chain.blob(blob_hash)
+    except BlobCorruptError:
         raise _Failed(
             height,
             f"{what} blob {blob_hash.hex()[:16]} was altered on disk (its bytes no longer "
             "hash to its name)",
-        )
-    return data
+        ) from None
 
 
 class ChainVerifier:
@@ -121,7 +119,7 @@ class ChainVerifier:
         replay_aggregation: bool = True,
         on_height: Callable[[int], None] | None = None,
     ) -> None:
-        self.home = home if isinstance(home, NodeHome) else NodeHome(Path(home))
+        self.home = NodeHome.of(home)
         self.replay_aggregation = replay_aggregation
         self.on_height = on_height
         self.result = VerifyResult()
@@ -138,7 +136,7 @@ class ChainVerifier:
             return self.result
         store = ChainStore.open(self.home)
         try:
-            self._replay(genesis, store)
+            self._replay(genesis, Chain(store))
         except _Failed as failed:
             self.result.problem = failed.problem
         finally:
@@ -159,77 +157,53 @@ class ChainVerifier:
         self.result.genesis_hash = genesis_hash(genesis).hex()
         return genesis
 
-    def _replay(self, genesis: Genesis, store: Any) -> None:
+    def _replay(self, genesis: Genesis, chain: Chain) -> None:
         checker = BlockChecker(genesis, self.valset, self.verifier)
         ledger = genesis_ledger(genesis)
         parent = Parent(0, genesis_hash(genesis), genesis.genesis_time_ms, ledger)
-        model = _blob(store, genesis.initial_model_hash, 0, "genesis model")
-        tip = store.tip_height()
-        if tip is None:
-            return
-        for height in range(1, tip + 1):
-            block, bhash = self._block(store, checker, height)
-            problem = checker.block_problem(block, parent)
-            if problem:
-                raise _Failed(height, f"the block is invalid: {problem}")
-            ledger = apply_block(parent.ledger, block)
-            snapshot = store.get_ledger(height)
-            if snapshot is None:
-                raise _Failed(height, "the ledger snapshot is missing")
-            if snapshot != encode(ledger):
-                raise _Failed(
-                    height, "the stored ledger snapshot differs from the replayed ledger transition"
-                )
-            model = self._model(genesis, store, block, model, parent.ledger.model_hash)
-            parent = Parent(height, bhash, block.header.time_ms, ledger)
-            self.result.blocks = height
-            if block.is_carry_over:
-                self.result.carry_over_blocks += 1
-            else:
-                self.result.model_blocks += 1
-            if self.on_height is not None:
-                self.on_height(height)
-
-    def _block(self, store: Any, checker: BlockChecker, height: int) -> tuple[Block, Hash]:
-        stored = store.get_block(height)
-        if stored is None:
-            raise _Failed(height, "the block is missing from the store")
-        if hashlib.sha256(stored.block).digest() != stored.hash:
-            raise _Failed(
-                height,
-                "the stored block's bytes do not hash to its recorded hash (altered on disk)",
-            )
+        model = _blob(chain, genesis.initial_model_hash, 0, "genesis model")
         try:
-            block = decode_as(stored.block, Block, max_size=len(stored.block) + 1)
-        except InvalidMessage as exc:
-            raise _Failed(height, f"the stored block does not decode ({exc.reason})") from None
-        bhash = block_hash(block)
-        if block.header.height != height:
-            raise _Failed(height, f"the block stored here claims height {block.header.height}")
-        try:
-            cert = decode_as(stored.commit_cert, CommitCertificate, max_size=1 << 20)
-        except InvalidMessage as exc:
-            raise _Failed(
-                height, f"the commit certificate does not decode ({exc.reason})"
-            ) from None
-        if cert.height != height or cert.block_hash != bhash:
-            raise _Failed(height, "the commit certificate is for another block")
-        problem = checker.commit_certificate_problem(cert)
-        if problem:
-            raise _Failed(height, problem)
-        return block, bhash
+            for block, cert in chain.committed_range():
+                height = int(block.height)
+                problem = checker.commit_certificate_problem(cert)
+                if problem:
+                    raise _Failed(height, problem)
+                problem = checker.block_problem(block, parent)
+                if problem:
+                    raise _Failed(height, f"the block is invalid: {problem}")
+                ledger = apply_block(parent.ledger, block)
+                stored_ledger = chain.ledger(height)
+                if stored_ledger is None:
+                    raise _Failed(height, "the ledger snapshot is missing")
+                # decoding is canonical, so this compares the stored snapshot byte for byte
+                if encode(stored_ledger) != encode(ledger):
+                    raise _Failed(
+                        height,
+                        "the stored ledger snapshot differs from the replayed ledger transition",
+                    )
+                model = self._model(genesis, chain, block, model, parent.ledger.model_hash)
+                parent = Parent(height, cert.block_hash, block.header.time_ms, ledger)
+                self.result.blocks = height
+                if block.is_carry_over:
+                    self.result.carry_over_blocks += 1
+                else:
+                    self.result.model_blocks += 1
+                if self.on_height is not None:
+                    self.on_height(height)
+        except ChainDataError as exc:
+            raise _Failed(exc.height, exc.reason) from None
 
     def _model(
-        self, genesis: Genesis, store: Any, block: Block, model: bytes | None, base: Hash
+        self, genesis: Genesis, chain: Chain, block: Block, model: bytes | None, base: Hash
     ) -> bytes | None:
         """Check the block's blobs and replay its aggregation; return M(h) if known."""
         height = int(block.header.height)
-        for ref in store.blob_refs(height):
-            _blob(store, ref, height, "referenced")
+        for ref in chain.blob_refs(height):
+            _blob(chain, ref, height, "referenced")
         if block.is_carry_over:
             return model
         target = block.header.model_hash
-        stored_model = _blob(store, target, height, "model")
+        stored_model = _blob(chain, target, height, "model")
         if not self.replay_aggregation:
             self.result.skipped.append((height, "aggregation replay turned off"))
             return stored_model
@@ -238,7 +212,7 @@ class ChainVerifier:
             return stored_model
         updates = []
         for receipt in block.receipts:
-            data = _blob(store, receipt.blob_hash, height, "update")
+            data = _blob(chain, receipt.blob_hash, height, "update")
             if data is None:
                 self.result.skipped.append(
                     (height, f"update blob {receipt.blob_hash.hex()[:16]} was pruned")
@@ -259,7 +233,7 @@ class ChainVerifier:
         self, genesis: Genesis, height: int, model: bytes, updates: list[tuple[bytes, bytes, int]]
     ) -> bytes:
         from learning import AggregationError, aggregate
-        from node.chainfiles import genesis_rule
+        from node.genesis_files import genesis_rule
 
         if self._rule is None:
             try:
@@ -280,17 +254,3 @@ def verify_chain(
 ) -> VerifyResult:
     """Replay and verify the chain stored in `home` (see the module docstring)."""
     return ChainVerifier(home, replay_aggregation=replay_aggregation, on_height=on_height).run()
-
-
-def load_stored_block(
-    store: Any, height: int
-) -> tuple[Block, CommitCertificate, Ledger | None] | None:
-    """Decode the block, commit certificate and ledger snapshot stored at `height` (unchecked)."""
-    stored = store.get_block(height)
-    if stored is None:
-        return None
-    block = decode_as(stored.block, Block, max_size=len(stored.block) + 1)
-    cert = decode_as(stored.commit_cert, CommitCertificate, max_size=1 << 20)
-    snapshot = store.get_ledger(height)
-    ledger = None if snapshot is None else decode_as(snapshot, Ledger, max_size=len(snapshot) + 1)
-    return block, cert, ledger

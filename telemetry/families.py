@@ -140,6 +140,16 @@ class MetricFamilies:
         self._upd_accepted = Counter(
             "bcfl_updates_accepted_total", "Updates that passed validation.", registry=reg
         )
+        self._core_rejected = _children(
+            Counter(
+                "bcfl_consensus_rejected_total",
+                "Messages (or synced blocks) the consensus core refused after the gossip edge, "
+                "by reason.",
+                ["reason"],
+                registry=reg,
+            ),
+            L.CORE_REJECT_REASONS,
+        )
         self._upd_rejected = _children(
             Counter(
                 "bcfl_updates_rejected_total",

@@ -16,18 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from consensus.admission import REASONS as ADMISSION_REASONS
+from consensus.shell.phases import PHASES as PHASES
+
 STEPS = ("propose", "prevote", "precommit", "commit")
 """Tendermint steps of a round, plus the commit step (decision -> block stored)."""
 
-PHASES = (
-    "train",
-    "update_gossip",
-    "candidate",
-    "attestation",
-    "propose_to_commit",
-    "block_interval",
-)
-"""Phases of one height, the keys of `bcfl devnet up --json` blocks[].phases."""
 
 TOPICS = ("consensus", "receipts", "candidates", "attestations", "blocks")
 """Gossip topics, by the last segment of `bcfl/<chain>/<name>`."""
@@ -48,6 +42,18 @@ GOSSIP_REJECT_REASONS = (
     "invalid",
 )
 """Why a topic validator (or the guarded pubsub handler) dropped a message."""
+
+CORE_REJECT_REASONS = (
+    *ADMISSION_REASONS,
+    "invalid-block",
+    "invalid-candidate",
+    "invalid-receipt",
+    "sync-mismatch",
+    "sync-invalid",
+    "other",
+)
+"""Why the consensus core refused a message that passed the gossip edge, or a synced block
+(`consensus.events.Rejected.reason`; the admission codes of consensus/admission.py first)."""
 
 UPDATE_RESULTS = ("received", "accepted", "rejected")
 
@@ -103,6 +109,11 @@ def update_reason(reason: str) -> str:
     if reason == "unavailable":
         return "blob-unavailable"
     return reason if reason in UPDATE_REJECT_REASONS else "undecodable"
+
+
+def core_reason(reason: str) -> str:
+    """Map a core rejection reason onto CORE_REJECT_REASONS."""
+    return reason if reason in CORE_REJECT_REASONS else "other"
 
 
 def gossip_reason(reason: str) -> str:

@@ -181,6 +181,11 @@ class NodeMetrics(MetricFamilies):
 
     # --- learning ---------------------------------------------------------------
 
+    def count_core_rejection(self, reason: str) -> None:
+        """The consensus core refused a message or a synced block (`Rejected.reason`)."""
+        if self.enabled:
+            _child(self._core_rejected, "core rejection", L.core_reason(reason)).inc()
+
     def count_update(self, result: str, reason: str | None = None) -> None:
         """An update receipt was received, or its update accepted or rejected (with a reason)."""
         if not self.enabled:

@@ -8,12 +8,13 @@ Input is a list of plain per-block dicts, one per committed block, oldest first:
      "contributions": {"site-a": 120, ...},       # samples each participant contributed in this block
      "reputation": {"site-a": 1.25, ...}}         # ledger reputation after this block
 
-`load_blocks(home)` is the one place that knows where a node keeps its chain;
-`blocks_from_json` also reads the `--json` output of `bcfl devnet up` (blocks
-with `height`, `metric`, `carry_over`, `phases`), where missing fields just leave
-their panel empty. Panels: model metric per block (carry-over blocks hollow),
-block interval, cumulative samples contributed per participant, and reputation
-per participant. Drawn with matplotlib's Agg backend (no display needed).
+Telemetry knows nothing of a node home: `bcfl report` (node/commands/report.py)
+reads the chain and passes these plain dicts in. `blocks_from_json` also reads the
+`--json` output of `bcfl devnet up` (blocks with `height`, `metric`, `carry_over`,
+`phases`), where missing fields just leave their panel empty. Panels: model metric
+per block (carry-over blocks hollow), block interval, cumulative samples contributed
+per participant, and reputation per participant. Drawn with matplotlib's Agg backend
+(no display needed).
 """
 
 from __future__ import annotations
@@ -28,73 +29,6 @@ Block = dict[str, Any]
 
 class ReportError(Exception):
     """The input cannot be plotted (one sentence for the user)."""
-
-
-def load_blocks(home: Path) -> list[Block]:
-    """The committed blocks of the node at `home` as report dicts (see the module docstring).
-
-    Read straight from the home's chain store (works while the node runs or is stopped).
-    `metric` is the median of the validators' eval reports on the block's model (their local
-    validation splits); a carry-over block keeps its parent's model and so its metric.
-    `reputation` comes from the ledger snapshot stored with each block.
-    """
-    from node.chainfiles import GenesisFileError, block_metric, load_genesis
-    from node.keys import NodeHome
-    from node.store import ChainStore
-    from node.verify import load_stored_block
-
-    node_home = NodeHome(Path(home))
-    if not node_home.root.is_dir():
-        raise ReportError(f"{home} is not a node home directory")
-    if not node_home.db_path.is_file():
-        raise ReportError(f"no chain to plot in {home}: the node has not stored any block yet")
-    try:
-        members = [m.name for m in load_genesis(node_home).validators]
-    except GenesisFileError as exc:
-        raise ReportError(str(exc)) from None
-
-    def name(index: int) -> str:
-        return members[index] if 0 <= index < len(members) else f"member-{index}"
-
-    store = ChainStore.open(node_home)
-    blocks: list[Block] = []
-    metric: float | None = None
-    loss: float | None = None
-    try:
-        for height in range(1, (store.tip_height() or 0) + 1):
-            loaded = load_stored_block(store, height)
-            if loaded is None:
-                break
-            block, _cert, ledger = loaded
-            summary = block_metric(block)
-            if summary is not None:
-                metric = summary["after"]
-                losses = sorted(r.loss_after for r in block.eval_reports)
-                loss = losses[len(losses) // 2]
-            contributions: dict[str, float] = {}
-            if not block.is_carry_over:
-                for receipt in block.receipts:
-                    who = name(receipt.author)
-                    contributions[who] = contributions.get(who, 0.0) + receipt.n_samples
-            reputation = (
-                {}
-                if ledger is None
-                else {name(i): float(r.reputation) for i, r in enumerate(ledger.participants)}
-            )
-            blocks.append(
-                {
-                    "height": height,
-                    "time": block.header.time_ms / 1000.0,
-                    "metric": metric,
-                    "loss": loss,
-                    "carry_over": block.is_carry_over,
-                    "contributions": contributions,
-                    "reputation": reputation,
-                }
-            )
-    finally:
-        store.close()
-    return blocks
 
 
 def blocks_from_json(value: Any) -> list[Block]:

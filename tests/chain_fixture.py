@@ -4,7 +4,8 @@
 and a tiny app that answers StartTraining / BuildCandidate / EvaluateCandidate with real
 `learning` calls (logistic regression on a few breast-cancer samples per site). Messages are
 delivered FIFO to every other core; timeouts fire on a virtual clock only when no message is in
-flight, so the run is deterministic. Node 0's Commit actions are written into the home's
+flight, so the run is deterministic. Each core runs in the real node shell
+(consensus/shell), as in the daemon. Node 0's commits are written into the home's
 ChainStore exactly as the driver does (node/chainfiles.py docstring): block, commit certificate,
 blob refs (model + update blobs) and the ledger snapshot; every update and candidate model blob
 goes into the home's blob store.
@@ -18,28 +19,31 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from consensus.codec import block_hash, candidate_hash, encode
+from consensus.codec import block_hash, encode
 from consensus.core import ConsensusCore
 from consensus.crypto import BlsSigner, BlsVerifier
 from consensus.events import (
-    Broadcast,
-    BuildCandidate,
-    CandidateBuilt,
-    CandidateEvaluated,
     Commit,
-    EvaluateCandidate,
-    Event,
-    ScheduleTimeout,
-    Started,
+    Message,
     StartTraining,
     TimeoutFired,
     TrainingFinished,
-    received,
+)
+from consensus.shell import (
+    Aggregate,
+    Evaluate,
+    NodeShell,
+    Publish,
+    Request,
+    StartTimer,
+    StoreCommit,
+    Train,
 )
 from consensus.types import (
     Candidate,
@@ -47,20 +51,19 @@ from consensus.types import (
     Genesis,
     Hash,
     Height,
-    Round,
     Timeouts,
     UpdateReceipt,
     ValidatorIndex,
 )
-from node.chainfiles import (
+from node.config import NodeConfig, save_config
+from node.genesis_files import (
     build_genesis,
     genesis_rule,
     genesis_task,
     genesis_verdict,
     write_genesis,
 )
-from node.config import NodeConfig, save_config
-from node.keys import NodeHome
+from node.home import NodeHome
 from node.store import ChainStore
 
 N_NODES = 4
@@ -89,10 +92,10 @@ def node_infos(signers: list[BlsSigner]) -> list[dict[str, Any]]:
 
 @dataclass
 class _Site:
-    """One member: its core and its learning side."""
+    """One member: its core in the node shell, and its learning side."""
 
     index: int
-    core: ConsensusCore
+    shell: NodeShell
     train: Any  # learning.Split
     val: Any  # learning.Split
     committed: list[bytes] = field(default_factory=list)
@@ -145,15 +148,17 @@ class ChainBuilder:
             self.sites.append(
                 _Site(
                     index=i,
-                    core=ConsensusCore(
-                        genesis, verifier=verifier, me=ValidatorIndex(i), signer=signer
+                    shell=NodeShell(
+                        ConsensusCore(
+                            genesis, verifier=verifier, me=ValidatorIndex(i), signer=signer
+                        )
                     ),
                     train=data.train.take(_first(len(data.train), SAMPLES_PER_SITE)),
                     val=data.val,
                 )
             )
         self.now = genesis.genesis_time_ms / 1000 + 1.0
-        self.queue: list[tuple[int, Event]] = []
+        self.queue: list[tuple[int, Callable[[NodeShell], list[Request]]]] = []
         self.timers: list[tuple[float, int, int, TimeoutFired]] = []
         self._seq = itertools.count()
 
@@ -162,50 +167,56 @@ class ChainBuilder:
     def run(self, max_steps: int = 200_000) -> None:
         """Deliver events until node 0 committed `heights` blocks."""
         for site in self.sites:
-            self.queue.append((site.index, Started()))
+            self.queue.append((site.index, lambda shell: shell.start(self.now)))
         steps = 0
         while len(self.sites[0].committed) < self.heights:
             steps += 1
             if steps > max_steps:
                 raise RuntimeError("the fixture chain made no progress")
             if self.queue:
-                index, event = self.queue.pop(0)
+                index, call = self.queue.pop(0)
             elif self.timers:
                 when, _, index, fired = heapq.heappop(self.timers)
                 self.now = max(self.now, when)
-                event = fired
+                call = partial(_fire, fired, self.now)
             else:
                 raise RuntimeError("the fixture chain stalled: no message and no timer")
             site = self.sites[index]
-            for action in site.core.handle(event, self.now):
-                self._execute(site, action)
+            for request in call(site.shell):
+                self._perform(site, request)
         for site in self.sites[1:]:
             common = min(len(site.committed), len(self.sites[0].committed))
             assert site.committed[:common] == self.sites[0].committed[:common]
 
-    def _execute(self, site: _Site, action: Any) -> None:
-        if isinstance(action, Broadcast):
-            event = received(action.message)
+    def _perform(self, site: _Site, request: Request) -> None:
+        now = self.now
+        if isinstance(request, Publish):
             for other in self.sites:
                 if other.index != site.index:
-                    self.queue.append((other.index, event))
-        elif isinstance(action, ScheduleTimeout):
-            fired = TimeoutFired(action.height, action.round, action.step)
+                    self.queue.append((other.index, partial(_deliver, request.message, now)))
+        elif isinstance(request, StartTimer):
             heapq.heappush(
                 self.timers,
-                (self.now + action.delay_seconds, next(self._seq), site.index, fired),
+                (now + request.delay, next(self._seq), site.index, request.event),
             )
-        elif isinstance(action, StartTraining):
-            self.queue.append((site.index, self._train(site, action)))
-        elif isinstance(action, BuildCandidate):
-            self.queue.append((site.index, self._build(site, action)))
-        elif isinstance(action, EvaluateCandidate):
-            self.queue.append((site.index, self._evaluate(site, action.candidate)))
-        elif isinstance(action, Commit):
-            bhash = block_hash(action.block)
+        elif isinstance(request, Train):
+            done = self._train(site, request.action)
+            self.queue.append((site.index, partial(_trained, done, now)))
+        elif isinstance(request, Aggregate):
+            receipts = tuple(sorted(request.action.receipts, key=lambda r: r.author))
+            model = self._aggregate(request.action.base_model_hash, receipts)
+            built = partial(
+                _aggregated, request, receipts, Hash(hashlib.sha256(model).digest()), now
+            )
+            self.queue.append((site.index, built))
+        elif isinstance(request, Evaluate):
+            improved, report = self._evaluate(site, request.candidate, request.candidate_hash)
+            self.queue.append((site.index, partial(_evaluated, request, improved, report, now)))
+        elif isinstance(request, StoreCommit):
+            bhash = block_hash(request.commit.block)
             site.committed.append(bhash)
             if site.index == 0:
-                self._store_commit(action, bhash)
+                self._store_commit(request.commit, bhash)
 
     # -- the app -------------------------------------------------------------------------
 
@@ -236,26 +247,9 @@ class ChainBuilder:
         self.blobs[hashlib.sha256(model).digest()] = model
         return model
 
-    def _build(self, site: _Site, action: BuildCandidate) -> CandidateBuilt:
-        receipts = tuple(sorted(action.receipts, key=lambda r: r.author))
-        model = self._aggregate(action.base_model_hash, receipts)
-        return CandidateBuilt(
-            Candidate(
-                height=action.height,
-                round=Round(action.round),
-                proposer=ValidatorIndex(site.index),
-                base_model_hash=action.base_model_hash,
-                model_hash=Hash(hashlib.sha256(model).digest()),
-                receipts=receipts,
-                rejected=(),
-                rule=self.genesis.aggregation_rule,
-            )
-        )
-
-    def _evaluate(self, site: _Site, candidate: Candidate) -> CandidateEvaluated:
+    def _evaluate(self, site: _Site, candidate: Candidate, chash: Hash) -> tuple[bool, EvalReport]:
         from learning import evaluate, improved
 
-        chash = candidate_hash(candidate)
         model = self._aggregate(candidate.base_model_hash, candidate.receipts)
         matches = hashlib.sha256(model).digest() == candidate.model_hash
         before = evaluate(self.task, self.blobs[candidate.base_model_hash], site.val)
@@ -273,7 +267,7 @@ class ChainBuilder:
             metric_before=float(before.get(metric, before["loss"])),
             metric_after=float(after.get(metric, after["loss"])),
         )
-        return CandidateEvaluated(candidate_hash=chash, improved=verdict, report=report)
+        return verdict, report
 
     def _store_commit(self, action: Commit, bhash: bytes) -> None:
         block = action.block
@@ -289,6 +283,34 @@ class ChainBuilder:
             blob_refs=refs,
             ledger_snapshot=encode(action.ledger),
         )
+
+
+def _fire(event: TimeoutFired, now: float, shell: NodeShell) -> list[Request]:
+    return shell.fire(event, now)
+
+
+def _deliver(message: Message, now: float, shell: NodeShell) -> list[Request]:
+    return shell.deliver(message, now)
+
+
+def _trained(done: TrainingFinished, now: float, shell: NodeShell) -> list[Request]:
+    return shell.trained(done, seconds=0.0, now=now)
+
+
+def _aggregated(
+    request: Aggregate,
+    receipts: tuple[UpdateReceipt, ...],
+    model: Hash,
+    now: float,
+    shell: NodeShell,
+) -> list[Request]:
+    return shell.aggregated(request, accepted=receipts, rejected=(), model_hash=model, now=now)
+
+
+def _evaluated(
+    request: Evaluate, improved: bool, report: EvalReport, now: float, shell: NodeShell
+) -> list[Request]:
+    return shell.evaluated(request, improved=improved, report=report, seconds=0.0, now=now)
 
 
 def _first(n: int, k: int) -> Any:

@@ -4,9 +4,10 @@ It answers the core's app actions the way the real node + learning/ would, but f
 
 - `StartTraining(h, base)` -> `TrainingFinished` after a virtual training delay, with an update
   blob hash derived from (member, height, base);
-- `BuildCandidate(h, r, base, receipts)` -> `CandidateBuilt` whose model hash is
-  sha256(base || sorted blob hashes): a pure function of the receipts, like a real aggregation;
-- `EvaluateCandidate(c)` -> `CandidateEvaluated`: "not improved" when the model hash does not
+- `BuildCandidate(h, r, base, receipts)` -> the receipts and a model hash sha256(base || sorted
+  blob hashes): a pure function of the receipts, like a real aggregation (the node shell
+  assembles the candidate from them, as it does for the real app);
+- `EvaluateCandidate(c)` -> a verdict and an EvalReport: "not improved" when the model hash does not
   match the recomputed aggregation (a forged candidate), else "improved" for about 90 % of
   (validator, candidate) pairs, so that some heights exercise the carry-over path when more than
   1/3 of the power disagrees.
@@ -19,22 +20,8 @@ from __future__ import annotations
 import hashlib
 import random
 
-from consensus.events import (
-    BuildCandidate,
-    CandidateBuilt,
-    CandidateEvaluated,
-    EvaluateCandidate,
-    StartTraining,
-    TrainingFinished,
-)
-from consensus.types import (
-    Candidate,
-    EvalReport,
-    Hash,
-    Round,
-    UpdateReceipt,
-    ValidatorIndex,
-)
+from consensus.events import BuildCandidate, StartTraining, TrainingFinished
+from consensus.types import Candidate, EvalReport, Hash, UpdateReceipt, ValidatorIndex
 
 NOT_IMPROVED_BELOW = 26
 """A verdict byte below this says "not improved": about 10 % of the (validator, candidate) pairs."""
@@ -86,25 +73,13 @@ class FakeLearningApp:
             epsilon_spent=0.1,
         )
 
-    def build(self, action: BuildCandidate) -> CandidateBuilt:
-        """Aggregate the receipts into a candidate."""
+    def build(self, action: BuildCandidate) -> tuple[tuple[UpdateReceipt, ...], Hash]:
+        """Aggregate the receipts: (the receipts in aggregation order, the model hash)."""
         receipts = tuple(sorted(action.receipts, key=lambda r: (r.author, r.blob_hash)))
-        return CandidateBuilt(
-            Candidate(
-                height=action.height,
-                round=Round(action.round),
-                proposer=ValidatorIndex(self.member),
-                base_model_hash=action.base_model_hash,
-                model_hash=aggregate_model_hash(action.base_model_hash, receipts),
-                receipts=receipts,
-                rejected=(),
-                rule=self._rule,
-            )
-        )
+        return receipts, aggregate_model_hash(action.base_model_hash, receipts)
 
-    def evaluate(self, action: EvaluateCandidate, candidate_hash: Hash) -> CandidateEvaluated:
+    def evaluate(self, candidate: Candidate, candidate_hash: Hash) -> tuple[bool, EvalReport]:
         """Recompute the aggregation and give this member's deterministic verdict."""
-        candidate = action.candidate
         expected = aggregate_model_hash(candidate.base_model_hash, candidate.receipts)
         verdict_byte = _sha(b"fake-verdict", candidate_hash, self.member.to_bytes(4, "big"))[0]
         improved = candidate.model_hash == expected and verdict_byte >= NOT_IMPROVED_BELOW
@@ -117,4 +92,4 @@ class FakeLearningApp:
             metric_before=0.80,
             metric_after=0.82 if improved else 0.78,
         )
-        return CandidateEvaluated(candidate_hash=candidate_hash, improved=improved, report=report)
+        return improved, report

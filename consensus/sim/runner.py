@@ -1,19 +1,20 @@
-"""One seeded simulation run, and many: real `ConsensusCore`s on a virtual clock.
+"""One seeded simulation run, and many: real `ConsensusCore`s in the real node shell, on a
+virtual clock.
 
-A run builds a genesis for N validators (every validator also trains), one core per node, a
-seeded `SimNetwork`, and the fake learning app, then pops the event queue in (time, seq) order.
-Every popped item is one *step*: a delivery, a timer, an app answer, a gossip tick or a sync
-answer. After every step the invariant checker has seen every commit and every honest signature
-the step produced, so a violation names the exact step.
+A run builds a genesis for N validators (every validator also trains), one core per node inside
+the same `consensus.shell.NodeShell` the daemon runs, a seeded `SimNetwork`, and the fake
+learning app, then pops the event queue in (time, seq) order. Every popped item is one *step*:
+a delivery, a timer, an app answer, a gossip tick or a sync answer. After every step the
+invariant checker has seen every commit and every honest signature the step produced, so a
+violation names the exact step.
 
-The node shell here does what `node/` will do around a core, minus I/O:
-- executes actions in order (timers on the queue, app answers after a virtual delay);
-- gossip re-sends: a node whose height did not advance for a gossip interval re-sends the
-  messages it signed at its current height (byte-identical, so never an equivocation), as
-  CometBFT's gossip routines re-send votes a peer lacks; without this, lost messages would only
-  be recovered by round changes;
-- block sync: `RequestSync(from)` asks every peer; a peer answers with up to `SYNC_BATCH`
-  committed blocks and their commit certificates, fed back as `BlockSynced`.
+This module is the simulator's I/O adapter: it performs the shell's requests on the virtual
+clock and the seeded network, as node/driver.py performs them with trio and libp2p.
+- `Publish` goes to every other node through the network (and the node's behaviour, if faulty);
+- `StartTimer` and the app's answers go on the queue (answers after a virtual delay);
+- `FetchBlocks` asks every peer (or, for a periodic poll, the peer of that turn); a peer
+  answers with up to `SYNC_BATCH` committed blocks and their commit certificates;
+- ticks every `gossip_interval` drive the shell's re-send and sync-poll policy.
 
 Liveness bound (where the issue is silent): each run must have every honest node at `--heights`
 before `heal time + heights * per_height_seconds` of virtual time.
@@ -24,28 +25,25 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from consensus import codec
-from consensus.events import (
-    Action,
-    BlockSynced,
-    Broadcast,
-    BuildCandidate,
-    Commit,
-    EvaluateCandidate,
-    Event,
-    Message,
-    PersistSignerState,
-    ReportEvidence,
-    RequestSync,
-    ScheduleTimeout,
-    Started,
-    StartTraining,
-    TimeoutFired,
-    received,
+from consensus.events import Commit, Message, TimeoutFired, TrainingFinished
+from consensus.shell import (
+    Aggregate,
+    Evaluate,
+    FetchBlocks,
+    NodeShell,
+    NoteEvidence,
+    Publish,
+    Request,
+    ShellPolicy,
+    StartTimer,
+    StoreCommit,
+    Train,
+    signed_slot,
 )
 from consensus.sim.app import FakeLearningApp
 from consensus.sim.byzantine import Adversary, Behaviour, make_behaviour
@@ -60,17 +58,16 @@ from consensus.sim.network import (
     SimNetwork,
 )
 from consensus.sim.setup import SimChain, build_chain
-from consensus.types import (
-    Attestation,
-    Block,
-    Candidate,
-    CommitCertificate,
-    Proposal,
-    UpdateReceipt,
-    Vote,
-)
+from consensus.types import Block, CommitCertificate, EvalReport, Hash, UpdateReceipt
 
 SYNC_BATCH = 8
+BUILD_DELAY = 0.01  # virtual seconds the fake aggregation takes
+EVALUATE_DELAY = 0.05  # ... and the fake evaluation
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    node: NodeId
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +77,26 @@ class _Timer:
 
 
 @dataclass(frozen=True, slots=True)
-class _Local:
+class _Trained:
     node: NodeId
-    event: Event
+    event: TrainingFinished
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    node: NodeId
+    request: Aggregate
+    accepted: tuple[UpdateReceipt, ...]
+    model_hash: Hash
+
+
+@dataclass(frozen=True, slots=True)
+class _Evaluated:
+    node: NodeId
+    request: Evaluate
+    improved: bool
+    report: EvalReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,18 +128,19 @@ class SyncResponse:
 
 @dataclass
 class SimNode:
-    """One simulated process: a core, its app, its behaviour, and what it committed."""
+    """One simulated process: a shell around a core, its app, its behaviour, its chain."""
 
     node_id: NodeId
     member: int
-    core: Any
+    shell: NodeShell
     app: FakeLearningApp
     behaviour: Behaviour | None
     chain: list[tuple[Block, CommitCertificate]] = field(default_factory=list)
-    signed: dict[tuple[Any, ...], Message] = field(default_factory=dict)
-    height_at_last_tick: int = -1
-    highest_seen: int = 0
     cpu_seconds: float = 0.0
+
+    @property
+    def core(self) -> Any:
+        return self.shell.core
 
     @property
     def honest(self) -> bool:
@@ -134,21 +149,6 @@ class SimNode:
     @property
     def height(self) -> int:
         return len(self.chain)
-
-
-def signed_slot(message: Message) -> tuple[Any, ...] | None:
-    """(kind, height, ...) under which a signer may sign only one value (height always 2nd)."""
-    if isinstance(message, Vote):
-        return ("vote", message.height, message.round, int(message.vote_type))
-    if isinstance(message, Proposal):
-        return ("proposal", message.height, message.round)
-    if isinstance(message, Candidate):
-        return ("candidate", message.height, message.round)
-    if isinstance(message, Attestation):
-        return ("attestation", message.height, bytes(message.candidate_hash))
-    if isinstance(message, UpdateReceipt):
-        return ("receipt", message.height, bytes(message.base_model_hash))
-    return None
 
 
 def _digest(message: Any) -> bytes:
@@ -175,6 +175,11 @@ class Simulation:
         self.model_blocks = 0
         self.carry_over_blocks = 0
         self.checker = InvariantChecker(self.chain.certificate_problem, seed=seed)
+        # re-send and poll on every gossip tick of an idle height; a sync request is never
+        # held back (the virtual network may drop it, and the next tick asks again)
+        self._policy = ShellPolicy(
+            resend_after=config.gossip_interval, poll_when_idle=False, sync_timeout=0.0
+        )
         byzantine = self._pick_byzantine()
         self.adversary = Adversary(self.chain, byzantine, self.rng)
         self.nodes: list[SimNode] = []
@@ -216,8 +221,8 @@ class Simulation:
             self.chain.genesis.aggregation_rule,
             self.config.training_delay,
         )
-        core = self.chain.make_core(member)
-        self.nodes.append(SimNode(node_id, member, core, app, behaviour))
+        shell = NodeShell(self.chain.make_core(member), policy=self._policy)
+        self.nodes.append(SimNode(node_id, member, shell, app, behaviour))
 
     def _plan_partition(self, byzantine: frozenset[int]) -> Partition | None:
         if not self.config.partition:
@@ -245,7 +250,7 @@ class Simulation:
 
     def run(self) -> RunResult:
         for node in self.nodes:
-            self.queue.push(0.0, _Local(node.node_id, Started()))
+            self.queue.push(0.0, _Start(node.node_id))
             self.queue.push(
                 self.config.gossip_interval * (1 + node.node_id / (2 * len(self.nodes))),
                 _GossipTick(node.node_id),
@@ -268,6 +273,7 @@ class Simulation:
         self._trace.update(extra)
 
     def _dispatch(self, item: object) -> None:
+        now = self.now
         if isinstance(item, Delivery):
             node = self.nodes[item.receiver]
             message = item.message
@@ -276,68 +282,83 @@ class Simulation:
                 self._answer_sync(node, item.sender, message)
             elif isinstance(message, SyncResponse):
                 self._trace_step(node.node_id, "sync-response")
-                for block, certificate in message.blocks:
-                    if block.height == node.height + 1:
-                        self._feed(node, BlockSynced(block, certificate))
+                self._feed(node, lambda shell: shell.blocks_fetched(message.blocks, now))
             elif isinstance(message, _Gossip):
                 self._trace_step(node.node_id, type(message.message).__name__, message.digest)
-                node.highest_seen = max(node.highest_seen, int(message.message.height))
-                self._feed(node, received(message.message))
-        elif isinstance(item, _Timer | _Local):
-            node = self.nodes[item.node]
-            self._trace_step(node.node_id, type(item.event).__name__)
-            self._feed(node, item.event)
+                self._feed(node, lambda shell: shell.deliver(message.message, now))
+            return
+        node = self.nodes[item.node]  # type: ignore[attr-defined]
+        self._trace_step(node.node_id, type(item).__name__.strip("_"))
+        if isinstance(item, _Start):
+            self._feed(node, lambda shell: shell.start(now))
+        elif isinstance(item, _Timer):
+            self._feed(node, lambda shell: shell.fire(item.event, now))
+        elif isinstance(item, _Trained):
+            self._feed(node, lambda shell: shell.trained(item.event, seconds=item.seconds, now=now))
+        elif isinstance(item, _Built):
+            self._feed(
+                node,
+                lambda shell: shell.aggregated(
+                    item.request,
+                    accepted=item.accepted,
+                    rejected=(),
+                    model_hash=item.model_hash,
+                    now=now,
+                ),
+            )
+        elif isinstance(item, _Evaluated):
+            self._feed(
+                node,
+                lambda shell: shell.evaluated(
+                    item.request, improved=item.improved, report=item.report, seconds=0.0, now=now
+                ),
+            )
         elif isinstance(item, _GossipTick):
-            node = self.nodes[item.node]
-            self._trace_step(node.node_id, "tick")
-            self._gossip_tick(node)
-            self.queue.push(self.now + self.config.gossip_interval, item)
+            self._feed(node, lambda shell: shell.tick(now))
+            self.queue.push(now + self.config.gossip_interval, item)
 
-    def _feed(self, node: SimNode, event: Event) -> None:
+    def _feed(self, node: SimNode, call: Callable[[NodeShell], list[Request]]) -> None:
         if node.behaviour is not None and node.behaviour.silent:
             return
         started = time.process_time()
-        actions = node.core.handle(event, self.now)
+        requests = call(node.shell)
         node.cpu_seconds += time.process_time() - started
-        self._execute(node, actions)
+        self._perform(node, requests)
 
-    def _execute(self, node: SimNode, actions: Iterable[Action]) -> None:
-        for action in actions:
-            if isinstance(action, Broadcast):
-                self._broadcast(node, action.message)
-            elif isinstance(action, ScheduleTimeout):
-                event = TimeoutFired(action.height, action.round, action.step)
-                self.queue.push(self.now + action.delay_seconds, _Timer(node.node_id, event))
-            elif isinstance(action, StartTraining):
-                delay, finished = node.app.train(action)
-                self.queue.push(self.now + delay, _Local(node.node_id, finished))
-            elif isinstance(action, BuildCandidate):
-                self.queue.push(self.now + 0.01, _Local(node.node_id, node.app.build(action)))
-            elif isinstance(action, EvaluateCandidate):
-                answer = node.app.evaluate(action, codec.candidate_hash(action.candidate))
-                self.queue.push(self.now + 0.05, _Local(node.node_id, answer))
-            elif isinstance(action, Commit):
-                self._commit(node, action)
-            elif isinstance(action, ReportEvidence):
+    def _perform(self, node: SimNode, requests: Iterable[Request]) -> None:
+        """The simulator's side of the shell's requests (PersistSigner: durable in memory;
+        FetchUpdate: there are no blobs; CountRejection: nothing to count)."""
+        now = self.now
+        for request in requests:
+            if isinstance(request, Publish):
+                if not request.resend:
+                    self._signed(node, request.message)
+                self._send(node, request.message)
+            elif isinstance(request, StartTimer):
+                self.queue.push(now + request.delay, _Timer(node.node_id, request.event))
+            elif isinstance(request, Train):
+                delay, finished = node.app.train(request.action)
+                self.queue.push(now + delay, _Trained(node.node_id, finished, delay))
+            elif isinstance(request, Aggregate):
+                accepted, model_hash = node.app.build(request.action)
+                answer = _Built(node.node_id, request, accepted, model_hash)
+                self.queue.push(now + BUILD_DELAY, answer)
+            elif isinstance(request, Evaluate):
+                improved, report = node.app.evaluate(request.candidate, request.candidate_hash)
+                answer2 = _Evaluated(node.node_id, request, improved, report)
+                self.queue.push(now + EVALUATE_DELAY, answer2)
+            elif isinstance(request, StoreCommit):
+                self._commit(node, request.commit)
+            elif isinstance(request, NoteEvidence):
                 self.evidence += 1
-            elif isinstance(action, RequestSync):
-                self._request_sync(node, action.from_height)
-            elif isinstance(action, PersistSignerState):
-                pass  # durable by construction in memory
+            elif isinstance(request, FetchBlocks):
+                self._request_sync(node, request)
 
-    def _broadcast(self, node: SimNode, message: Message) -> None:
-        slot = signed_slot(message)
-        if slot is not None:
-            node.signed[slot] = message
-            if node.honest:
-                self.checker.on_signed(
-                    self.step,
-                    node.member,
-                    int(getattr(message, "height", 0)),
-                    slot,
-                    self._digest(message),
-                )
-        self._send(node, message)
+    def _signed(self, node: SimNode, message: Message) -> None:
+        if node.honest:
+            slot = signed_slot(message)
+            height = int(message.height)
+            self.checker.on_signed(self.step, node.member, height, slot, self._digest(message))
 
     def _send(self, node: SimNode, message: Message) -> None:
         peers = [n.node_id for n in self.nodes if n.node_id != node.node_id]
@@ -399,26 +420,11 @@ class Simulation:
     def _first_honest(self) -> int:
         return next((n.node_id for n in self.nodes if n.honest), -1)
 
-    def _gossip_tick(self, node: SimNode) -> None:
-        if node.behaviour is not None and node.behaviour.silent:
-            return
-        if node.height == node.height_at_last_tick:
-            current = node.height + 1
-            for slot, message in sorted(node.signed.items(), key=lambda kv: repr(kv[0])):
-                if slot[1] == current:
-                    self._send(node, message)
-            if node.highest_seen > current:
-                # Peers are at a later height: ask for the blocks we missed, as the node's
-                # block-sync service does periodically (the core asks once per round).
-                self._request_sync(node, current)
-        node.height_at_last_tick = node.height
-        stale = [slot for slot in node.signed if slot[1] <= node.height]
-        for slot in stale:
-            del node.signed[slot]
-
-    def _request_sync(self, node: SimNode, from_height: int) -> None:
+    def _request_sync(self, node: SimNode, request: FetchBlocks) -> None:
         peers = [n.node_id for n in self.nodes if n.node_id != node.node_id]
-        self.network.send(self.now, node.node_id, peers, SyncRequest(from_height))
+        if request.peer_turn is not None and peers:
+            peers = [peers[request.peer_turn % len(peers)]]
+        self.network.send(self.now, node.node_id, peers, SyncRequest(int(request.from_height)))
 
     def _answer_sync(self, node: SimNode, requester: NodeId, request: SyncRequest) -> None:
         if node.behaviour is not None and not node.behaviour.answers_sync:

@@ -3,7 +3,9 @@
 Reads the home's store directly, so it works whether or not the node is running. Without a
 height: one line per block (or `--last N`); with one: the whole block; height 0 is the genesis.
 The JSON is the same as the node's HTTP API (`/chain`, `/chain/<H>`, built by
-node/chainfiles.py). Nothing is verified here: that is `bcfl chain verify`.
+node/block_json.py). Blocks are read through `node.chain.Chain`, which checks that each stored
+block matches its recorded hash and certificate; nothing more is verified here: that is
+`bcfl chain verify`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from node.cli import UserError
+from node.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def open_chain(home: Path) -> tuple[Any, Any]:
     """(genesis or None, ChainStore) of a home; UserError if the home holds no chain."""
-    from node.chainfiles import GenesisFileError, load_genesis
-    from node.keys import NodeHome
+    from node.genesis_files import GenesisFileError, load_genesis
+    from node.home import NodeHome
     from node.store import ChainStore
 
     node_home = NodeHome(home)
@@ -60,38 +62,38 @@ def _line(s: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from node.chainfiles import block_summary, block_to_json, genesis_summary
-    from node.verify import load_stored_block
+    from node.block_json import block_summary, block_to_json
+    from node.chain import Chain
+    from node.genesis_files import genesis_summary
 
     genesis, store = open_chain(args.home)
     try:
-        tip = store.tip_height() or 0
+        chain = Chain(store)
+        tip = chain.height
         if args.height is not None:
             if args.height == 0:
                 if genesis is None:
                     raise UserError(f"{args.home} has no readable genesis.cbor")
                 print(json.dumps(genesis_summary(genesis), indent=None if args.json else 2))
                 return 0
-            if not 0 < args.height <= tip:
+            committed = chain.committed(args.height) if 0 < args.height <= tip else None
+            if committed is None:
                 raise UserError(
                     f"height {args.height} is not committed here; this node's chain ends at "
                     f"height {tip}"
                 )
-            loaded = load_stored_block(store, args.height)
-            assert loaded is not None  # noqa: S101 - checked against the tip above
-            block, cert, ledger = loaded
+            block, cert = committed
             detail = block_to_json(block, cert)
-            detail["summary"] = block_summary(block, cert=cert, ledger=ledger, genesis=genesis)
+            detail["summary"] = block_summary(
+                block, cert=cert, ledger=chain.ledger(args.height), genesis=genesis
+            )
             print(json.dumps(detail, indent=None if args.json else 2))
             return 0
         first = 1 if args.last is None else max(1, tip - args.last + 1)
-        summaries = []
-        for height in range(first, tip + 1):
-            loaded = load_stored_block(store, height)
-            if loaded is None:
-                break
-            block, cert, ledger = loaded
-            summaries.append(block_summary(block, cert=cert, ledger=ledger, genesis=genesis))
+        summaries = [
+            block_summary(block, cert=cert, ledger=chain.ledger(int(block.height)), genesis=genesis)
+            for block, cert in chain.committed_range(first, tip)
+        ]
     finally:
         store.close()
     if args.json:

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from node.cli import UserError
+from node.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from node.keys import NodeHome
+    from node.home import NodeHome
     from node.verify import verify_chain
 
     home = NodeHome(args.home)

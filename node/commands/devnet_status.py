@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
 
     from devnet.launcher import DevnetError, load_nodes, snapshot
     from devnet.monitoring import render_rows
-    from node.cli import UserError
+    from node.errors import UserError
 
     try:
         nodes = load_nodes(Path(args.dir).expanduser().resolve())

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from devnet.monitoring import LiveTable, Steps, start_prometheus, write_scrape_config
     from devnet.processes import stop_all
-    from node.cli import UserError
+    from node.errors import UserError
 
     if args.nodes < 1 or args.nodes > 64:
         raise UserError(f"--nodes must be between 1 and 64, got {args.nodes}")

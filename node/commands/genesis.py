@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from node.cli import UserError
+from node.errors import UserError
 
 DATASETS = ("breast-cancer", "diabetes", "csv")
 MODELS = ("logreg", "mlp")
@@ -90,13 +90,8 @@ def run(args: argparse.Namespace) -> int:
     from consensus.codec import genesis_hash
     from consensus.types import Timeouts
     from learning import AggregationRule, VerdictRule
-    from node.chainfiles import (
-        build_genesis,
-        genesis_summary,
-        read_node_info,
-        write_genesis,
-        write_genesis_file,
-    )
+    from node.genesis_files import build_genesis, genesis_summary, write_genesis, write_genesis_file
+    from node.nodeinfo import read_node_info
 
     if args.out is None and not args.install:
         raise UserError("give --out DIR|FILE or --install HOME (or both)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from node.cli import UserError
+from node.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     from node.config import ConfigError, NodeConfig, save_config, validate
     from node.fsutil import atomic_write_text
-    from node.keys import NodeHome, generate_keys, load_node_identity, load_validator_key
+    from node.home import NodeHome
+    from node.keys import generate_keys, load_node_identity, load_validator_key
 
     home = NodeHome(Path(args.home).expanduser().resolve())
     if home.config_path.exists() and not args.force:
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         "bls_public_key": validator.public_key.hex(),
         "bls_proof_of_possession": validator.proof_of_possession().hex(),
     }
-    atomic_write_text(home.root / "node_info.json", json.dumps(info, indent=2) + "\n")
+    atomic_write_text(home.node_info_path, json.dumps(info, indent=2) + "\n")
     if args.json:
         print(json.dumps(info))
     else:

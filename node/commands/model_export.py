@@ -15,7 +15,7 @@ import argparse
 import hashlib
 from pathlib import Path
 
-from node.cli import UserError
+from node.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,13 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def committed_model(home: Path, height: int | None) -> tuple[int, bytes]:
     """(height, verified model bytes) of the model committed at `height` (None: the tip)."""
-    from node.chainfiles import GenesisFileError, load_genesis, load_genesis_model
+    from node.blobs import BlobCorruptError
+    from node.chain import Chain
     from node.commands.chain import open_chain
-    from node.verify import load_stored_block
+    from node.genesis_files import GenesisFileError, load_genesis, load_genesis_model
 
     genesis, store = open_chain(home)
     try:
-        tip = store.tip_height() or 0
+        chain = Chain(store)
+        tip = chain.height
         height = tip if height is None else height
         if not 0 <= height <= tip:
             raise UserError(
@@ -46,22 +48,22 @@ def committed_model(home: Path, height: int | None) -> tuple[int, bytes]:
                 return 0, load_genesis_model(home, genesis)
             except GenesisFileError as exc:
                 raise UserError(str(exc)) from None
-        loaded = load_stored_block(store, height)
-        assert loaded is not None  # noqa: S101 - checked against the tip above
-        model_hash = loaded[0].header.model_hash
-        path = store.blobs.path(model_hash)
-        if not path.is_file():
+        block = chain.block(height)
+        assert block is not None  # noqa: S101 - checked against the tip above
+        model_hash = block.header.model_hash
+        try:
+            data = chain.blob(model_hash)
+        except BlobCorruptError:
             raise UserError(
-                f"the model of height {height} ({model_hash.hex()[:16]}) was pruned from this "
-                "node's blob store; raise storage.keep_last_models or export from another node"
-            )
-        data = path.read_bytes()
+                f"the stored model of height {height} was altered on disk (its hash no longer "
+                "matches the block); run `bcfl chain verify`"
+            ) from None
     finally:
         store.close()
-    if hashlib.sha256(data).digest() != model_hash:
+    if data is None:
         raise UserError(
-            f"the stored model of height {height} was altered on disk (its hash no longer "
-            "matches the block); run `bcfl chain verify`"
+            f"the model of height {height} ({model_hash.hex()[:16]}) was pruned from this "
+            "node's blob store; raise storage.keep_last_models or export from another node"
         )
     return height, data
 
@@ -78,7 +80,7 @@ def _to_onnx(home: Path, model_bytes: bytes, out: Path) -> None:
 
     from learning import bytes_to_weights
     from learning.models import build_model, load_weights
-    from node.chainfiles import genesis_task, load_genesis
+    from node.genesis_files import genesis_task, load_genesis
 
     task = genesis_task(load_genesis(home))
     model = build_model(task)

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from node.cli import UserError
+from node.errors import UserError
 
 BEHAVIOURS = ("equivocate", "silent", "bad-certificate", "withhold", "twins")
 

@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from node.cli import UserError
+from node.errors import UserError
 
 RULES = ("fedavg", "median", "trimmed-mean", "multi-krum")
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from node.cli import UserError
+from node.errors import UserError
 
 TIMEOUT_S = 5.0
 MAX_BODY = 1024 * 1024
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def api_url(home: Path, path: str) -> str:
     """The URL of `path` on the local API of the node at `home` (from its config)."""
     from node.config import load_config
-    from node.keys import NodeHome
+    from node.home import NodeHome
 
     node_home = NodeHome(home)
     if not node_home.config_path.is_file():

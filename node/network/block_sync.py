@@ -6,9 +6,11 @@ Wire format (big-endian)::
     response: status (1) peer_tip (8, 2**64-1 when the peer has no block) count (4)
               then per block: height (8) hash (32) block_len (4) cert_len (4) block cert
 
-Blocks are opaque bytes from the store. The requester checks the framing (count, heights
-consecutive from `from_height`, lengths under the limits); the *driver* must verify every
-block's hash and commit certificate before storing it: a peer may lie.
+Blocks travel as the stored bytes (`node.chain.Chain.stored_range`), never re-encoded. The
+requester checks the framing (count, heights consecutive from `from_height`, lengths under the
+limits) and hands back `StoredBlock`s as the peer claims them; the *driver* must check each one
+with `node.chain.decode_stored` (hash, height, certificate for exactly this block) and let the
+core verify its commit certificate before storing it: a peer may lie.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
+from node.chain import Chain
 from node.network.counters import NetworkCounters
 from node.network.framing import FramingError, check_length, read_exactly, read_struct
 from node.store import ChainStore, StoredBlock
@@ -61,7 +64,7 @@ class BlockSync:
         timeout_s: float = 10.0,
     ) -> None:
         self.host = host
-        self.store = store
+        self.chain = Chain(store)
         self.counters = counters
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
@@ -75,12 +78,14 @@ class BlockSync:
                 from_height, max_count = await read_struct(stream, REQUEST)
                 count = min(max_count, self.max_batch)
                 blocks = (
-                    self.store.get_blocks(from_height, limit=count, max_bytes=self.max_batch_bytes)
+                    self.chain.stored_range(
+                        from_height, limit=count, max_bytes=self.max_batch_bytes
+                    )
                     if count
                     else []
                 )
-                tip = self.store.tip_height()
-                parts = [RESPONSE.pack(OK, NO_TIP if tip is None else tip, len(blocks))]
+                tip = self.chain.height
+                parts = [RESPONSE.pack(OK, tip if tip else NO_TIP, len(blocks))]
                 for b in blocks:
                     parts.append(ENTRY.pack(b.height, b.hash, len(b.block), len(b.commit_cert)))
                     parts.append(b.block)

@@ -2,12 +2,14 @@
 connection gating by peer id.
 
 Without `sec_opt` py-libp2p 0.8.1 also offers TLS, secio and *plaintext*, and without
-`muxer_opt` it offers Mplex; we name Noise and Yamux explicitly (NOTES-libp2p.md).
+`muxer_opt` it offers Mplex (5-8x slower than Yamux); we name Noise and Yamux explicitly
+(docs/libp2p-compat.md).
 
-Gating: py-libp2p's own `ConnectionGate` filters by IP address only. We wrap the upgrader's
-`upgrade_security`, the first point where the remote peer id is authenticated (Noise), for
-both directions: a peer id outside the allow-list gets its connection closed before any
-muxer, stream or pubsub state exists, and the refusal is counted.
+Gating: py-libp2p's own `ConnectionGate` filters by IP address only. We check the peer id
+right after the security handshake, the first point where it is authenticated (Noise), for
+both directions (`libp2p_compat.wrap_upgrade_security`): a peer id outside the allow-list
+gets its connection closed before any muxer, stream or pubsub state exists, and the refusal
+is counted.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Collection
-from typing import Any
 
 import multiaddr
 from libp2p import new_host
-from libp2p.abc import IHost
+from libp2p.abc import IHost, ISecureConn
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
@@ -30,6 +31,8 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.transport.exceptions import SecurityUpgradeFailure
+
+from node.network.libp2p_compat import wrap_upgrade_security
 
 logger = logging.getLogger(__name__)
 
@@ -50,23 +53,17 @@ class PeerGate:
 
 
 def install_gate(host: IHost, gate: PeerGate) -> None:
-    """Wrap the host's security upgrade so that only gated-in peer ids get a connection."""
-    upgrader = host.get_network().upgrader  # type: ignore[attr-defined]
-    original = upgrader.upgrade_security
+    """Check every secured connection of `host` so that only gated-in peer ids keep one."""
 
-    async def gated_upgrade_security(
-        raw_conn: Any, is_initiator: bool, peer_id: ID | None = None
-    ) -> Any:
-        secured = await original(raw_conn, is_initiator, peer_id)
+    async def admit(secured: ISecureConn) -> None:
         remote = secured.get_remote_peer()
         if not gate.allows(remote):
             gate.refuse(remote)
             with contextlib.suppress(Exception):
                 await secured.close()
             raise SecurityUpgradeFailure(f"peer {remote} is not in the allow-list")
-        return secured
 
-    upgrader.upgrade_security = gated_upgrade_security
+    wrap_upgrade_security(host, admit)
 
 
 def build_host(key_pair: KeyPair, listen: str, gate: PeerGate) -> IHost:

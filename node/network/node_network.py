@@ -8,7 +8,8 @@ Construction and lifetime (trio, one root nursery)::
     await nursery.start(net.run)                          # listening, subscribed, bootstrapped
     await net.publish(Topic.CONSENSUS, data)
 
-GossipSub overrides from NOTES-libp2p.md: heartbeat 1 s; the library's spam protection
+GossipSub overrides of py-libp2p 0.8.1 defaults that lose messages silently
+(docs/libp2p-compat.md): heartbeat 1 s; the library's spam protection
 (10 msg/s per topic, own messages included) is off and replaced by our per-forwarder token
 bucket; outbound queues of 1024; subscriptions drained by dedicated tasks into a bounded
 channel per topic so a slow handler never makes the library drop messages silently; seqno
@@ -47,6 +48,7 @@ from node.network.block_sync import BlockSync, SyncBatch
 from node.network.counters import NetworkCounters
 from node.network.guarded_pubsub import GuardedPubsub
 from node.network.host import PeerGate, build_host
+from node.network.libp2p_compat import unblock_peer
 from node.network.topics import DEFAULT_SIZE_CAPS, HARD_SIZE_CAP, Topic
 from node.store import ChainStore
 
@@ -314,7 +316,7 @@ class NodeNetwork:
     async def connect(self, addr: str) -> str:
         """Dial a peer now (and remember it for redials); returns its peer id."""
         peer_id = self.add_known_peer(addr)
-        self.host.get_network().unblock_peer(peer_id)  # type: ignore[attr-defined]
+        unblock_peer(self.host, peer_id)
         with trio.fail_after(self.settings.dial_timeout_s):
             await self.host.connect(self._known[peer_id].info)
         return peer_id.to_base58()
@@ -350,7 +352,7 @@ class NodeNetwork:
     async def _dial(self, known: _KnownPeer) -> None:
         peer_id = known.info.peer_id
         try:
-            self.host.get_network().unblock_peer(peer_id)  # type: ignore[attr-defined]
+            unblock_peer(self.host, peer_id)
             with trio.fail_after(self.settings.dial_timeout_s):
                 await self.host.connect(known.info)
             self.counters.redials += 1

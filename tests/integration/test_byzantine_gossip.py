@@ -35,7 +35,8 @@ from consensus.types import (
 from consensus.validators import ValidatorSet
 from node.byzantine import GarbageSpammer
 from node.gossip_validation import GossipValidator, decode_committed_block, encode_committed_block
-from node.keys import NodeHome, NodeIdentity
+from node.home import NodeHome
+from node.keys import NodeIdentity
 from node.network import NetworkSettings, NodeNetwork, Topic
 from node.store import ChainStore
 from telemetry.labels import GOSSIP_REJECT_REASONS

@@ -24,7 +24,8 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import PUBSUB_SIGNING_PREFIX
 from libp2p.utils import encode_varint_prefixed
 
-from node.keys import NodeHome, NodeIdentity
+from node.home import NodeHome
+from node.keys import NodeIdentity
 from node.network import NetworkSettings, NodeNetwork, Topic
 from node.store import ChainStore
 

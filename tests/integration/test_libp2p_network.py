@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from node.keys import NodeHome, NodeIdentity
+from node.home import NodeHome
+from node.keys import NodeIdentity
 from node.network import DEFAULT_SIZE_CAPS, NetworkSettings, NodeNetwork, Topic
 from node.store import ChainStore
 
@@ -266,3 +267,33 @@ async def test_peer_missing_from_pubsub_is_repaired(tmp_path: Path) -> None:
         await wait_until(lambda: b.peer_id in a.pubsub.peers)
         assert a.counters.pubsub_repairs >= 1
         nursery.cancel_scope.cancel()
+
+
+async def test_sender_record_is_verified_once_not_per_rpc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """30 messages from a peer cost one check of its signed sender record, not two per RPC."""
+    from libp2p.pubsub import utils
+
+    checks: list[tuple[object, object]] = []
+    stock_check = utils.maybe_consume_signed_record
+
+    def counting(msg: object, host: object, peer_id: object) -> bool:
+        if msg.HasField("senderRecord"):  # type: ignore[attr-defined]
+            checks.append((host, peer_id))
+        return stock_check(msg, host, peer_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(utils, "maybe_consume_signed_record", counting)
+    a, b = make_net(tmp_path, "a"), make_net(tmp_path, "b")
+    inbox = Inbox([b], Topic.RECEIPTS)
+    async with trio.open_nursery() as nursery:
+        await start_all(nursery, [a, b])
+        await b.connect(a.listen_addrs[0])
+        await mesh_ready([a, b], Topic.RECEIPTS, 1)
+        await trio.sleep(1.5)  # one heartbeat to graft: not a sync point, the wait below is
+        for i in range(30):
+            await a.publish(Topic.RECEIPTS, b"m%02d" % i)
+        await wait_until(lambda: len(inbox.got[0]) >= 30)
+        nursery.cancel_scope.cancel()
+    by_b_of_a = [1 for host, peer in checks if host is b.host and peer == a.peer_id]
+    assert len(by_b_of_a) == 1

@@ -16,29 +16,27 @@ from consensus.core import ConsensusCore
 from consensus.crypto import FakeSigner, FakeVerifier
 from consensus.events import (
     Action,
-    AttestationReceived,
     Broadcast,
-    BuildCandidate,
-    CandidateBuilt,
-    CandidateEvaluated,
-    CandidateReceived,
     Commit,
-    EvaluateCandidate,
     Event,
-    ProposalReceived,
-    ReceiptReceived,
-    ScheduleTimeout,
     Started,
-    StartTraining,
     TrainingFinished,
-    VoteReceived,
 )
 from consensus.genesis import make_genesis
 from consensus.ledger import apply_block, genesis_ledger
+from consensus.shell import (
+    Aggregate,
+    Evaluate,
+    NodeShell,
+    Publish,
+    Request,
+    StartTimer,
+    StoreCommit,
+    Train,
+)
 from consensus.signing import proposal_bytes, vote_bytes
 from consensus.types import (
     HASH_SIZE,
-    Attestation,
     Block,
     Candidate,
     EvalReport,
@@ -172,9 +170,13 @@ def of_type(actions: Sequence[Action], kind: type) -> list:  # type: ignore[type
     return [a for a in actions if isinstance(a, kind)]
 
 
-def broadcasts(actions: Sequence[Action], kind: type) -> list:  # type: ignore[type-arg]
-    """Broadcast messages of one class."""
-    return [a.message for a in actions if isinstance(a, Broadcast) and isinstance(a.message, kind)]
+def broadcasts(actions: Sequence[object], kind: type) -> list:  # type: ignore[type-arg]
+    """Messages of one class that a core broadcast (Broadcast) or a shell published (Publish)."""
+    return [
+        a.message
+        for a in actions
+        if isinstance(a, Broadcast | Publish) and isinstance(a.message, kind)
+    ]
 
 
 def model_of(receipts: Sequence[UpdateReceipt]) -> Hash:
@@ -185,27 +187,14 @@ def model_of(receipts: Sequence[UpdateReceipt]) -> Hash:
     return Hash(h.digest())
 
 
-def message_event(message: object) -> Event:
-    """Wrap a gossiped message into its Received event."""
-    if isinstance(message, Vote):
-        return VoteReceived(message)
-    if isinstance(message, Proposal):
-        return ProposalReceived(message)
-    if isinstance(message, UpdateReceipt):
-        return ReceiptReceived(message)
-    if isinstance(message, Candidate):
-        return CandidateReceived(message)
-    if isinstance(message, Attestation):
-        return AttestationReceived(message)
-    raise TypeError(message)
-
-
 @dataclass
 class InstantNet:
-    """Delivers every broadcast to every other core at once and answers the app side.
+    """Runs each core in the real node shell; delivers every publish to every other node at
+    once and answers the app side.
 
     `verdict(node, candidate)` decides each evaluation; `drop(src, dst, message)` loses a
-    message. Timeouts are collected, never fired unless a test calls `fire_timeouts`.
+    message. Timers are collected, never fired unless a test calls `fire_timeouts`. `log`
+    holds every shell request, with its node.
     """
 
     cluster: Cluster
@@ -215,11 +204,13 @@ class InstantNet:
     now: float = 0.0
     max_height: int = 3
     commits: dict[int, list[Commit]] = field(default_factory=dict)
-    timeouts: list[tuple[int, ScheduleTimeout]] = field(default_factory=list)
-    log: list[tuple[int, Action]] = field(default_factory=list)
+    timeouts: list[tuple[int, StartTimer]] = field(default_factory=list)
+    log: list[tuple[int, Request]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.queue: deque[tuple[int, Event]] = deque()
+        # an Event is fed to the core as is; a callable is a shell call (delivery, app answer)
+        self.queue: deque[tuple[int, Event | Callable[[NodeShell], list[Request]]]] = deque()
+        self.shells = [NodeShell(core) for core in self.cores]
         for i in range(len(self.cores)):
             self.commits[i] = []
 
@@ -235,64 +226,75 @@ class InstantNet:
         while self.queue:
             steps += 1
             assert steps < max_steps, "no quiescence"
-            node, event = self.queue.popleft()
+            node, item = self.queue.popleft()
             if self.cores[node].height > self.max_height:
                 continue
-            for action in self.cores[node].handle(event, self.now):
-                self.log.append((node, action))
-                self._execute(node, action)
+            shell = self.shells[node]
+            requests = item(shell) if callable(item) else shell.feed(item, self.now)
+            for request in requests:
+                self.log.append((node, request))
+                self._perform(node, request)
 
-    def _execute(self, node: int, action: Action) -> None:
-        core = self.cores[node]
-        if isinstance(action, Broadcast):
+    def _perform(self, node: int, request: Request) -> None:
+        now = self.now
+        if isinstance(request, Publish):
+            message = request.message
             for dst in range(len(self.cores)):
-                if dst != node and not self.drop(node, dst, action.message):
-                    self.queue.append((dst, message_event(action.message)))
-        elif isinstance(action, ScheduleTimeout):
-            self.timeouts.append((node, action))
-        elif isinstance(action, Commit):
-            self.commits[node].append(action)
-        elif isinstance(action, StartTraining):
+                if dst != node and not self.drop(node, dst, message):
+                    self.queue.append((dst, lambda s, m=message: s.deliver(m, now)))
+        elif isinstance(request, StartTimer):
+            self.timeouts.append((node, request))
+        elif isinstance(request, StoreCommit):
+            self.commits[node].append(request.commit)
+        elif isinstance(request, Train):
+            action = request.action
             blob = hashlib.sha256(f"update-{node}-{action.height}".encode()).digest()
+            done = TrainingFinished(
+                action.height, action.base_model_hash, Hash(blob), 100, 0.5, 0.1
+            )
+            self.queue.append((node, lambda s: s.trained(done, seconds=0.0, now=now)))
+        elif isinstance(request, Aggregate):
+            receipts = request.action.receipts
             self.queue.append(
                 (
                     node,
-                    TrainingFinished(
-                        action.height, action.base_model_hash, Hash(blob), 100, 0.5, 0.1
+                    lambda s: s.aggregated(
+                        request,
+                        accepted=receipts,
+                        rejected=(),
+                        model_hash=model_of(receipts),
+                        now=now,
                     ),
                 )
             )
-        elif isinstance(action, BuildCandidate):
-            candidate = Candidate(
-                height=action.height,
-                round=action.round,
-                proposer=ValidatorIndex(node),
-                base_model_hash=action.base_model_hash,
-                model_hash=model_of(action.receipts),
-                receipts=action.receipts,
-                rejected=(),
-                rule="fedavg",
-            )
-            self.queue.append((node, CandidateBuilt(candidate)))
-        elif isinstance(action, EvaluateCandidate):
-            from consensus.codec import candidate_hash
-
-            chash = candidate_hash(action.candidate)
-            improved = self.verdict(node, action.candidate)
+        elif isinstance(request, Evaluate):
+            improved = self.verdict(node, request.candidate)
             report = EvalReport(
-                ValidatorIndex(node), chash, 50, 0.7, 0.6 if improved else 0.8, 0.5, 0.6
+                ValidatorIndex(node),
+                request.candidate_hash,
+                50,
+                0.7,
+                0.6 if improved else 0.8,
+                0.5,
+                0.6,
             )
-            self.queue.append((node, CandidateEvaluated(chash, improved, report)))
-        assert core is self.cores[node]
+            self.queue.append(
+                (
+                    node,
+                    lambda s: s.evaluated(
+                        request, improved=improved, report=report, seconds=0.0, now=now
+                    ),
+                )
+            )
 
     def fire_timeouts(self, step=None) -> int:  # type: ignore[no-untyped-def]
-        """Fire every collected timeout (optionally of one step) and run; return how many."""
-        from consensus.events import TimeoutFired
-
-        pending = [(n, t) for n, t in self.timeouts if step is None or t.step == step]
-        self.timeouts = [(n, t) for n, t in self.timeouts if not (step is None or t.step == step)]
+        """Fire every collected timer (optionally of one step) and run; return how many."""
+        pending = [(n, t) for n, t in self.timeouts if step is None or t.event.step == step]
+        self.timeouts = [
+            (n, t) for n, t in self.timeouts if not (step is None or t.event.step == step)
+        ]
         for node, t in pending:
-            self.now = max(self.now, t.delay_seconds)
-            self.queue.append((node, TimeoutFired(t.height, t.round, t.step)))
+            self.now = max(self.now, t.delay)
+            self.queue.append((node, t.event))
         self.run()
         return len(pending)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from consensus import codec
 from consensus.codec import InvalidMessage, decode, decode_message, encode, encode_message
-from consensus.events import Broadcast, Commit
 from consensus.guard import SignerState
+from consensus.shell import Publish, StoreCommit
 from consensus.types import (
     EvalReport,
     Hash,
@@ -69,10 +69,11 @@ def chain_messages() -> list[object]:
     cluster = make_cluster(4)
     net = InstantNet(cluster, [cluster.core(i) for i in range(4)], max_height=2)
     net.start()
-    messages: list[object] = [a.message for _, a in net.log if isinstance(a, Broadcast)]
-    for _, action in net.log:
-        if isinstance(action, Commit):
-            messages += [action.block, action.commit_certificate, action.ledger]
+    messages: list[object] = [r.message for _, r in net.log if isinstance(r, Publish)]
+    for _, request in net.log:
+        if isinstance(request, StoreCommit):
+            commit = request.commit
+            messages += [commit.block, commit.commit_certificate, commit.ledger]
     messages.append(cluster.genesis)
     return messages
 

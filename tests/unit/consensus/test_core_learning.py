@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from consensus_harness import InstantNet, broadcasts, make_cluster, of_type
 
-from consensus.certificates import verify_commit_certificate, verify_improvement_certificate
 from consensus.codec import block_hash
-from consensus.events import BuildCandidate, ReportEvidence, VoteReceived
-from consensus.pol import ProposerStage
+from consensus.events import Rejected, ReportEvidence, VoteReceived
+from consensus.learning_state import ProposerStage
+from consensus.shell import Aggregate, NoteEvidence
 from consensus.types import Step, UpdateReceipt, VoteType
 from consensus.validity import BlockChecker
 
@@ -23,19 +23,17 @@ def run_cluster(n: int = 4, **kwargs):  # type: ignore[no-untyped-def]
 def test_improved_candidates_commit_model_blocks_with_certificates() -> None:
     """>2/3 "improved": every node commits the same model blocks with valid certificates."""
     cluster, cores, net = run_cluster(4)
+    checker = BlockChecker(cluster.genesis, cores[0].validator_set, cluster.verifier)
     hashes = {i: [block_hash(c.block) for c in net.commits[i]] for i in range(4)}
     assert all(len(h) == 3 for h in hashes.values())
     assert len({tuple(h) for h in hashes.values()}) == 1
     for commit in net.commits[0]:
         block = commit.block
         assert not block.is_carry_over
-        assert verify_improvement_certificate(cluster.genesis, cluster.verifier, block) is None
-        assert (
-            verify_commit_certificate(
-                cluster.genesis, cluster.verifier, block_hash(block), commit.commit_certificate
-            )
-            is None
-        )
+        base = block.receipts[0].base_model_hash
+        assert checker.improvement_certificate_problem(block, base) is None
+        assert commit.commit_certificate.block_hash == block_hash(block)
+        assert checker.commit_certificate_problem(commit.commit_certificate) is None
         assert len(block.eval_reports) >= 3
     assert cores[0].model_hash == net.commits[0][-1].block.header.model_hash
 
@@ -101,7 +99,7 @@ def test_three_of_four_receipts_suffice_at_the_window_timeout() -> None:
         4, drop=lambda src, dst, m: isinstance(m, UpdateReceipt) and src == 3
     )
     net.fire_timeouts(Step.UPDATE_WINDOW)
-    builds = [a for n, a in net.log if isinstance(a, BuildCandidate)]
+    builds = [r.action for n, r in net.log if isinstance(r, Aggregate)]
     assert builds and len(builds[0].receipts) == 3
     assert not net.commits[0][0].block.is_carry_over
 
@@ -128,7 +126,7 @@ def test_equivocation_becomes_evidence_and_is_slashed() -> None:
         net.queue.append((i, VoteReceived(a)))
         net.queue.append((i, VoteReceived(b)))
     net.start()
-    reported = [a for n, a in net.log if isinstance(a, ReportEvidence)]
+    reported = [r for n, r in net.log if isinstance(r, NoteEvidence)]
     assert reported
     included = [e for c in net.commits[0] for e in c.block.evidence]
     assert len(included) == 1
@@ -157,7 +155,7 @@ def test_forged_vote_in_a_batch_is_found_and_dropped() -> None:
     actions = core.handle(
         VoteReceived(cluster.vote(2, VoteType.PREVOTE, 1, 0, block_hash(block))), 1.0
     )
-    assert "vote with a bad signature" in core.rejections
+    assert of_type(actions, Rejected) == [Rejected("bad-signature", "vote with a bad signature")]
     assert core.locked_round == -1  # only 2 good prevotes (0 and 2) so far
     actions = core.handle(
         VoteReceived(cluster.vote(3, VoteType.PREVOTE, 1, 0, block_hash(block))), 1.0
@@ -184,7 +182,7 @@ def test_diverged_losses_still_make_decodable_messages() -> None:
     )
     for receipt in broadcasts(receipt_actions, UpdateReceipt):
         assert decode_message(encode_message(receipt)) == receipt
-    from consensus.proposer import finite
+    from consensus.learning_round import finite
 
     assert finite(float("nan")) == finite(math.inf) == -finite(-math.inf) > 1e300
     assert finite(0.25) == 0.25

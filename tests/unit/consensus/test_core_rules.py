@@ -14,6 +14,7 @@ from consensus.events import (
     Commit,
     PersistSignerState,
     ProposalReceived,
+    Rejected,
     ScheduleTimeout,
     Started,
     TimeoutFired,
@@ -69,7 +70,7 @@ def test_prevote_nil_for_an_invalid_proposal() -> None:
     bad = replace(bad, header=replace(bad.header, model_hash=b"\x01" * 32))
     actions = core.handle(ProposalReceived(cluster.proposal(bad, 0)), 1.0)
     assert [v.block_hash for v in my_votes(actions, PV)] == [None]
-    assert any("invalid block" in r for r in core.rejections)
+    assert [r.reason for r in of_type(actions, Rejected)] == ["invalid-block"]
 
 
 def test_persist_signer_state_precedes_the_broadcast() -> None:
@@ -283,8 +284,8 @@ def test_vote_from_a_non_validator_is_rejected() -> None:
     """Observers have no power: their votes are refused with a reason."""
     cluster = make_cluster(5, roles=[("trainer", "validator")] * 4 + [("observer",)])
     core = started(cluster)
-    core.handle(VoteReceived(cluster.vote(4, PV, 1, 0, None)), 1.0)
-    assert "vote from a non-validator" in core.rejections
+    actions = core.handle(VoteReceived(cluster.vote(4, PV, 1, 0, None)), 1.0)
+    assert of_type(actions, Rejected) == [Rejected("unknown-signer", "vote from a non-validator")]
 
 
 def test_n6_needs_five_equal_votes_to_commit() -> None:

@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from node.chainfiles import load_genesis, load_genesis_model  # noqa: E402
 from node.cli import main  # noqa: E402
 from node.config import load_config, save_config  # noqa: E402
+from node.genesis_files import load_genesis, load_genesis_model  # noqa: E402
+from node.home import NodeHome  # noqa: E402
 from node.httpapi import HttpApi, json_response  # noqa: E402
-from node.keys import NodeHome  # noqa: E402
 from tests.chain_fixture import chain_copy  # noqa: E402
 
 
@@ -101,14 +101,14 @@ def test_chain_verify_tampered_blob_exits_one(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An altered committed model blob makes `chain verify` fail at its height."""
+    from node.chain import Chain
     from node.store import ChainStore
-    from node.verify import load_stored_block
 
     store = ChainStore.open(NodeHome(home))
-    loaded = load_stored_block(store, 1)
+    block = Chain(store).block(1)
     store.close()
-    assert loaded is not None
-    model = loaded[0].header.model_hash
+    assert block is not None
+    model = block.header.model_hash
     path = NodeHome(home).blobs_dir / model.hex()[:2] / model.hex()[2:]
     path.write_bytes(path.read_bytes()[:-4] + b"\x00\x00\x80\x7f")
     assert main(["chain", "verify", "--home", str(home)]) == 1
@@ -127,14 +127,14 @@ def test_model_export_writes_the_committed_model(
     assert main(["chain", "show", "3", "--home", str(home), "--json"]) == 0
     capsys.readouterr()
     from learning import bytes_to_weights
+    from node.chain import Chain
     from node.store import ChainStore
-    from node.verify import load_stored_block
 
     store = ChainStore.open(NodeHome(home))
-    loaded = load_stored_block(store, 3)
+    block = Chain(store).block(3)
     store.close()
-    assert loaded is not None
-    assert hashlib.sha256(out.read_bytes()).digest() == loaded[0].header.model_hash
+    assert block is not None
+    assert hashlib.sha256(out.read_bytes()).digest() == block.header.model_hash
     weights = bytes_to_weights(out.read_bytes())
     assert sum(w.size for w in weights.values()) == 31  # logreg: 30 features + bias
     genesis_out = tmp_path / "m0.safetensors"

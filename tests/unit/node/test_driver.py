@@ -2,6 +2,10 @@
 
 A single-validator federation decides alone, so the whole proof-of-learning height (train,
 receipt, candidate, attestation, proposal, votes, commit) runs through the driver in-process.
+Every test runs under trio's MockClock (pytest-trio's `mock_clock` fixture: virtual time stands
+still unless a test jumps it), so timers fire only when the test says so; tests wait on the
+driver's own height callback, never by polling a clock. A single validator that trains needs no
+timer at all: the update window closes on its own receipt.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ from consensus.genesis import make_genesis
 from consensus.types import Block, Timeouts, ValidatorIndex
 from learning import builtin_task, initial_weights
 from node.app import LearningApp
+from node.chain import Chain
 from node.config import NodeConfig
 from node.driver import Driver
 from node.keys import NodeHome
 from node.network import BlobUnavailableError, NetworkCounters, Topic
-from node.routes import stored_phases
 from node.store import ChainStore
 from telemetry.metrics import NodeMetrics
 
@@ -62,7 +66,9 @@ class RecordingStore(ChainStore):
         self.events.append("persist")
 
 
-def single_validator(tmp_path: Path) -> tuple[Driver, RecordingStore, MemNetwork, list[str]]:
+def single_validator(
+    tmp_path: Path, *, trains: bool = True
+) -> tuple[Driver, RecordingStore, MemNetwork, list[str]]:
     task = builtin_task("breast-cancer")
     model = initial_weights(task, 0)
     signer = BlsSigner(bytes([7]) * 32)
@@ -83,45 +89,69 @@ def single_validator(tmp_path: Path) -> tuple[Driver, RecordingStore, MemNetwork
     core = ConsensusCore(genesis, verifier=BlsVerifier(), me=ValidatorIndex(0), signer=signer)
     app = LearningApp(genesis, config, tmp_path, ValidatorIndex(0))
     metrics = NodeMetrics(node_id="n0", chain_id="driver-test", version="test")
+    watch = HeightWatch()
     driver = Driver(
         core=core,
         store=store,
         net=net,
         app=app,
         metrics=metrics,
-        is_trainer=True,  # type: ignore[arg-type]
+        is_trainer=trains,
+        on_height=watch,
     )
+    driver.watch = watch  # type: ignore[attr-defined]
     return driver, store, net, events
 
 
-async def run_until_height(driver: Driver, store: ChainStore, height: int) -> None:
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(driver.run)
-            while (store.tip_height() or 0) < height:
-                await trio.sleep(0.01)
-            nursery.cancel_scope.cancel()
+class HeightWatch:
+    """The driver's `on_height` callback: wakes waiters when the core's height changes."""
+
+    def __init__(self) -> None:
+        self.height = 0
+        self._changed = trio.Event()
+
+    def __call__(self, height: int, round_: int) -> None:
+        if height != self.height:
+            self.height = height
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def committed(self, height: int) -> None:
+        """Return once block `height` is committed (the core is at height + 1)."""
+        while self.height <= height:
+            await self._changed.wait()
+
+
+async def run_until_height(driver: Driver, height: int) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.watch.committed(height)  # type: ignore[attr-defined]
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.slow
-async def test_single_validator_commits_model_blocks_through_the_driver(tmp_path: Path) -> None:
+async def test_single_validator_commits_model_blocks_through_the_driver(
+    tmp_path: Path, mock_clock: Any
+) -> None:
     """Two heights commit, each a model block with an improvement certificate, stored."""
     driver, store, net, _ = single_validator(tmp_path)
-    await run_until_height(driver, store, 2)
+    await run_until_height(driver, 2)
     first = codec.decode_as(store.get_block(1).block, Block)  # type: ignore[union-attr]
     assert first.improvement_certificate is not None
     assert store.blobs.has(first.header.model_hash)
     kinds = Counter(type(codec.decode_message(d)).__name__ for _, d in net.published)
     assert kinds["UpdateReceipt"] >= 2 and kinds["Proposal"] >= 2 and kinds["Vote"] >= 4
-    assert all(stored_phases(store, h) for h in (1, 2))
+    assert all(Chain(store).phases(h) for h in (1, 2))
     store.close()
 
 
 @pytest.mark.slow
-async def test_signer_state_is_durable_before_each_signed_message_leaves(tmp_path: Path) -> None:
+async def test_signer_state_is_durable_before_each_signed_message_leaves(
+    tmp_path: Path, mock_clock: Any
+) -> None:
     """Each published vote or proposal has its own signer-state persist since the previous one."""
     driver, store, _, events = single_validator(tmp_path)
-    await run_until_height(driver, store, 1)
+    await run_until_height(driver, 1)
     signed = ("publish Vote", "publish Proposal")
     persisted_since_last = False
     checked = 0
@@ -137,11 +167,27 @@ async def test_signer_state_is_durable_before_each_signed_message_leaves(tmp_pat
 
 
 async def test_a_failing_learning_step_is_contained(tmp_path: Path) -> None:
-    """An exception in training is logged; the driver keeps running."""
+    """An exception in learning work is logged; the worker keeps running."""
     driver, store, _, _ = single_validator(tmp_path)
 
-    async def broken(_: object) -> None:
+    async def broken() -> None:
         raise RuntimeError("trainer bug")
 
-    await driver._contained(broken, None)  # must not raise
+    await driver.worker._contained(broken)  # must not raise
+    store.close()
+
+
+async def test_timers_run_on_the_injected_clock(tmp_path: Path, mock_clock: Any) -> None:
+    """A site that does not train: the height waits for the update window on the virtual
+    clock, and commits a carry-over block only once the test moves that clock past it."""
+    driver, store, _, _ = single_validator(tmp_path, trains=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        assert store.tip_height() is None  # nothing moves while virtual time stands still
+        mock_clock.jump(5.5)  # past the 5 s update window
+        await driver.watch.committed(1)  # type: ignore[attr-defined]
+        nursery.cancel_scope.cancel()
+    block = codec.decode_as(store.get_block(1).block, Block)  # type: ignore[union-attr]
+    assert block.is_carry_over and block.carry_over_reason.startswith("too few updates")
     store.close()

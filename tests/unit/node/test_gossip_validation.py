@@ -9,6 +9,7 @@ from typing import Any
 import cbor2
 import pytest
 
+from consensus import admission
 from consensus.codec import block_hash, canonical, encode, encode_message
 from consensus.crypto import BlsSigner, BlsVerifier
 from consensus.genesis import make_genesis
@@ -40,6 +41,7 @@ from consensus.types import (
 )
 from consensus.validators import ValidatorSet
 from node.gossip_validation import (
+    ADMISSION_REASONS,
     CommittedBlock,
     GossipValidator,
     decode_committed_block,
@@ -314,6 +316,31 @@ def test_every_reason_is_in_the_telemetry_enum() -> None:
     reasons = {"oversized", "undecodable", "schema", "bad-signature", "unknown-signer"}
     reasons |= {"wrong-chain", "height-window", "invalid", "duplicate"}
     assert reasons <= set(GOSSIP_REJECT_REASONS)
+
+
+def test_every_admission_reason_maps_into_the_telemetry_enum() -> None:
+    """Each consensus.admission code is counted under one closed gossip reason."""
+    assert set(ADMISSION_REASONS) == set(admission.REASONS)
+    assert set(ADMISSION_REASONS.values()) <= set(GOSSIP_REJECT_REASONS)
+
+
+def test_admission_rules_the_core_applies_are_invalid_at_the_edge(
+    gv: GossipValidator, signers: list[BlsSigner]
+) -> None:
+    """A candidate not from the round's proposer, an empty one, a receipt without samples."""
+    good = candidate(signers)
+    assert gv.check(Topic.CANDIDATES, encode_message(good))[1] is None
+    not_proposer = dataclasses.replace(good, proposer=ValidatorIndex(0))
+    not_proposer = dataclasses.replace(
+        not_proposer, signature=signers[0].sign(candidate_bytes(CHAIN, not_proposer))
+    )
+    empty = dataclasses.replace(good, receipts=())
+    empty = dataclasses.replace(empty, signature=signers[2].sign(candidate_bytes(CHAIN, empty)))
+    r = dataclasses.replace(receipt(signers), n_samples=0)
+    r = dataclasses.replace(r, signature=signers[1].sign(receipt_bytes(CHAIN, r)))
+    assert gv.check(Topic.CANDIDATES, encode_message(not_proposer)) == (None, "invalid")
+    assert gv.check(Topic.CANDIDATES, encode_message(empty)) == (None, "invalid")
+    assert gv.check(Topic.RECEIPTS, encode_message(r)) == (None, "invalid")
 
 
 # -- caches and wiring ----------------------------------------------------------------------

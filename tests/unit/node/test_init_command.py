@@ -10,7 +10,7 @@ import pytest
 
 from node.cli import main
 from node.config import load_config
-from node.keys import NodeHome
+from node.home import NodeHome
 
 
 def test_init_writes_keys_config_and_info(

@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from node.keys import (
-    KeyFileError,
-    NodeHome,
-    generate_keys,
-    load_node_identity,
-    load_validator_key,
-)
+from node.home import NodeHome
+from node.keys import KeyFileError, generate_keys, load_node_identity, load_validator_key
 
 
 def test_generated_key_files_are_0600_and_32_bytes(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from node.blobs import BlobCorruptError, BlobStore
-from node.keys import NodeHome
+from node.home import NodeHome
 from node.store import ChainStore, StoreConflictError
 
 
@@ -82,7 +82,7 @@ def test_committed_block_survives_a_killed_process(tmp_path: Path) -> None:
         f"""
         import os, signal
         from pathlib import Path
-        from node.keys import NodeHome
+        from node.home import NodeHome
         from node.store import ChainStore
         s = ChainStore.open(NodeHome(Path({str(tmp_path)!r})))
         s.put_block(1, b"h" * 32, b"block", b"cert", ledger_snapshot=b"L")

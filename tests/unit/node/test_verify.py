@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:
 
 from consensus.codec import block_hash, decode_as, encode  # noqa: E402
 from consensus.types import Block, Ledger  # noqa: E402
-from node.keys import NodeHome  # noqa: E402
+from node.home import NodeHome  # noqa: E402
 from node.verify import verify_chain  # noqa: E402
 from tests.chain_fixture import chain_copy  # noqa: E402
 

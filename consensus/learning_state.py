@@ -1,9 +1,9 @@
-"""Proof-of-learning state of one height (DESIGN.md "Proof of learning", steps 1-4).
+"""Bookkeeping of one height's learning round (getValue(), consensus/learning_round.py).
 
-Bookkeeping only: the update receipts gossiped for this height, the candidates seen, this
-node's evaluations and attestations, everyone's attestations (verified lazily, in one batch per
-verdict, like votes), and where the round's proposer stands in building its proposal. The
-decisions (when to build, what to propose) are taken by `ConsensusCore`, which owns signing.
+The update receipts gossiped for this height, the candidates seen, this node's evaluations and
+attestations, everyone's attestations (verified lazily, in one batch per verdict, like votes),
+and where the round's proposer stands in building its proposal. Data only: the decisions (when
+to build, what to propose) are `LearningRound`'s.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class AttestationTally:
 
 
 class LearningState:
-    """Everything of the proof-of-learning phase for the current height."""
+    """Everything of the learning round for the current height."""
 
     def __init__(self) -> None:
         self.receipts: dict[ValidatorIndex, UpdateReceipt] = {}

@@ -1,9 +1,8 @@
-"""Genesis files (node/chainfiles.py): node_info checks, PoP, write/load, block JSON."""
+"""Genesis files (node/genesis_files.py): PoP, the rules learning reads back, write/load."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,23 +15,19 @@ if str(ROOT) not in sys.path:
 
 from consensus.codec import genesis_hash  # noqa: E402
 from consensus.crypto import BlsSigner  # noqa: E402
-from node.chainfiles import (  # noqa: E402
+from node.genesis_files import (  # noqa: E402
     GenesisFileError,
-    block_summary,
-    block_to_json,
     build_genesis,
     genesis_rule,
     genesis_task,
     genesis_verdict,
     load_genesis,
     load_genesis_model,
-    read_node_info,
     write_genesis,
     write_genesis_file,
 )
-from node.keys import NodeHome  # noqa: E402
+from node.home import NodeHome  # noqa: E402
 from node.store import ChainStore  # noqa: E402
-from node.verify import load_stored_block  # noqa: E402
 from tests.chain_fixture import chain_copy, node_infos  # noqa: E402
 
 
@@ -54,59 +49,24 @@ def _genesis(infos: list[dict[str, Any]]) -> tuple[Any, bytes]:
     )
 
 
+def _genesis(infos: list[dict[str, Any]]) -> tuple[Any, bytes]:
+    from learning import AggregationRule, VerdictRule, builtin_task
+
+    return build_genesis(
+        infos,
+        chain_id="test-chain",
+        task=builtin_task("breast-cancer"),
+        init_seed=3,
+        rule=AggregationRule(name="multi-krum", krum_f=1),
+        verdict=VerdictRule(metric="auc", tolerance=0.01),
+        genesis_time_ms=1_000,
+    )
+
+
 def _one_line(exc: pytest.ExceptionInfo[GenesisFileError]) -> str:
     text = str(exc.value)
     assert "\n" not in text and text
     return text
-
-
-def test_node_info_written_by_init_reads_back(tmp_path: Path) -> None:
-    """`bcfl init`'s node_info.json yields the key, proof and roles build_genesis needs."""
-    from node.cli import main
-
-    assert main(["init", "--home", str(tmp_path / "a")]) == 0
-    info = read_node_info(tmp_path / "a" / "node_info.json")
-    assert len(info["bls_public_key"]) == 48 and len(info["bls_proof_of_possession"]) == 96
-    assert info["roles"] == ["trainer", "validator"] and info["name"] == "a"
-
-
-@pytest.mark.parametrize(
-    ("content", "words"),
-    [
-        ("{not json", "is not JSON"),
-        ("[1, 2]", "must be a JSON object"),
-        (json.dumps({"peer_id": "12D3KooWxyz" * 4}), "'name'"),
-        (
-            json.dumps(
-                {
-                    "name": "a",
-                    "peer_id": "12D3KooW" + "A" * 44,
-                    "bls_public_key": "zz",
-                    "bls_proof_of_possession": "00" * 96,
-                }
-            ),
-            "not hexadecimal",
-        ),
-        (
-            json.dumps(
-                {
-                    "name": "a",
-                    "peer_id": "12D3KooW" + "A" * 44,
-                    "bls_public_key": "00" * 47,
-                    "bls_proof_of_possession": "00" * 96,
-                }
-            ),
-            "47 bytes but must be 48",
-        ),
-    ],
-)
-def test_bad_node_info_is_one_sentence(tmp_path: Path, content: str, words: str) -> None:
-    """Each kind of broken node_info.json is refused with one line saying what is wrong."""
-    path = tmp_path / "node_info.json"
-    path.write_text(content)
-    with pytest.raises(GenesisFileError) as exc:
-        read_node_info(path)
-    assert words in _one_line(exc)
 
 
 def test_swapped_proof_of_possession_is_refused() -> None:
@@ -167,27 +127,19 @@ def test_missing_or_corrupt_genesis_is_one_sentence(tmp_path: Path, content: byt
     assert "genesis" in _one_line(exc)
 
 
-def test_block_json_is_json_and_names_the_block(tmp_path_factory: Any, tmp_path: Path) -> None:
-    """block_summary / block_to_json of stored blocks serialise and carry the key facts."""
-    home = chain_copy(tmp_path_factory, tmp_path, 3, not_improved_heights=(2,))
-    genesis = load_genesis(home)
-    store = ChainStore.open(NodeHome(home))
-    try:
-        summaries = []
-        for height in (1, 2):
-            loaded = load_stored_block(store, height)
-            assert loaded is not None
-            block, cert, ledger = loaded
-            summaries.append(block_summary(block, cert=cert, ledger=ledger, genesis=genesis))
-            detail = json.loads(json.dumps(block_to_json(block, cert)))
-            assert detail["header"]["height"] == height
-            assert detail["commit_certificate"]["block_hash"] == detail["hash"]
-        stored_hash = store.get_block(1).hash.hex()  # type: ignore[union-attr]
-    finally:
-        store.close()
-    model, carry = json.loads(json.dumps(summaries))
-    assert model["kind"] == "model" and model["updates"] == 4 and model["hash"] == stored_hash
-    assert model["commit_signers"] >= 3 and 0.5 < model["metric"]["after"] <= 1.0
-    assert model["reputation"] == {f"site-{i}": 10 for i in range(4)}
-    assert carry["kind"] == "carry-over" and carry["metric"] is None
-    assert "not improved" in carry["carry_over_reason"]
+def test_an_altered_genesis_model_blob_is_replaced_by_the_model_file(tmp_path: Path) -> None:
+    """A stored genesis model whose bytes changed is moved aside and the model file adopted."""
+    genesis, model = _genesis(node_infos(_signers()))
+    cbor, model_file = write_genesis_file(tmp_path / "out" / "genesis.cbor", genesis, model)
+    home = NodeHome(tmp_path / "home")
+    write_genesis(home, genesis, model)
+    store = ChainStore.open(home)
+    blob_path = store.blobs.path(genesis.initial_model_hash)
+    store.close()
+    blob_path.write_bytes(b"not the model")
+    with pytest.raises(GenesisFileError) as exc:
+        load_genesis_model(home, genesis)
+    assert "altered on disk" in _one_line(exc)
+    (home.root / model_file.name).write_bytes(model_file.read_bytes())
+    assert load_genesis_model(home, genesis) == model
+    assert blob_path.read_bytes() == model

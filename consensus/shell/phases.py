@@ -1,8 +1,8 @@
-"""Per-height phase timings of a node (DESIGN.md "Proof of learning", steps 1-6).
+"""Per-height phase timings of a node (docs/ARCHITECTURE.md "The data path of one height").
 
-The driver marks wall-clock moments (time.monotonic) as a height progresses and turns them
-into durations when the height commits; they go into the metrics, the store (for `/chain`)
-and `bcfl devnet up --json` (blocks[].phases). Phases:
+The shell marks moments (on the adapter's clock: trio's in the daemon, the virtual clock in the
+simulator) as a height progresses and turns them into durations when the height commits; they
+go into the metrics, the store (for `/chain`) and `bcfl devnet up --json` (blocks[].phases):
 
     train              local training of this height (0 for a non-trainer)
     update_gossip      end of our training (or height start) -> the last update receipt is in
@@ -18,16 +18,21 @@ coordination overhead of a height excludes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from telemetry import labels
-
-PHASES = labels.PHASES  # the keys of `bcfl devnet up --json` blocks[].phases
+PHASES = (
+    "train",
+    "update_gossip",
+    "candidate",
+    "attestation",
+    "propose_to_commit",
+    "block_interval",
+)
+"""Phases of one height, the keys of `bcfl devnet up --json` blocks[].phases."""
 
 
 @dataclass
 class HeightTimes:
-    """Wall-clock marks (time.monotonic) of one height, turned into phases at commit."""
+    """Marks of one height on the adapter's clock, turned into phases at commit."""
 
     start: float
     train_s: float = 0.0
@@ -39,6 +44,7 @@ class HeightTimes:
     proposal_at: float | None = None
 
     def phases(self, committed_at: float) -> dict[str, float]:
+        """The phase durations of the height, if it committed at `committed_at`."""
         trained = self.trained_at or self.start
         # the proposer knows when it starts building; the others take the last receipt they
         # saw before the candidate as the moment the update window closed
@@ -54,12 +60,3 @@ class HeightTimes:
             "block_interval": committed_at - self.start,
             "evaluate": self.eval_s,
         }
-
-
-@dataclass
-class DriverState:
-    """What the HTTP API and the status command show."""
-
-    peers: int = 0
-    sync_state: str = "in_sync"
-    last_metric: dict[str, Any] | None = None

@@ -1,0 +1,1 @@
+"""The daemon's services around the node shell, each `run(self, *, task_status)` (see driver.py)."""

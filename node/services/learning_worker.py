@@ -1,0 +1,217 @@
+"""The learning worker: the shell's Train / Aggregate / Evaluate requests, off the event loop.
+
+Each request fetches the blobs it needs (local store first, else verified from peers, the
+update's author first), runs the torch work in a worker thread (`trio.to_thread`) so that a
+node whose trainer is slow still votes, stores what it produced, and hands the answer back to
+the driver as a shell call. A failure is logged and contained: the core does not need an
+answer to make progress (its timeouts move the height on: a new round, or a carry-over block).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from consensus.events import TrainingFinished
+from consensus.shell import Aggregate, Evaluate, NodeShell, Request, Train
+from consensus.types import Genesis, Hash, UpdateReceipt
+from node.app import LearningApp
+from node.chain import Chain
+from node.network import BlobUnavailableError, NodeNetwork
+from telemetry import labels
+from telemetry.metrics import NodeMetrics
+
+log = logging.getLogger("bcfl.learning")
+
+BLOB_FETCH_TIMEOUT_S = 30.0
+MAX_EVALUATIONS_KEPT = 64
+
+ShellCall = Callable[[NodeShell, float], list[Request]]
+
+
+class LearningWorker:
+    """Runs learning work and blob fetches as tasks of its own nursery."""
+
+    def __init__(
+        self,
+        *,
+        app: LearningApp | None,
+        chain: Chain,
+        net: NodeNetwork,
+        genesis: Genesis,
+        metrics: NodeMetrics,
+        clock: Callable[[], float],
+        answer: Callable[[ShellCall], None],
+    ) -> None:
+        self.app = app
+        self.chain = chain
+        self.net = net
+        self.genesis = genesis
+        self.metrics = metrics
+        self.clock = clock
+        self.answer = answer
+        self.evaluations: dict[Hash, dict[str, float]] = {}  # model hash -> metrics after
+        self._send, self._receive = trio.open_memory_channel[Callable[[], Awaitable[None]]](10_000)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Start each queued job as its own task until cancelled."""
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for job in self._receive:
+                nursery.start_soon(self._contained, job)
+
+    # -- requests (called on the event loop, never block) -----------------------------------
+
+    def train(self, request: Train) -> None:
+        self._send.send_nowait(lambda: self._train(request))
+
+    def aggregate(self, request: Aggregate) -> None:
+        self._send.send_nowait(lambda: self._aggregate(request))
+
+    def evaluate(self, request: Evaluate) -> None:
+        self._send.send_nowait(lambda: self._evaluate(request))
+
+    def prefetch(self, blob_hash: Hash, author: int | None) -> None:
+        """Fetch a blob into the local store now (an update as its receipt arrives)."""
+
+        async def fetch() -> None:
+            await self.blob(blob_hash, author)
+
+        self._send.send_nowait(fetch)
+
+    async def _contained(self, job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await job()
+        except Exception:
+            log.exception("learning work failed")
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    async def blob(self, blob_hash: bytes, author: int | None = None) -> bytes | None:
+        """A blob from the local store, else fetched (verified) from peers; None if nobody
+        has it. The network shares one transfer among concurrent fetches of a blob."""
+        data = self.chain.blob(blob_hash)
+        if data is not None:
+            return data
+        started = self.clock()
+        peers = self.net.peers()
+        if author is not None and 0 <= author < len(self.genesis.validators):
+            first = self.genesis.validators[author].peer_id
+            peers = sorted(peers, key=lambda p: p != first)
+        try:
+            with trio.fail_after(BLOB_FETCH_TIMEOUT_S):
+                data = await self.net.fetch_blob(blob_hash, from_peers=peers)
+        except (BlobUnavailableError, trio.TooSlowError):
+            self.metrics.observe_blob_transfer("in", 0, self.clock() - started, ok=False)
+            return None
+        self.metrics.observe_blob_transfer("in", len(data), self.clock() - started)
+        return data
+
+    async def _put_blob(self, data: bytes) -> Hash:
+        """Store a blob durably off the event loop; return its hash."""
+        started = self.clock()
+        blob_hash = await trio.to_thread.run_sync(self.chain.put_blob, data)
+        self.metrics.observe_store_write("blob", self.clock() - started)
+        return blob_hash
+
+    async def _updates(
+        self, receipts: tuple[UpdateReceipt, ...]
+    ) -> list[tuple[UpdateReceipt, bytes | None]]:
+        """The update blobs of `receipts`, fetched concurrently (None where unavailable)."""
+        blobs: dict[bytes, bytes | None] = {}
+
+        async def one(receipt: UpdateReceipt) -> None:
+            blobs[receipt.blob_hash] = await self.blob(receipt.blob_hash, int(receipt.author))
+
+        async with trio.open_nursery() as nursery:
+            for receipt in receipts:
+                nursery.start_soon(one, receipt)
+        return [(r, blobs[r.blob_hash]) for r in receipts]
+
+    # -- the work --------------------------------------------------------------------------
+
+    async def _train(self, request: Train) -> None:
+        action = request.action
+        app = self.app
+        base = await self.blob(action.base_model_hash)
+        if app is None or base is None:
+            log.warning("cannot train at height %d: base model unavailable", action.height)
+            return
+        outcome = await trio.to_thread.run_sync(app.train, base, int(action.height))
+        self.metrics.observe_training(outcome.seconds)
+        if outcome.update is None:
+            log.info("not contributing at height %d: %s", action.height, outcome.skipped)
+            return
+        if outcome.epsilon_spent:
+            self.metrics.set_dp_epsilon(outcome.epsilon_spent)
+        blob_hash = await self._put_blob(outcome.update)
+        loss = outcome.train_loss if math.isfinite(outcome.train_loss) else 0.0
+        done = TrainingFinished(
+            action.height,
+            action.base_model_hash,
+            blob_hash,
+            outcome.n_samples,
+            loss,
+            outcome.epsilon_spent,
+        )
+        seconds = outcome.seconds
+        self.answer(lambda shell, now: shell.trained(done, seconds=seconds, now=now))
+
+    async def _aggregate(self, request: Aggregate) -> None:
+        action = request.action
+        app = self.app
+        base = await self.blob(action.base_model_hash)
+        if app is None or base is None:
+            log.warning("cannot build a candidate at height %d", action.height)
+            return
+        updates = await self._updates(action.receipts)
+        started = self.clock()
+        outcome = await trio.to_thread.run_sync(app.build_candidate, base, updates)
+        self.metrics.observe_aggregation(self.clock() - started)
+        for _, reason in outcome.rejected:
+            self.metrics.count_update("rejected", labels.update_reason(reason))
+        for _ in outcome.accepted:
+            self.metrics.count_update("accepted")
+        model_hash = None if outcome.model is None else await self._put_blob(outcome.model)
+        accepted, rejected = outcome.accepted, tuple(r for r, _ in outcome.rejected)
+        self.answer(
+            lambda shell, now: shell.aggregated(
+                request, accepted=accepted, rejected=rejected, model_hash=model_hash, now=now
+            )
+        )
+
+    async def _evaluate(self, request: Evaluate) -> None:
+        candidate = request.candidate
+        app = self.app
+        base = await self.blob(candidate.base_model_hash)
+        if app is None or base is None:
+            log.warning("cannot evaluate candidate at height %d", candidate.height)
+            return
+        updates = await self._updates(candidate.receipts)
+        started = self.clock()
+        result = await trio.to_thread.run_sync(
+            app.evaluate_candidate, base, request.candidate_hash, candidate.model_hash, updates
+        )
+        seconds = self.clock() - started
+        self.metrics.observe_evaluation(seconds)
+        if result.refusal:
+            log.warning("refusing candidate at height %d: %s", candidate.height, result.refusal)
+            self.metrics.count_attestation("refused")
+        if result.model is not None:
+            await self._put_blob(result.model)
+            if len(self.evaluations) >= MAX_EVALUATIONS_KEPT:
+                self.evaluations.pop(next(iter(self.evaluations)))
+            self.evaluations[candidate.model_hash] = result.metrics_after
+        improved, report = result.improved, result.report
+        self.answer(
+            lambda shell, now: shell.evaluated(
+                request, improved=improved, report=report, seconds=seconds, now=now
+            )
+        )
+
+
+__all__ = ["BLOB_FETCH_TIMEOUT_S", "LearningWorker", "ShellCall"]
