@@ -218,6 +218,7 @@ class ConsensusCore:
                 self._buffer_event(event)
             else:
                 self._dispatch(event, now, out)
+            # commit what this event decided, and any height that decides as it starts
             while (decision := self._tendermint.decision) is not None:
                 decided += 1
                 if decided > MAX_HEIGHTS_PER_EVENT:
@@ -237,6 +238,8 @@ class ConsensusCore:
         return height == replay_for
 
     def _dispatch(self, event: Event, now: float, out: list[Action]) -> None:
+        """Route an event of a started core to this height's machines; messages of later
+        heights are buffered (rule 12), of earlier ones dropped."""
         if isinstance(event, VoteReceived | ProposalReceived):
             message_height = _event_height(event)
             if message_height > self.height:

@@ -34,7 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from consensus.admission import BAD_SIGNATURE
-from consensus.codec import candidate_hash, commit_hash, ledger_root, updates_root
+from consensus.block_builder import BlockBuilder
+from consensus.codec import candidate_hash
 from consensus.context import Context
 from consensus.crypto import batch_verify_same_message
 from consensus.errors import INVALID_RECEIPTS, WRONG_BASE, ConsensusInvariantError, refusal
@@ -55,26 +56,20 @@ from consensus.events import (
     TrainingFinished,
 )
 from consensus.learning_state import LearningState, ProposerStage
-from consensus.ledger import apply_block
 from consensus.signing import attestation_bytes
 from consensus.types import (
-    HASH_SIZE,
     Attestation,
     Block,
     Candidate,
     CommitCertificate,
-    EvalReport,
     Hash,
-    Header,
     Height,
-    ImprovementCertificate,
     Round,
     Step,
     UpdateReceipt,
 )
 from consensus.validity import Parent
 
-MAX_EVIDENCE_IN_BLOCK = 8
 MAX_CANDIDATES_TRACKED = 256
 
 LearningEvent = (
@@ -114,7 +109,7 @@ class LearningRound:
         self.round = Round(0)
         self.state = LearningState()
         self._parent = parent
-        self._last_commit = last_commit
+        self._blocks = BlockBuilder(height, parent, last_commit, ctx)
         self._ctx = ctx
         self._started_at = started_at
 
@@ -197,7 +192,7 @@ class LearningRound:
         if event.round != self.round or event.step != Step.ATTESTATION:
             return None
         if st.stage == ProposerStage.ATTESTING and st.stage_round == self.round:
-            return self._carry_over("attestation timeout", now)
+            return self._blocks.carry_over(self.round, "attestation timeout", now)
         return None
 
     def _on_training_finished(
@@ -261,7 +256,7 @@ class LearningRound:
         if st.stage == ProposerStage.WAITING_FOR_UPDATES:
             expected = self._ctx.genesis.expected_trainers
             if expected == 0:
-                return self._carry_over("no trainers expected", now)
+                return self._blocks.carry_over(self.round, "no trainers expected", now)
             if len(st.receipts) < expected and not st.window_closed:
                 return None
             for receipt in self._ctx.checker.bad_receipt_signatures(list(st.receipts.values())):
@@ -272,16 +267,22 @@ class LearningRound:
                 st.stage = ProposerStage.BUILDING
                 out.append(BuildCandidate(self.height, self.round, self.model_hash, receipts))
             elif st.window_closed:
-                return self._carry_over(
-                    f"too few updates: {len(st.receipts)} of {expected} expected", now
+                return self._blocks.carry_over(
+                    self.round, f"too few updates: {len(st.receipts)} of {expected} expected", now
                 )
         elif st.stage == ProposerStage.ATTESTING and st.candidate_hash is not None:
             vset = self._ctx.validator_set
             if self._attested(st.candidate_hash, True, vset.has_quorum, out):
-                return self._model_block(st.candidate_hash, now)
+                chash = st.candidate_hash
+                attestations = st.tally(chash).verified_with(True)
+                return self._blocks.model_block(
+                    self.round, chash, st.candidates[chash], attestations, now
+                )
             if self._attested(st.candidate_hash, False, vset.has_one_third, out):
-                return self._carry_over(
-                    "not improved: more than 1/3 of the power attested no improvement", now
+                return self._blocks.carry_over(
+                    self.round,
+                    "not improved: more than 1/3 of the power attested no improvement",
+                    now,
                 )
         return None
 
@@ -306,83 +307,6 @@ class LearningRound:
         signatures = [a.signature for a in attestations]
         return batch_verify_same_message(self._ctx.verifier, keys, message, signatures)
 
-    def _model_block(self, chash: Hash, now: float) -> Block:
-        """P4: the candidate as a block, with the certificate of >2/3 "improved"."""
-        candidate = self.state.candidates[chash]
-        attestations = self.state.tally(chash).verified_with(True)
-        certificate = ImprovementCertificate(
-            candidate_hash=chash,
-            signers=self._ctx.validator_set.bitfield(a.signer for a in attestations),
-            aggregate_signature=self._ctx.verifier.aggregate([a.signature for a in attestations]),
-        )
-        return self._build_block(
-            now,
-            model_hash=candidate.model_hash,
-            receipts=candidate.receipts,
-            rejected=candidate.rejected,
-            rule=candidate.rule,
-            certificate=certificate,
-            reports=tuple(a.report for a in attestations),
-            reason="",
-        )
-
-    def _carry_over(self, reason: str, now: float) -> Block:
-        """A block that keeps M(h-1) and says why."""
-        return self._build_block(
-            now,
-            model_hash=self.model_hash,
-            receipts=(),
-            rejected=(),
-            rule="",
-            certificate=None,
-            reports=(),
-            reason=reason,
-        )
-
-    def _build_block(
-        self,
-        now: float,
-        *,
-        model_hash: Hash,
-        receipts: tuple[UpdateReceipt, ...],
-        rejected: tuple[UpdateReceipt, ...],
-        rule: str,
-        certificate: ImprovementCertificate | None,
-        reports: tuple[EvalReport, ...],
-        reason: str,
-    ) -> Block:
-        """getValue()'s block on top of the committed parent, with its ledger root."""
-        me = self._ctx.me
-        if me is None:
-            raise ConsensusInvariantError("an observer cannot build blocks")
-        parent = self._parent
-        evidence = self._ctx.evidence.for_block(parent.ledger.punished, MAX_EVIDENCE_IN_BLOCK)
-        header = Header(
-            chain_id=self._ctx.chain_id,
-            height=self.height,
-            round=self.round,
-            time_ms=max(int(now * 1000), parent.time_ms + 1),
-            parent_hash=parent.block_hash,
-            proposer=me,
-            model_hash=model_hash,
-            updates_root=updates_root(receipts, rejected),
-            last_commit_hash=commit_hash(self._last_commit),
-            ledger_root=Hash(bytes(HASH_SIZE)),
-        )
-        block = Block(
-            header=header,
-            receipts=receipts,
-            rejected=rejected,
-            rule=rule,
-            improvement_certificate=certificate,
-            eval_reports=reports,
-            carry_over_reason=reason,
-            last_commit=self._last_commit,
-            evidence=evidence,
-        )
-        root = ledger_root(apply_block(parent.ledger, block))
-        return replace(block, header=replace(header, ledger_root=root))
-
     # -- candidates and attestations -----------------------------------------------------------
 
     def _on_candidate_built(
@@ -399,7 +323,7 @@ class LearningRound:
         ):
             return None
         if not candidate.receipts:
-            return self._carry_over("every update was rejected", now)
+            return self._blocks.carry_over(self.round, "every update was rejected", now)
         candidate = replace(candidate, round=self.round, proposer=me)
         problem = self._ctx.checker.receipts_problem(
             (*candidate.receipts, *candidate.rejected), self.height, self.model_hash

@@ -97,6 +97,7 @@ class ValueSource(Protocol):
 
     def enter_round(self, round_: Round) -> None:
         """StartRound(round_) began: whatever getValue() did for an earlier round is void."""
+        ...
 
     def propose_allowance(self, now: float) -> float:
         """Seconds timeoutPropose waits on top of its base: what getValue() may still take."""
@@ -104,9 +105,11 @@ class ValueSource(Protocol):
 
     def get_value(self, round_: Round, now: float, out: list[Action]) -> Block | None:
         """Begin getValue() as the proposer of `round_`; the value if it is ready at once."""
+        ...
 
     def proposed(self) -> None:
         """This node's proposal of the current round was signed and broadcast."""
+        ...
 
 
 class Tendermint:

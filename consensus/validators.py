@@ -71,6 +71,20 @@ class ValidatorSet:
         """Strictly more than 2/3 of the total power."""
         return 3 * power > 2 * self.total_power
 
+    def quorum_peers(self) -> int:
+        """How many other validators (largest first) a validator of the largest power must
+        reach to hold more than 2/3 of the power together (what a node needs connected)."""
+        powers = sorted(
+            (p for i in range(len(self.members)) if (p := self.power(i)) > 0), reverse=True
+        )
+        have, peers = (powers[0] if powers else 0), 0
+        for power in powers[1:]:
+            if self.has_quorum(have):
+                break
+            have += power
+            peers += 1
+        return peers
+
     def has_one_third(self, power: int) -> bool:
         """Strictly more than 1/3 of the total power (f + 1)."""
         return 3 * power > self.total_power

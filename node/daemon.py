@@ -119,7 +119,7 @@ async def run_node(home_dir: Path) -> None:
         version=VERSION,
         enabled=config.metrics.enabled,
     )
-    quorum_peers = _quorum_peers(validator_set.total_power, [v.power for v in genesis.validators])
+    quorum_peers = validator_set.quorum_peers()
     metrics.set_validator_set(
         validators=sum(1 for v in genesis.validators if v.power > 0), quorum_peers=quorum_peers
     )
@@ -198,18 +198,6 @@ async def run_node(home_dir: Path) -> None:
             ",".join(who.roles),
             api.bound_port,
         )
-
-
-def _quorum_peers(total_power: int, powers: list[int]) -> int:
-    """How many other validators (largest first) we must reach for >2/3 of the power with us."""
-    needed = total_power * 2 // 3 + 1
-    have, peers = max(powers, default=0), 0
-    for power in sorted(powers, reverse=True)[1:]:
-        if have >= needed:
-            break
-        have += power
-        peers += 1
-    return peers
 
 
 async def _stop_on_signal(cancel_scope: trio.CancelScope) -> None:

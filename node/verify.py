@@ -210,7 +210,7 @@ class ChainVerifier:
         if model is None:
             self.result.skipped.append((height, f"parent model {base.hex()[:16]} was pruned"))
             return stored_model
-        updates = []
+        updates: list[tuple[bytes, bytes, int]] = []
         for receipt in block.receipts:
             data = _blob(chain, receipt.blob_hash, height, "update")
             if data is None:

@@ -6,9 +6,9 @@ and a tiny app that answers StartTraining / BuildCandidate / EvaluateCandidate w
 delivered FIFO to every other core; timeouts fire on a virtual clock only when no message is in
 flight, so the run is deterministic. Each core runs in the real node shell
 (consensus/shell), as in the daemon. Node 0's commits are written into the home's
-ChainStore exactly as the driver does (node/chainfiles.py docstring): block, commit certificate,
-blob refs (model + update blobs) and the ledger snapshot; every update and candidate model blob
-goes into the home's blob store.
+ChainStore through `node.chain.Chain.append`, as the driver writes them: block, commit
+certificate, blob refs (model + update blobs) and the ledger snapshot; every update and candidate
+model blob goes into the home's blob store.
 
 `not_improved_heights` makes every validator answer "not improved" at those heights, so the
 chain gets carry-over blocks there.
@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from consensus.codec import block_hash, encode
+from consensus.codec import block_hash
 from consensus.core import ConsensusCore
 from consensus.crypto import BlsSigner, BlsVerifier
 from consensus.events import (
@@ -55,6 +55,7 @@ from consensus.types import (
     UpdateReceipt,
     ValidatorIndex,
 )
+from node.chain import Chain
 from node.config import NodeConfig, save_config
 from node.genesis_files import (
     build_genesis,
@@ -271,18 +272,10 @@ class ChainBuilder:
 
     def _store_commit(self, action: Commit, bhash: bytes) -> None:
         block = action.block
-        refs = [block.header.model_hash, *(r.blob_hash for r in block.receipts)]
-        for ref in refs:
+        for ref in [block.header.model_hash, *(r.blob_hash for r in block.receipts)]:
             if ref in self.blobs and not self.store.blobs.has(ref):
                 self.store.blobs.put(self.blobs[ref], expected_hash=ref)
-        self.store.put_block(
-            int(block.header.height),
-            bhash,
-            encode(block),
-            encode(action.commit_certificate),
-            blob_refs=refs,
-            ledger_snapshot=encode(action.ledger),
-        )
+        Chain(self.store).append(action)
 
 
 def _fire(event: TimeoutFired, now: float, shell: NodeShell) -> list[Request]:

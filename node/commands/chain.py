@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summaries))
         return 0
-    chain = genesis.chain_id if genesis is not None else "?"
-    print(f"chain {chain}: {tip} blocks")
+    chain_id = genesis.chain_id if genesis is not None else "?"
+    print(f"chain {chain_id}: {tip} blocks")
     print(f"{'height':>6}  {'hash':<12}  {'rnd':<3} {'proposer':<14} {'model':<12}  {'metric':>7}")
     for summary in summaries:
         print(_line(summary))

@@ -1,7 +1,7 @@
 """Explicit framing for our stream protocols (blob exchange, block sync).
 
 py-libp2p's `read_exactly` gives up after 100 short reads, so anything above ~6.5 MiB fails
-on Yamux (NOTES-libp2p.md). We frame ourselves: fixed-size big-endian headers, then a
+on Yamux (docs/libp2p-compat.md). We frame ourselves: fixed-size big-endian headers, then a
 `stream.read(n)` loop until exactly `n` bytes arrived, all under a trio deadline. Every
 length read from a peer is checked against a limit *before* anything is allocated.
 """

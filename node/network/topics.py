@@ -1,7 +1,7 @@
 """Gossip topics: `bcfl/<chain id>/<kind>` and the size cap of each kind.
 
 Caps stay far below py-libp2p's 1 MiB RPC limit: an oversized RPC silently kills the pubsub
-link between two peers (NOTES-libp2p.md). Models and updates never travel by gossip; they
+link between two peers (docs/libp2p-compat.md). Models and updates never travel by gossip; they
 are blobs fetched over `/bcfl/blob/1.0.0`.
 """
 

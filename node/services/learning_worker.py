@@ -20,6 +20,7 @@ from consensus.events import TrainingFinished
 from consensus.shell import Aggregate, Evaluate, NodeShell, Request, Train
 from consensus.types import Genesis, Hash, UpdateReceipt
 from node.app import LearningApp
+from node.blobs import BlobCorruptError
 from node.chain import Chain
 from node.network import BlobUnavailableError, NodeNetwork
 from telemetry import labels
@@ -93,8 +94,12 @@ class LearningWorker:
 
     async def blob(self, blob_hash: bytes, author: int | None = None) -> bytes | None:
         """A blob from the local store, else fetched (verified) from peers; None if nobody
-        has it. The network shares one transfer among concurrent fetches of a blob."""
-        data = self.chain.blob(blob_hash)
+        has it. A local blob whose bytes no longer hash to its name is moved aside and fetched
+        again. The network shares one transfer among concurrent fetches of a blob."""
+        try:
+            data = self.chain.blob(blob_hash, quarantine=True)
+        except BlobCorruptError:  # damaged and could not be moved aside: fetch it again anyway
+            data = None
         if data is not None:
             return data
         started = self.clock()

@@ -1,4 +1,4 @@
-"""A raw malicious peer against py-libp2p pubsub: the two crashes of NOTES-libp2p.md and their fixes.
+"""A raw malicious peer against py-libp2p pubsub: two crashes (docs/libp2p-compat.md), fixed.
 
 1. One malformed RPC frame kills a stock 0.8.1 node (DecodeError in the stream handler); our
    GuardedPubsub drops the frame, counts it, and keeps gossiping.

@@ -361,3 +361,70 @@ def test_reproposal_carries_the_polka() -> None:
     assert late.round == 2
     actions = late.handle(ProposalReceived(proposal), 3.0)
     assert [v.block_hash for v in my_votes(actions, PV)] == [block_hash(block)]
+
+
+def test_buffered_heights_commit_in_one_call_without_reentering_the_dispatcher() -> None:
+    """Heights 2 and 3 buffered while at height 1: the precommit that decides height 1 also
+    decides 2 and 3 on replay, and the dispatcher is never re-entered (no recursion)."""
+    from consensus.ledger import apply_block, genesis_ledger
+    from consensus.types import CommitCertificate
+
+    cluster = make_cluster(4)
+    core = started(cluster)
+    ledger, parent, last_commit, blocks = genesis_ledger(cluster.genesis), None, None, []
+    for height in (1, 2, 3):
+        block = cluster.carry_over(
+            0,
+            height=height,
+            ledger=ledger,
+            parent_hash=parent,
+            time_ms=1000 * height,
+            last_commit=last_commit,
+        )
+        votes = [cluster.vote(i, PC, height, 0, block_hash(block)) for i in (1, 2, 3)]
+        last_commit = CommitCertificate(
+            Height(height),
+            Round(0),
+            block_hash(block),
+            core.validator_set.bitfield([1, 2, 3]),
+            cluster.verifier.aggregate([v.signature for v in votes]),
+        )
+        ledger, parent = apply_block(ledger, block), block_hash(block)
+        blocks.append((block, votes))
+    for block, votes in blocks[:0:-1]:  # heights 3 and 2 arrive first
+        core.handle(ProposalReceived(cluster.proposal(block, 0)), 1.0)
+        for vote in votes:
+            core.handle(VoteReceived(vote), 1.0)
+    block1, votes1 = blocks[0]
+    core.handle(ProposalReceived(cluster.proposal(block1, 0)), 1.0)
+    for vote in votes1[:2]:
+        core.handle(VoteReceived(vote), 1.0)
+    depth, deepest = 0, 0
+    dispatch = core._dispatch
+
+    def counting_dispatch(*args):  # type: ignore[no-untyped-def]
+        nonlocal depth, deepest
+        depth += 1
+        deepest = max(deepest, depth)
+        try:
+            dispatch(*args)
+        finally:
+            depth -= 1
+
+    core._dispatch = counting_dispatch  # type: ignore[method-assign]
+    actions = core.handle(VoteReceived(votes1[2]), 2.0)
+    assert [c.block for c in of_type(actions, Commit)] == [b for b, _ in blocks]
+    assert core.height == 4
+    assert deepest == 1
+
+
+def test_a_chain_that_decides_every_height_at_once_stops_loudly() -> None:
+    """A lone validator without trainers decides each height as it starts: the core raises
+    instead of deciding heights forever inside one call."""
+    import pytest
+
+    from consensus.errors import ConsensusInvariantError
+
+    cluster = make_cluster(1, expected_trainers=0)
+    with pytest.raises(ConsensusInvariantError, match="decided more than"):
+        cluster.core(0).handle(Started(), 0.0)

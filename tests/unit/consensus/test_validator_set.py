@@ -48,6 +48,16 @@ def test_exactly_two_thirds_is_not_a_quorum() -> None:
     assert vs.has_one_third(2)
 
 
+def test_quorum_peers_counts_the_others_a_largest_validator_must_reach() -> None:
+    """4 equal: 2 others (3 of 4 > 2/3); (10, 1, 1, 1): none (10/13 > 2/3 alone), (5, 2, 2, 2):
+    two (9 of 11); a trainer-only member is never needed; a single validator needs nobody."""
+    assert ValidatorSet(members([1] * 4)).quorum_peers() == 2
+    assert ValidatorSet(members([10, 1, 1, 1])).quorum_peers() == 0
+    assert ValidatorSet(members([5, 2, 2, 2])).quorum_peers() == 2
+    assert ValidatorSet(members([1, 1, 1, 0])).quorum_peers() == 2
+    assert ValidatorSet(members([1])).quorum_peers() == 0
+
+
 def test_trainer_only_members_have_no_vote() -> None:
     """A power-0 trainer is in the set (bitfield, receipts) but never votes or proposes."""
     vs = ValidatorSet(members([1, 1, 1, 0]))

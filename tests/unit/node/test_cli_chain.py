@@ -7,6 +7,7 @@ import hashlib
 import json
 import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,17 @@ def test_chain_show_uncommitted_height_is_one_sentence(
     assert "ends at height 3" in _error_line(capsys.readouterr().err)
 
 
+def test_chain_show_of_a_damaged_block_is_one_sentence_naming_its_height(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stored block altered on disk: `chain show` exits 2 naming the height, no traceback."""
+    with closing(sqlite3.connect(NodeHome(home).db_path, isolation_level=None)) as db:
+        db.execute("UPDATE blocks SET block = ? WHERE height = 2", (b"\x00altered",))
+    assert main(["chain", "show", "--home", str(home)]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert "damaged at height 2" in line and "chain verify" in line
+
+
 # -- chain verify --------------------------------------------------------------------------
 
 
@@ -116,6 +128,20 @@ def test_chain_verify_tampered_blob_exits_one(
 
 
 # -- model export --------------------------------------------------------------------------
+
+
+def test_model_export_of_an_altered_model_says_so(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exporting a model whose blob bytes changed exits 2 and writes nothing."""
+    out = tmp_path / "m.safetensors"
+    assert main(["model", "export", "--home", str(home), "--out", str(out)]) == 0
+    model = hashlib.sha256(out.read_bytes()).hexdigest()
+    out.unlink()
+    (NodeHome(home).blobs_dir / model[:2] / model[2:]).write_bytes(b"altered")
+    capsys.readouterr()
+    assert main(["model", "export", "--home", str(home), "--out", str(out)]) == 2
+    assert "altered on disk" in _error_line(capsys.readouterr().err) and not out.exists()
 
 
 def test_model_export_writes_the_committed_model(
@@ -172,6 +198,26 @@ def test_model_export_onnx_without_the_onnx_package_says_how(
         main(["model", "export", "--home", str(home), "--out", str(out), "--format", "onnx"]) == 2
     )
     assert "onnx" in _error_line(capsys.readouterr().err) and not out.exists()
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def test_report_of_a_home_reads_the_chain_in_the_cli_and_plots_it(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bcfl report --home` turns the 3 stored blocks into report dicts and writes a PNG."""
+    from node.commands.report import load_blocks
+
+    blocks = load_blocks(home)
+    assert [b["height"] for b in blocks] == [1, 2, 3]
+    assert [b["carry_over"] for b in blocks] == [False, True, False]
+    assert blocks[1]["contributions"] == {} and sum(blocks[0]["contributions"].values()) > 0
+    assert set(blocks[2]["reputation"]) == {f"site-{i}" for i in range(4)}
+    out = tmp_path / "chain.png"
+    assert main(["report", "--home", str(home), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "3 blocks" in capsys.readouterr().out
 
 
 # -- genesis -------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from node.app import LearningApp
 from node.chain import Chain
 from node.config import NodeConfig
 from node.driver import Driver
-from node.keys import NodeHome
+from node.home import NodeHome
 from node.network import BlobUnavailableError, NetworkCounters, Topic
 from node.store import ChainStore
 from telemetry.metrics import NodeMetrics

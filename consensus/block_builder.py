@@ -1,0 +1,134 @@
+"""The blocks getValue() returns: a model block or a carry-over, on the committed parent.
+
+The learning round (consensus/learning_round.py) decides which block its proposer proposes;
+this module assembles it so that valid(v) (`consensus.validity.BlockChecker.block_problem`)
+holds at every honest node: the parent link and its commit certificate, the updates root,
+pending equivocation evidence, and the ledger root after the block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from consensus.codec import commit_hash, ledger_root, updates_root
+from consensus.context import Context
+from consensus.errors import ConsensusInvariantError
+from consensus.ledger import apply_block
+from consensus.types import (
+    HASH_SIZE,
+    Attestation,
+    Block,
+    Candidate,
+    CommitCertificate,
+    EvalReport,
+    Hash,
+    Header,
+    Height,
+    ImprovementCertificate,
+    Round,
+    UpdateReceipt,
+)
+from consensus.validity import Parent
+
+MAX_EVIDENCE_IN_BLOCK = 8
+
+
+class BlockBuilder:
+    """Blocks of one height, proposed by this member."""
+
+    def __init__(
+        self,
+        height: Height,
+        parent: Parent,
+        last_commit: CommitCertificate | None,
+        ctx: Context,
+    ) -> None:
+        self._height = height
+        self._parent = parent
+        self._last_commit = last_commit
+        self._ctx = ctx
+
+    def model_block(
+        self,
+        round_: Round,
+        candidate_hash: Hash,
+        candidate: Candidate,
+        attestations: Sequence[Attestation],
+        now: float,
+    ) -> Block:
+        """P4: the candidate's model, certified by these verified "improved" attestations."""
+        certificate = ImprovementCertificate(
+            candidate_hash=candidate_hash,
+            signers=self._ctx.validator_set.bitfield(a.signer for a in attestations),
+            aggregate_signature=self._ctx.verifier.aggregate([a.signature for a in attestations]),
+        )
+        return self._build(
+            round_,
+            now,
+            model_hash=candidate.model_hash,
+            receipts=candidate.receipts,
+            rejected=candidate.rejected,
+            rule=candidate.rule,
+            certificate=certificate,
+            reports=tuple(a.report for a in attestations),
+            reason="",
+        )
+
+    def carry_over(self, round_: Round, reason: str, now: float) -> Block:
+        """A block that keeps M(h-1) and records why."""
+        return self._build(
+            round_,
+            now,
+            model_hash=self._parent.ledger.model_hash,
+            receipts=(),
+            rejected=(),
+            rule="",
+            certificate=None,
+            reports=(),
+            reason=reason,
+        )
+
+    def _build(
+        self,
+        round_: Round,
+        now: float,
+        *,
+        model_hash: Hash,
+        receipts: tuple[UpdateReceipt, ...],
+        rejected: tuple[UpdateReceipt, ...],
+        rule: str,
+        certificate: ImprovementCertificate | None,
+        reports: tuple[EvalReport, ...],
+        reason: str,
+    ) -> Block:
+        me = self._ctx.me
+        if me is None:
+            raise ConsensusInvariantError("an observer cannot build blocks")
+        parent = self._parent
+        evidence = self._ctx.evidence.for_block(parent.ledger.punished, MAX_EVIDENCE_IN_BLOCK)
+        header = Header(
+            chain_id=self._ctx.chain_id,
+            height=self._height,
+            round=round_,
+            time_ms=max(int(now * 1000), parent.time_ms + 1),
+            parent_hash=parent.block_hash,
+            proposer=me,
+            model_hash=model_hash,
+            updates_root=updates_root(receipts, rejected),
+            last_commit_hash=commit_hash(self._last_commit),
+            ledger_root=Hash(bytes(HASH_SIZE)),
+        )
+        block = Block(
+            header=header,
+            receipts=receipts,
+            rejected=rejected,
+            rule=rule,
+            improvement_certificate=certificate,
+            eval_reports=reports,
+            carry_over_reason=reason,
+            last_commit=self._last_commit,
+            evidence=evidence,
+        )
+        root = ledger_root(apply_block(parent.ledger, block))
+        return replace(block, header=replace(header, ledger_root=root))
