@@ -32,6 +32,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from devnet.processes import PIDS_FILE, NodeProcess, read_pids, start_node, stop_all, write_pids
@@ -402,9 +403,9 @@ def _phase_medians(rows: list[dict[str, Any]]) -> dict[str, float]:
     names = sorted({k for r in rows for k in r["phases"]})
     out = {}
     for name in names:
-        values = sorted(r["phases"][name] for r in rows if name in r["phases"])
+        values = [r["phases"][name] for r in rows if name in r["phases"]]
         if values:
-            out[name] = values[len(values) // 2]
+            out[name] = median(values)
     intervals = [
         r["phases"]["block_interval"]
         - r["phases"].get("train", 0.0)
@@ -413,7 +414,7 @@ def _phase_medians(rows: list[dict[str, Any]]) -> dict[str, float]:
         if "block_interval" in r["phases"]
     ]
     if intervals:
-        out["coordination_overhead"] = sorted(intervals)[len(intervals) // 2]
+        out["coordination_overhead"] = median(intervals)
     return out
 
 

@@ -6,6 +6,7 @@ lowercase hex, member indices also appear as genesis names where a genesis is gi
 
 from __future__ import annotations
 
+from statistics import median
 from typing import Any
 
 from consensus.codec import block_hash
@@ -20,14 +21,14 @@ def _member_name(genesis: Genesis | None, index: int) -> str:
 
 def block_metric(block: Block) -> dict[str, Any] | None:
     """Median `metric_after` of the block's eval reports (None for a carry-over block)."""
-    values = sorted(r.metric_after for r in block.eval_reports)
-    if not values:
+    reports = block.eval_reports
+    if not reports:
         return None
-    mid = len(values) // 2
-    median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-    before = sorted(r.metric_before for r in block.eval_reports)
-    median_before = before[mid] if len(before) % 2 else (before[mid - 1] + before[mid]) / 2
-    return {"after": median, "before": median_before, "reports": len(values)}
+    return {
+        "after": median(r.metric_after for r in reports),
+        "before": median(r.metric_before for r in reports),
+        "reports": len(reports),
+    }
 
 
 def block_summary(

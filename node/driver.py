@@ -49,6 +49,7 @@ from consensus.shell import (
     StoreCommit,
     Train,
 )
+from consensus.signing import sign_bytes
 from consensus.types import EMPTY_SIGNATURE, Attestation, Candidate, Proposal, UpdateReceipt, Vote
 from node.app import LearningApp
 from node.chain import Chain
@@ -242,7 +243,7 @@ class Driver:
         assert self.equivocator is not None
         twin = replace(vote, block_hash=None, signature=EMPTY_SIGNATURE)
         chain_id = self.core.genesis.chain_id
-        twin = replace(twin, signature=self.equivocator.sign(codec.sign_bytes(chain_id, twin)))
+        twin = replace(twin, signature=self.equivocator.sign(sign_bytes(chain_id, twin)))
         await self.net.publish(Topic.CONSENSUS, codec.encode_message(twin))
 
     async def _timer(self, request: StartTimer) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from node.errors import UserError
@@ -61,8 +62,7 @@ def load_blocks(home: Path) -> list[dict[str, Any]]:
             summary = block_metric(block)
             if summary is not None:
                 metric = summary["after"]
-                losses = sorted(r.loss_after for r in block.eval_reports)
-                loss = losses[len(losses) // 2]
+                loss = median(r.loss_after for r in block.eval_reports)
             contributions: dict[str, float] = {}
             if not block.is_carry_over:
                 for receipt in block.receipts:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from statistics import median
 from typing import Any
 
 import trio
@@ -106,9 +107,9 @@ class MetricsObserver:
             self.metrics.observe_certificate(
                 "improvement", len(codec.encode(block.improvement_certificate))
             )
-            gains = sorted(r.loss_before - r.loss_after for r in block.eval_reports)
+            gains = [r.loss_before - r.loss_after for r in block.eval_reports]
             if gains:
-                self.metrics.set_attested_improvement(gains[len(gains) // 2])
+                self.metrics.set_attested_improvement(median(gains))
         if block.evidence:
             self.metrics.set_byzantine_validators(len({e.vote_a.validator for e in block.evidence}))
         after = self.evaluations.get(block.header.model_hash)
