@@ -231,11 +231,13 @@ class ConsensusCore:
 
     def _replay_now(self, replay_for: int, event: Event) -> bool:
         """A buffered message is replayed as if it had just arrived at the height it was
-        buffered for; one for a later height goes back into the buffer."""
+        buffered for; one for a later height goes back into the buffer, unless the replay
+        itself already committed its way to that height (then it is current: deliver it)."""
         height = _event_height(event)
-        if height > replay_for:
+        if height > replay_for and height != self.height:
             self._buffer.append(event)
-        return height == replay_for
+            return False
+        return height == replay_for or height == self.height
 
     def _dispatch(self, event: Event, now: float, out: list[Action]) -> None:
         """Route an event of a started core to this height's machines; messages of later
@@ -243,12 +245,8 @@ class ConsensusCore:
         if isinstance(event, VoteReceived | ProposalReceived):
             message_height = _event_height(event)
             if message_height > self.height:
-                signer = (
-                    event.vote.validator
-                    if isinstance(event, VoteReceived)
-                    else event.proposal.proposer
-                )
-                self._note_ahead(signer, message_height, now, out)
+                message = event.vote if isinstance(event, VoteReceived) else event.proposal
+                self._note_ahead(message.signer, message_height, now, out)
                 self._buffer_event(event)
             elif message_height == self.height:
                 if isinstance(event, VoteReceived):

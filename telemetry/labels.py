@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from consensus.admission import REASONS as ADMISSION_REASONS
+from consensus.errors import CORE_REASONS
 from consensus.shell.phases import PHASES as PHASES
 
 STEPS = ("propose", "prevote", "precommit", "commit")
@@ -43,17 +44,9 @@ GOSSIP_REJECT_REASONS = (
 )
 """Why a topic validator (or the guarded pubsub handler) dropped a message."""
 
-CORE_REJECT_REASONS = (
-    *ADMISSION_REASONS,
-    "invalid-block",
-    "invalid-candidate",
-    "invalid-receipt",
-    "sync-mismatch",
-    "sync-invalid",
-    "other",
-)
+CORE_REJECT_REASONS = (*ADMISSION_REASONS, *CORE_REASONS, "other")
 """Why the consensus core refused a message that passed the gossip edge, or a synced block
-(`consensus.events.Rejected.reason`; the admission codes of consensus/admission.py first)."""
+(`consensus.events.Rejected.reason`: consensus/admission.py's codes, then the core's own)."""
 
 UPDATE_RESULTS = ("received", "accepted", "rejected")
 
