@@ -1,5 +1,6 @@
-"""Canonical CBOR for everything the chain signs, hashes, stores or sends (DESIGN.md "Wire and
-storage formats").
+"""Canonical CBOR for everything the chain signs, hashes, stores or sends.
+
+See docs/ARCHITECTURE.md "Wire and storage formats".
 
 Encoding: `cbor2.dumps(..., canonical=True)` (RFC 8949 core deterministic encoding: shortest
 integers and floats, map keys sorted). A top-level message is the array `[tag, {field: value}]`;

@@ -1,4 +1,4 @@
-"""Signatures behind two small interfaces (DESIGN.md "Wire and storage formats").
+"""Signatures behind two small interfaces (docs/ARCHITECTURE.md "Wire and storage formats").
 
 `BlsSigner` / `BlsVerifier` use BLS12-381 in the proof-of-possession scheme (blspy
 `PopSchemeMPL`): every genesis key must come with a proof of possession (rogue-key attack), the

@@ -1,4 +1,4 @@
-"""Building and checking a genesis (DESIGN.md "Blocks, certificates and the ledger": Genesis).
+"""Building and checking a genesis (docs/ARCHITECTURE.md "Blocks, certificates and the ledger": Genesis).
 
 `validate_genesis` is what every node runs on the genesis file before trusting it: every key
 well formed and not the identity, every proof of possession valid (rogue-key attack), powers and

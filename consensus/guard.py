@@ -1,4 +1,4 @@
-"""Signer guard: never sign two conflicting messages (DESIGN.md "Wire and storage formats").
+"""Signer guard: never sign two conflicting messages (docs/ARCHITECTURE.md "Safety on disk").
 
 Pure logic. The node persists `SignerState` (the `PersistSignerState` action) before the
 signature leaves the process, and hands it back to the core after a restart, so a validator that

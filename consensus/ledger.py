@@ -1,5 +1,6 @@
-"""The ledger: the chain's state as a pure transition per committed block (DESIGN.md "Blocks,
-certificates and the ledger").
+"""The ledger: the chain's state as a pure transition per committed block.
+
+See docs/ARCHITECTURE.md "Blocks, certificates and the ledger".
 
 Per member: accepted and rejected updates, samples contributed, reputation, differential-privacy
 budget spent, times slashed. Choices (the issue is silent on the numbers):

@@ -2,7 +2,8 @@
 
 N real `ConsensusCore`s run on a virtual clock over a seeded in-memory network that drops,
 delays, duplicates, reorders and partitions messages, with Byzantine behaviours for some
-validators and invariant checks after every step (DESIGN.md "Testing layers"). The pieces live
+validators and invariant checks after every step (docs/ARCHITECTURE.md "Testing layers").
+The pieces live
 in `consensus/sim/`; this module runs many seeds and summarises them.
 
     summary = run_many(SimConfig(validators=7, byzantine=2, behaviour="equivocate"), range(200))

@@ -1,9 +1,11 @@
-"""Domain types of the proof-of-learning BFT chain (DESIGN.md "Blocks, certificates and the ledger").
+"""Domain types of the proof-of-learning BFT chain.
+
+See docs/ARCHITECTURE.md "Blocks, certificates and the ledger".
 
 Every type here is a frozen, slotted dataclass so that a value can be shared between the core,
 the codec and the node without defensive copies. Domain integers and hashes are `NewType`s.
 
-Choices where the issue is silent (written down as STYLE.md asks):
+Choices where the issue is silent :
 
 - Heights start at 1; height 0 is the genesis, whose hash is the parent of block 1.
 - Member indices (`ValidatorIndex`) index `Genesis.validators`, which lists every member of the
@@ -113,7 +115,7 @@ class UpdateReceipt:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A proposer's aggregation of update receipts into a new model (DESIGN.md step 2).
+    """A proposer's aggregation of update receipts into a new model (proof of learning, step 2).
 
     `receipts` are the accepted updates, `rejected` those the proposer refused (for example an
     update that failed validation); `rule` names the aggregation rule used. The candidate's
@@ -152,7 +154,7 @@ class EvalReport:
 
 @dataclass(frozen=True, slots=True)
 class Attestation:
-    """A validator's signed verdict on a candidate (DESIGN.md step 3).
+    """A validator's signed verdict on a candidate (proof of learning, step 3).
 
     Its `signer` field is the `Signed.signer` of the other message types.
     """
@@ -233,7 +235,7 @@ class Header:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """A block: header plus body (DESIGN.md "Blocks, certificates and the ledger")."""
+    """A block: header plus body (docs/ARCHITECTURE.md "Blocks, certificates and the ledger")."""
 
     header: Header
     receipts: tuple[UpdateReceipt, ...]

@@ -1,7 +1,7 @@
 """Validator set: voting power, quorum thresholds, proposer selection, signer bitfields.
 
 Quorum is strictly more than 2/3 of the total voting power (Algorithm 1's "2f + 1" read as
-power, DESIGN.md), "f + 1" is strictly more than 1/3. Comparisons are done in integers
+power, docs/ARCHITECTURE.md), "f + 1" is strictly more than 1/3. Comparisons are done in integers
 (3 * power > 2 * total), never in floats.
 
 Proposer selection is a smooth weighted round-robin (as nginx's and, in spirit, CometBFT's

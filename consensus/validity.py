@@ -4,7 +4,7 @@ Every honest node must give the same answer for the same block and parent, so th
 uses the block, the parent (hash, header, ledger) and the genesis: structure, hashes, proposer,
 parent link, the parent's commit certificate, the improvement certificate (>2/3 of the power
 signed "improved" for exactly this aggregation of exactly these receipts), update receipts,
-evidence and the ledger root (DESIGN.md "Proof of learning", step 5).
+evidence and the ledger root (docs/ARCHITECTURE.md "Proof of learning", step 5).
 
 Signature checks are cached by content hash: a receipt or certificate checked once (when the
 candidate arrived, say) is not checked again when the block arrives.

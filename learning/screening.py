@@ -1,4 +1,4 @@
-"""Outlier screening of updates before aggregation (DESIGN.md "Proof of learning": a proposer
+"""Outlier screening of updates before aggregation (docs/ARCHITECTURE.md "Proof of learning": a proposer
 whose candidate cannot win an improvement quorum builds a stricter one, "outliers excluded").
 
 A proposer screens the updates it collected against their coordinate-wise median, the robust

@@ -5,7 +5,7 @@ with `learning/` calls. Its methods are synchronous and CPU-bound; the driver ru
 worker thread (never on the event loop) after it has fetched every blob they need, so this
 module does no network I/O and reads only the site's own data.
 
-Choices (DESIGN.md "Proof of learning" is silent on them):
+Choices (docs/ARCHITECTURE.md "Proof of learning" is silent on them):
 - An update blob is a delta (learning/). The proposer rejects, with a named reason, an update
   that fails `validate_update` or could not be fetched; the rest are aggregated with the
   genesis rule. Every validator recomputes that aggregation from the same blobs and attests

@@ -13,7 +13,7 @@ through:
   another chain, a payload over the topic cap (but under py-libp2p's 1 MiB RPC limit), and a
   replay of an honest message it overheard;
 - below the CBOR layer, raw pubsub RPC frames written on a fresh `/meshsub` stream to each
-  connected peer: the 9-byte non-protobuf frame of NOTES-libp2p.md that kills an unguarded
+  connected peer: the 9-byte non-protobuf frame of docs/libp2p-compat.md that kills an unguarded
   py-libp2p 0.8.1 process, a truncated varint, an over-long varint and a length prefix above
   the 1 MiB limit.
 

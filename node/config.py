@@ -9,7 +9,7 @@ Choices where the issue is silent:
   (the operator may front it with a proxy) but must be asked for explicitly.
 - Bootstrap peers must carry `/p2p/<peer id>`: the node gates connections by peer id, so an
   address without an identity could never be verified.
-- `roles` defaults to validator + trainer (DESIGN.md); `observer` cannot be combined with
+- `roles` defaults to validator + trainer (docs/ARCHITECTURE.md); `observer` cannot be combined with
   `validator` (an observer only follows the chain).
 - Blob pruning keeps the last `keep_last_models` model blobs plus anything the last committed
   block references; committed blocks are never pruned.

@@ -15,7 +15,7 @@ ledger snapshots, so the store does not depend on the core. What the store does 
   Block rows are never pruned.
 - The signer state (what this validator last signed) is durable (two-slot file, fdatasync:
   `node/signer_state_file.py`) before `save_signer_state` returns; the driver calls it before a signature leaves
-  the process (DESIGN.md, "Wire and storage formats").
+  the process (docs/ARCHITECTURE.md "Safety on disk").
 
 SQLite is synchronous; calls take well under a millisecond for our sizes, so the trio
 driver may call them directly. A lock makes the store safe to share with worker threads.

@@ -1,4 +1,4 @@
-"""Invariant checker of the consensus simulator (DESIGN.md, "Testing layers").
+"""Invariant checker of the consensus simulator (docs/ARCHITECTURE.md, "Testing layers").
 
 The runner reports every commit and every signature an honest validator emits, as it happens,
 and the checker keeps just enough state to decide after EVERY step:

@@ -423,10 +423,8 @@ def _class_sets(cls: type, name: str) -> bool:
     with contextlib.suppress(AttributeError):
         inspect.getattr_static(cls, name)
         return True
-    return any(
-        inspect.isfunction(vars(klass).get("__init__")) and name in code_names(klass.__init__)
-        for klass in cls.__mro__
-    )
+    inits = (vars(klass).get("__init__") for klass in cls.__mro__)
+    return any(inspect.isfunction(init) and name in code_names(init) for init in inits)
 
 
 def require(*entries: PrivateName) -> None:

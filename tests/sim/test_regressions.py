@@ -1,4 +1,4 @@
-"""Seeds that once failed, kept as regression tests (DESIGN.md: a failing seed becomes a test)."""
+"""Seeds that once failed, kept as regression tests (docs/ARCHITECTURE.md "Testing layers")."""
 
 from __future__ import annotations
 
