@@ -1,10 +1,10 @@
 """The consensus simulator: public entry point (`bcfl simulate consensus`, tests, benchmark).
 
-N real `ConsensusCore`s run on a virtual clock over a seeded in-memory network that drops,
-delays, duplicates, reorders and partitions messages, with Byzantine behaviours for some
-validators and invariant checks after every step (docs/ARCHITECTURE.md "Testing layers").
-The pieces live
-in `consensus/sim/`; this module runs many seeds and summarises them.
+N real `ConsensusCore`s, each inside the node shell the daemon runs (consensus/shell), run on a
+virtual clock over a seeded in-memory network that drops, delays, duplicates, reorders and
+partitions messages, with Byzantine behaviours for some validators and invariant checks after
+every step (docs/ARCHITECTURE.md "Testing layers"). The pieces live in `consensus/sim/`; this
+module runs many seeds and summarises them.
 
     summary = run_many(SimConfig(validators=7, byzantine=2, behaviour="equivocate"), range(200))
     summary.ok, summary.to_json(), summary.table()
