@@ -229,6 +229,11 @@ def build_dashboard() -> dict[str, Any]:
         "ops",
     )
     d.panel(
+        "Messages the consensus core refused, by reason",
+        [(_rate("bcfl_consensus_rejected_total", "reason"), "{{reason}}")],
+        "ops",
+    )
+    d.panel(
         "Blob transfer rate",
         [
             (_rate("bcfl_blob_transfer_bytes_total", "node, direction"), "{{node}} {{direction}}"),
