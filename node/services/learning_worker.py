@@ -166,14 +166,25 @@ class LearningWorker:
         seconds = outcome.seconds
         self.answer(lambda shell, now: shell.trained(done, seconds=seconds, now=now))
 
+    async def _inputs(
+        self, base_hash: Hash, receipts: tuple[UpdateReceipt, ...], what: str, height: int
+    ) -> tuple[LearningApp, bytes, list[tuple[UpdateReceipt, bytes | None]]] | None:
+        """The app, the base model and the updates a candidate is built or judged from."""
+        app = self.app
+        base = await self.blob(base_hash)
+        if app is None or base is None:
+            log.warning("cannot %s at height %d: base model unavailable", what, height)
+            return None
+        return app, base, await self._updates(receipts)
+
     async def _aggregate(self, request: Aggregate) -> None:
         action = request.action
-        app = self.app
-        base = await self.blob(action.base_model_hash)
-        if app is None or base is None:
-            log.warning("cannot build a candidate at height %d", action.height)
+        inputs = await self._inputs(
+            action.base_model_hash, action.receipts, "build a candidate", int(action.height)
+        )
+        if inputs is None:
             return
-        updates = await self._updates(action.receipts)
+        app, base, updates = inputs
         started = self.clock()
         outcome = await trio.to_thread.run_sync(app.build_candidate, base, updates)
         self.metrics.observe_aggregation(self.clock() - started)
@@ -191,12 +202,12 @@ class LearningWorker:
 
     async def _evaluate(self, request: Evaluate) -> None:
         candidate = request.candidate
-        app = self.app
-        base = await self.blob(candidate.base_model_hash)
-        if app is None or base is None:
-            log.warning("cannot evaluate candidate at height %d", candidate.height)
+        inputs = await self._inputs(
+            candidate.base_model_hash, candidate.receipts, "evaluate a candidate", candidate.height
+        )
+        if inputs is None:
             return
-        updates = await self._updates(candidate.receipts)
+        app, base, updates = inputs
         started = self.clock()
         result = await trio.to_thread.run_sync(
             app.evaluate_candidate, base, request.candidate_hash, candidate.model_hash, updates

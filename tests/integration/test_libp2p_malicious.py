@@ -21,12 +21,12 @@ import trio
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V12
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.pubsub import PUBSUB_SIGNING_PREFIX
 from libp2p.utils import encode_varint_prefixed
 
 from node.home import NodeHome
 from node.keys import NodeIdentity
 from node.network import NetworkSettings, NodeNetwork, Topic
+from node.network.libp2p_compat import pubsub_signing_prefix
 from node.store import ChainStore
 
 pytestmark = pytest.mark.filterwarnings(
@@ -61,7 +61,7 @@ def signed_rpc(net: NodeNetwork, topic: str, data: bytes, seqno: int) -> rpc_pb2
         data=data, topicIDs=[topic], from_id=net.peer_id.to_bytes(), seqno=seqno.to_bytes(8, "big")
     )
     key = net.host.get_private_key()
-    msg.signature = key.sign(PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
+    msg.signature = key.sign(pubsub_signing_prefix().encode() + msg.SerializeToString())
     msg.key = net.host.get_public_key().serialize()
     return rpc_pb2.RPC(publish=[msg])
 
