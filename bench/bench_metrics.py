@@ -73,13 +73,12 @@ def one_height(m: NodeMetrics, height: int, nodes: int, block_interval_s: float)
     m.set_model_metrics(0.2, "auc", 0.97)
     m.set_attested_improvement(0.003)
     m.set_dp_epsilon(0.1)
-    m.count_gossip("blocks", "in", 2000)
     m.observe_store_write("block", 0.002)
     m.observe_store_write("ledger", 0.001)
     m.observe_store_write("signer_state", 0.001)
     m.set_storage(1_000_000, 5_000_000, 20)
     m.set_peers(others)
-    calls += 12
+    calls += 11
     m.observe_phases(
         {
             "train": 0.9,

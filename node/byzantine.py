@@ -17,7 +17,7 @@ through:
   py-libp2p 0.8.1 process, a truncated varint, an over-long varint and a length prefix above
   the 1 MiB limit.
 
-One cycle sends all gossip kinds on all five topics before the raw frames, because three
+One cycle sends all gossip kinds on every topic before the raw frames, because three
 malformed frames get the spammer banned from a guarded peer's pubsub for 30 s
 (`node.network.guarded_pubsub`) and the gossip garbage should be seen before that.
 
@@ -43,23 +43,14 @@ import trio
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.pubsub import PUBSUB_SIGNING_PREFIX  # type: ignore[attr-defined]
 from libp2p.utils import encode_varint_prefixed
 
-from consensus.codec import (
-    InvalidMessage,
-    block_hash,
-    canonical,
-    decode_message,
-    encode,
-    encode_message,
-)
+from consensus.codec import InvalidMessage, canonical, decode_message, encode, encode_message
 from consensus.crypto import Signer
 from consensus.types import (
     Attestation,
     Block,
     Candidate,
-    CommitCertificate,
     EvalReport,
     Hash,
     Header,
@@ -72,8 +63,7 @@ from consensus.types import (
     Vote,
     VoteType,
 )
-from node.gossip_validation import encode_committed_block
-from node.network import NodeNetwork, Topic
+from node.network import NodeNetwork, Topic, libp2p_compat
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +102,6 @@ class GarbageSpammer:
         signer_index: the spammer's genesis member index.
         rate: sends per second (a raw-frame send writes one frame to every connected peer).
         signer: the spammer's own key, to sign well-formed garbage (random signatures without).
-        members: number of genesis members (sizes certificate bitfields).
         observe_gossip: subscribe to every topic to overhear heights and honest messages to
             replay; pass False when a driver owns the node's handlers and call `observe` instead.
         raw_frames: also write malformed RPC frames below the CBOR layer.
@@ -128,7 +117,6 @@ class GarbageSpammer:
         rate: float,
         *,
         signer: Signer | None = None,
-        members: int = 4,
         observe_gossip: bool = True,
         raw_frames: bool = True,
         kinds: Sequence[str] = GOSSIP_KINDS,
@@ -141,7 +129,6 @@ class GarbageSpammer:
         self.me = ValidatorIndex(signer_index)
         self.rate = rate
         self.signer = signer
-        self.members = members
         self.observe_gossip = observe_gossip
         self.raw_frames = raw_frames
         unknown = set(kinds) - set(GOSSIP_KINDS)
@@ -214,10 +201,11 @@ class GarbageSpammer:
             data=data,
             topicIDs=[topic.wire_name(self.chain_id)],
             from_id=self.net.peer_id.to_bytes(),
-            seqno=pubsub._next_seqno(),
+            seqno=libp2p_compat.next_seqno(pubsub),
         )
         key = self.net.host.get_private_key()
-        msg.signature = key.sign(PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
+        prefix = libp2p_compat.pubsub_signing_prefix().encode()
+        msg.signature = key.sign(prefix + msg.SerializeToString())
         msg.key = self.net.host.get_public_key().serialize()
         await self.net.router.publish(self.net.peer_id, msg)
 
@@ -273,17 +261,9 @@ class GarbageSpammer:
             message = UpdateReceipt(who, h, _ZERO, tag, 10, 0.1, 0.0)
         elif topic is Topic.CANDIDATES:
             message = Candidate(h, r, who, _ZERO, tag, (), (), "fedavg")
-        elif topic is Topic.ATTESTATIONS:
+        else:
             report = EvalReport(who, tag, 10, 0.5, 0.4, 0.6, 0.7)
             message = Attestation(h, tag, True, who, report)
-        else:
-            block = self._block(h, chain, proposer=who)
-            bitfield = bytes([0xFF] * (self.members // 8)) + (
-                bytes([(1 << (self.members % 8)) - 1]) if self.members % 8 else b""
-            )
-            signature = self._signature(chain, tag, sign)
-            cert = CommitCertificate(h, r, block_hash(block), bitfield, signature)
-            return encode_committed_block(block, cert)
         signature = self._signature(chain, encode(message), sign)
         return encode_message(dataclasses.replace(message, signature=signature))
 
@@ -292,14 +272,14 @@ class GarbageSpammer:
             return self.signer.sign(canonical(["bcfl/garbage", chain, what]))
         return Signature(self.random.randbytes(96))
 
-    def _block(self, height: Height, chain: str, proposer: int = 0) -> Block:
+    def _block(self, height: Height, chain: str) -> Block:
         header = Header(
             chain_id=chain,
             height=height,
             round=Round(0),
             time_ms=self.random.randrange(1, 1 << 40),
             parent_hash=_ZERO,
-            proposer=ValidatorIndex(proposer),
+            proposer=ValidatorIndex(0),
             model_hash=_ZERO,
             updates_root=_ZERO,
             last_commit_hash=_ZERO,

@@ -185,7 +185,6 @@ async def run_node(home_dir: Path) -> None:
                 who.me or 0,
                 GARBAGE_RATE,
                 signer=signer,
-                members=len(genesis.validators),
             )
             await nursery.start(spammer.run)
         else:

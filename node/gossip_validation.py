@@ -13,20 +13,16 @@ The checks, cheapest first (a message stops at the first that fails):
 2. strict canonical CBOR (`consensus.codec`): not CBOR -> ``undecodable``; a wrong tag,
    shape, field or non-canonical encoding -> ``schema``;
 3. the type belongs on the topic (consensus: Proposal / Vote; receipts: UpdateReceipt;
-   candidates: Candidate; attestations: Attestation; blocks: `CommittedBlock`), else ``schema``;
+   candidates: Candidate; attestations: Attestation), else ``schema``;
 4. a signed message passes `consensus.admission` (the rules the core applies too), signature
    aside: a signer who is not a member with the message's role -> ``unknown-signer``; a
    proposal whose block names another chain -> ``wrong-chain``; any other admission rule
    (round, the round's proposer, valid round, the block's height, the report's evaluator and
    candidate, an empty candidate, a receipt's statistics) -> ``invalid``, through
-   `ADMISSION_REASONS`, so that the metric keeps its closed label set. A committed block
-   instead needs a header of this chain (``wrong-chain``) by a validator (``unknown-signer``);
+   `ADMISSION_REASONS`, so that the metric keeps its closed label set;
 5. the height lies in ``current - 1 .. current + 8`` (late precommits of the previous height,
    and future messages the core buffers), else ``height-window``;
-6. a committed block's commit certificate is for exactly this block, with a quorum
-   bitfield, else ``invalid``;
-7. the signature over `consensus.signing` sign-bytes (for a committed block: the aggregate
-   precommit signature of its commit certificate), else ``bad-signature``.
+6. the signature over `consensus.signing` sign-bytes, else ``bad-signature``.
 
 Choices where the issue is silent:
 
@@ -36,12 +32,10 @@ Choices where the issue is silent:
 - ``duplicate``: gossipsub already drops a message id it has seen. What reaches us again is the
   same content republished under another message id. Its author (the signer's genesis peer)
   may do that (a rebroadcast for liveness) and so may we; anyone else republishing content we
-  already accepted adds nothing and is rejected as a replay. Committed blocks have no single
-  author, so on the blocks topic a repeat is simply accepted from the cache.
-- The blocks topic carries `CommittedBlock`, the canonical CBOR array
-  ``["bcfl/committed-block/v1", encode(block), encode(commit_certificate)]``: a bare block
-  proves nothing, its commit certificate does. Its improvement certificate, receipts and
-  ledger root are the driver's to check (`consensus.validity.BlockChecker`) before storing.
+  already accepted adds nothing and is rejected as a replay.
+- Committed blocks are not gossiped: a node that is behind fetches them, with their commit
+  certificates, by block sync (`node.network.block_sync`), so every gossiped message is a
+  signed message with one author.
 - Receipts inside candidates and proposals are not verified here (the core does, with its own
   cache); the gossip edge only makes sure a message is well formed, from a member, timely and
   signed, so that garbage is never relayed.
@@ -53,38 +47,23 @@ import hashlib
 import typing
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from consensus import admission
 from consensus.admission import Admission
-from consensus.codec import (
-    InvalidMessage,
-    block_hash,
-    canonical,
-    decode_message,
-    encode,
-    load_cbor,
-)
+from consensus.codec import InvalidMessage, decode_message
 from consensus.crypto import Verifier
-from consensus.signing import vote_sign_bytes
 from consensus.types import (
     Attestation,
-    Block,
     Candidate,
-    CommitCertificate,
     Genesis,
     Proposal,
     SignedMessage,
     UpdateReceipt,
     Vote,
-    VoteType,
 )
 from consensus.validators import ValidatorSet
-from node.chain import decode_committed
 from node.network.topics import DEFAULT_SIZE_CAPS, Topic
-
-COMMITTED_BLOCK_TAG = "bcfl/committed-block/v1"
 
 WINDOW_BEHIND = 1
 WINDOW_AHEAD = 8
@@ -103,15 +82,7 @@ ADMISSION_REASONS: dict[str, str] = {
 """`consensus.admission` reason -> the gossip rejection reason it is counted under."""
 
 
-@dataclass(frozen=True, slots=True)
-class CommittedBlock:
-    """A committed block with the commit certificate that proves it (the blocks topic)."""
-
-    block: Block
-    commit_certificate: CommitCertificate
-
-
-GossipMessage = Proposal | Vote | UpdateReceipt | Candidate | Attestation | CommittedBlock
+GossipMessage = SignedMessage  # Proposal | Vote | UpdateReceipt | Candidate | Attestation
 TopicValidator = Callable[[bytes, str], str | None]
 
 TOPIC_TYPES: dict[Topic, tuple[type, ...]] = {
@@ -119,7 +90,6 @@ TOPIC_TYPES: dict[Topic, tuple[type, ...]] = {
     Topic.RECEIPTS: (UpdateReceipt,),
     Topic.CANDIDATES: (Candidate,),
     Topic.ATTESTATIONS: (Attestation,),
-    Topic.BLOCKS: (CommittedBlock,),
 }
 
 
@@ -131,28 +101,6 @@ class _Rejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def encode_committed_block(block: Block, commit_certificate: CommitCertificate) -> bytes:
-    """The bytes of a committed block on the blocks topic."""
-    return canonical([COMMITTED_BLOCK_TAG, encode(block), encode(commit_certificate)])
-
-
-def decode_committed_block(data: bytes, max_size: int) -> CommittedBlock:
-    """Strictly decode `encode_committed_block` output; raises `InvalidMessage(reason)`."""
-    raw = load_cbor(data, max_size=max_size)
-    if (
-        type(raw) is not list
-        or len(raw) != 3
-        or raw[0] != COMMITTED_BLOCK_TAG
-        or type(raw[1]) is not bytes
-        or type(raw[2]) is not bytes
-    ):
-        raise InvalidMessage("expected [committed-block tag, block, commit certificate]")
-    message = CommittedBlock(*decode_committed(raw[1], raw[2], max_size=max_size))
-    if canonical(raw) != data:
-        raise InvalidMessage("not canonically encoded")
-    return message
 
 
 def _decode_reason(exc: InvalidMessage) -> str:
@@ -256,27 +204,19 @@ class GossipValidator:
             cache.popitem(last=False)
 
     def _is_replay(self, message: GossipMessage, origin: str) -> bool:
-        if origin == self.local_peer_id or isinstance(message, CommittedBlock):
+        if origin == self.local_peer_id:
             return False
         author = message.signer
         return not (0 <= author < len(self._member_peers) and origin == self._member_peers[author])
 
     def _verify(self, topic: Topic, data: bytes) -> GossipMessage:
-        cap = self.size_caps[topic]
         try:
-            message: Any = (
-                decode_committed_block(data, cap)
-                if topic is Topic.BLOCKS
-                else decode_message(data, cap)
-            )
+            message = decode_message(data, self.size_caps[topic])
         except InvalidMessage as exc:
             raise _Rejected(_decode_reason(exc)) from None
         if not isinstance(message, TOPIC_TYPES[topic]):
             raise _Rejected("schema")
-        if isinstance(message, CommittedBlock):
-            self._check_committed_block(message)
-            return message
-        signed = typing.cast(SignedMessage, message)  # every other topic type is signed
+        signed = typing.cast(SignedMessage, message)  # every topic's types are signed
         self._check_signed(signed)
         return signed
 
@@ -295,27 +235,3 @@ class GossipValidator:
             raise _Rejected(ADMISSION_REASONS[reason])
         self._in_window(message.height)
         self._require(self.admission.signature_ok(message), "bad-signature")
-
-    def _check_committed_block(self, committed: CommittedBlock) -> None:
-        header, cert = committed.block.header, committed.commit_certificate
-        self._require(header.chain_id == self.chain_id, "wrong-chain")
-        self._require(self.validator_set.is_validator(header.proposer), "unknown-signer")
-        self._in_window(header.height)
-        vs = self.validator_set
-        signers = vs.indices(cert.signers)
-        self._require(
-            signers is not None
-            and vs.has_quorum(vs.power_of(signers))
-            and cert.height == header.height
-            and cert.block_hash == block_hash(committed.block),
-            "invalid",
-        )
-        assert signers is not None
-        message = vote_sign_bytes(
-            self.chain_id, VoteType.PRECOMMIT, cert.height, cert.round, cert.block_hash
-        )
-        keys = [vs.public_keys[i] for i in signers]
-        self._require(
-            self.verifier.verify_same_message(keys, message, cert.aggregate_signature),
-            "bad-signature",
-        )

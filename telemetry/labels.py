@@ -24,7 +24,7 @@ STEPS = ("propose", "prevote", "precommit", "commit")
 """Tendermint steps of a round, plus the commit step (decision -> block stored)."""
 
 
-TOPICS = ("consensus", "receipts", "candidates", "attestations", "blocks")
+TOPICS = ("consensus", "receipts", "candidates", "attestations")
 """Gossip topics, by the last segment of `bcfl/<chain>/<name>`."""
 
 DIRECTIONS = ("in", "out")

@@ -34,6 +34,9 @@ pytestmark = pytest.mark.filterwarnings(
 )
 ROOT = Path(__file__).resolve().parents[2]
 BAD_FRAME = encode_varint_prefixed(b"\xff" * 9)  # a 9-byte frame that is no protobuf RPC
+# Under the candidates cap (128 KiB), yet two 64 KiB Yamux frames per RPC: enough for two
+# unlocked writers on one stream to interleave their frames.
+LARGE_PAYLOAD = 120_000
 
 
 @pytest.fixture(autouse=True)
@@ -103,10 +106,10 @@ async def test_guarded_node_drops_malformed_frames_and_keeps_gossiping(tmp_path:
     victim, honest, attacker = (make_net(tmp_path, n) for n in ("victim", "honest", "attacker"))
     got: list[bytes] = []
 
-    async def on_block(data: bytes, origin: str) -> None:
+    async def on_message(data: bytes, origin: str) -> None:
         got.append(data)
 
-    honest.subscribe(Topic.BLOCKS, on_block)
+    honest.subscribe(Topic.CONSENSUS, on_message)
     async with trio.open_nursery() as nursery:
         for net in (victim, honest, attacker):
             await nursery.start(net.run)
@@ -130,12 +133,13 @@ async def test_guarded_node_drops_malformed_frames_and_keeps_gossiping(tmp_path:
         await wait_until(lambda: victim.pubsub.is_banned(attacker.peer_id))
         await wait_until(
             lambda: (
-                bool(honest.topic_peers(Topic.BLOCKS)) and bool(victim.topic_peers(Topic.BLOCKS))
+                bool(honest.topic_peers(Topic.CONSENSUS))
+                and bool(victim.topic_peers(Topic.CONSENSUS))
             )
         )
         with trio.fail_after(15):
             while not got:
-                await victim.publish(Topic.BLOCKS, b"still alive")
+                await victim.publish(Topic.CONSENSUS, b"still alive")
                 await trio.sleep(0.3)
         assert got[0] == b"still alive"
         nursery.cancel_scope.cancel()
@@ -144,9 +148,9 @@ async def test_guarded_node_drops_malformed_frames_and_keeps_gossiping(tmp_path:
 async def _two_concurrent_writes(
     attacker: NodeNetwork, victim: NodeNetwork, locked: bool, base: int
 ) -> None:
-    topic = Topic.BLOCKS.wire_name("test")
+    topic = Topic.CANDIDATES.wire_name("test")
     stream = await attacker.host.new_stream(victim.peer_id, [PROTOCOL_ID_V12])
-    rpcs = [signed_rpc(attacker, topic, bytes([i]) * 200_000, base + i) for i in range(2)]
+    rpcs = [signed_rpc(attacker, topic, bytes([i]) * LARGE_PAYLOAD, base + i) for i in range(2)]
 
     async def write(rpc: rpc_pb2.RPC) -> None:
         if locked:
@@ -160,15 +164,15 @@ async def _two_concurrent_writes(
 
 
 async def test_concurrent_writes_interleave_without_the_lock(tmp_path: Path) -> None:
-    """Reproduction and fix: unlocked concurrent 200 KB writes corrupt the frames; locked ones arrive."""
+    """Reproduction and fix: unlocked concurrent large writes corrupt the frames; locked ones arrive."""
     victim, attacker = make_net(tmp_path, "victim"), make_net(tmp_path, "attacker")
     victim.pubsub.malformed_strikes = 100  # keep the attacker unbanned across both halves
     got: list[bytes] = []
 
-    async def on_block(data: bytes, origin: str) -> None:
+    async def on_candidate(data: bytes, origin: str) -> None:
         got.append(data)
 
-    victim.subscribe(Topic.BLOCKS, on_block)
+    victim.subscribe(Topic.CANDIDATES, on_candidate)
     async with trio.open_nursery() as nursery:
         for net in (victim, attacker):
             await nursery.start(net.run)
@@ -182,6 +186,8 @@ async def test_concurrent_writes_interleave_without_the_lock(tmp_path: Path) -> 
         await wait_until(lambda: attacker.peer_id.to_base58() in victim.peers())
         await _two_concurrent_writes(attacker, victim, locked=True, base=10)
         await wait_until(lambda: len(got) >= 2)
-        assert sorted(d[0] for d in got[-2:]) == [0, 1] and all(len(d) == 200_000 for d in got)
+        assert sorted(d[0] for d in got[-2:]) == [0, 1] and all(
+            len(d) == LARGE_PAYLOAD for d in got
+        )
         assert victim.counters.malformed_rpc_frames == before
         nursery.cancel_scope.cancel()

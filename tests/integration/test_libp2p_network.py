@@ -225,7 +225,7 @@ async def test_restarted_peer_is_redialed_and_gossips_again(tmp_path: Path) -> N
     first = make_net(tmp_path, "a", seed, listen=listen)
     addr = f"{listen}/p2p/{first.peer_id}"
     b = make_net(tmp_path, "b", bootstrap=[addr])
-    inbox = Inbox([b], Topic.BLOCKS)
+    inbox = Inbox([b], Topic.CONSENSUS)
     async with trio.open_nursery() as nursery:
         await nursery.start(b.run)
         async with trio.open_nursery() as first_nursery:
@@ -236,18 +236,18 @@ async def test_restarted_peer_is_redialed_and_gossips_again(tmp_path: Path) -> N
         second = make_net(tmp_path, "a2", seed, listen=listen)
         await nursery.start(second.run)
         await wait_until(lambda: second.peer_id.to_base58() in b.peers(), timeout=20)
-        await mesh_ready([second], Topic.BLOCKS, 1)
-        await wait_until(lambda: bool(b.topic_peers(Topic.BLOCKS)))
+        await mesh_ready([second], Topic.CONSENSUS, 1)
+        await wait_until(lambda: bool(b.topic_peers(Topic.CONSENSUS)))
         await trio.sleep(1.5)  # one heartbeat to graft: not a sync point, the wait below is
 
         async def publish_until_delivered() -> None:
             while not inbox.got[0]:
-                await second.publish(Topic.BLOCKS, b"block after restart")
+                await second.publish(Topic.CONSENSUS, b"gossip after restart")
                 await trio.sleep(0.3)
 
         with trio.fail_after(15):
             await publish_until_delivered()
-        assert inbox.got[0][0] == b"block after restart"
+        assert inbox.got[0][0] == b"gossip after restart"
         assert b.counters.redials >= 1
         nursery.cancel_scope.cancel()
 

@@ -19,13 +19,11 @@ from consensus.signing import (
     proposal_bytes,
     receipt_bytes,
     vote_bytes,
-    vote_sign_bytes,
 )
 from consensus.types import (
     Attestation,
     Block,
     Candidate,
-    CommitCertificate,
     EvalReport,
     Genesis,
     Hash,
@@ -40,13 +38,7 @@ from consensus.types import (
     VoteType,
 )
 from consensus.validators import ValidatorSet
-from node.gossip_validation import (
-    ADMISSION_REASONS,
-    CommittedBlock,
-    GossipValidator,
-    decode_committed_block,
-    encode_committed_block,
-)
+from node.gossip_validation import ADMISSION_REASONS, GossipValidator
 from node.network.topics import DEFAULT_SIZE_CAPS, Topic
 from telemetry.labels import GOSSIP_REJECT_REASONS
 
@@ -146,18 +138,6 @@ def attestation(signers: list[BlsSigner], who: int = 1, h: int = 5, **kw: Any) -
     return dataclasses.replace(a, signature=signers[who].sign(attestation_bytes(CHAIN, a)))
 
 
-def committed(
-    keys: list[BlsSigner], genesis: Genesis, b: Block | None = None, **cert_kw: Any
-) -> bytes:
-    b = b or block()
-    vs = ValidatorSet(genesis.validators)
-    bh = block_hash(b)
-    message = vote_sign_bytes(CHAIN, VoteType.PRECOMMIT, b.header.height, Round(0), bh)
-    aggregate = BlsVerifier().aggregate([keys[i].sign(message) for i in range(3)])
-    cert = CommitCertificate(b.header.height, Round(0), bh, vs.bitfield(range(3)), aggregate)
-    return encode_committed_block(b, dataclasses.replace(cert, **cert_kw))
-
-
 # -- acceptance ---------------------------------------------------------------------------
 
 
@@ -174,16 +154,6 @@ def test_every_topic_accepts_its_well_signed_message(
     ]
     for topic, msg in cases:
         assert gv.check(topic, encode_message(msg), "peer-x") == (msg, None)
-    data = committed(signers, genesis)
-    got, reason = gv.check(Topic.BLOCKS, data, "peer-x")
-    assert reason is None and isinstance(got, CommittedBlock) and got.block == block()
-
-
-def test_committed_block_round_trips(signers: list[BlsSigner], genesis: Genesis) -> None:
-    """encode_committed_block / decode_committed_block are inverse and canonical."""
-    data = committed(signers, genesis)
-    decoded = decode_committed_block(data, 1 << 20)
-    assert encode_committed_block(decoded.block, decoded.commit_certificate) == data
 
 
 # -- one test per reason --------------------------------------------------------------------
@@ -231,7 +201,7 @@ def test_schema_of_a_type_on_the_wrong_topic(gv: GossipValidator, signers: list[
     assert gv.check(Topic.RECEIPTS, encode_message(vote(signers))) == (None, "schema")
     report = EvalReport(ValidatorIndex(0), H, 1, 0.0, 0.0, 0.0, 0.0)
     assert gv.check(Topic.ATTESTATIONS, encode_message(report)) == (None, "schema")
-    assert gv.check(Topic.BLOCKS, encode(block())) == (None, "schema")
+    assert gv.check(Topic.CONSENSUS, encode(block())) == (None, "schema")
 
 
 def test_bad_signature(gv: GossipValidator, signers: list[BlsSigner]) -> None:
@@ -242,14 +212,6 @@ def test_bad_signature(gv: GossipValidator, signers: list[BlsSigner]) -> None:
     other_chain = dataclasses.replace(v, signature=signers[2].sign(vote_bytes("other", v)))
     for msg in (forged, borrowed, other_chain):
         assert gv.check(Topic.CONSENSUS, encode_message(msg)) == (None, "bad-signature")
-
-
-def test_bad_signature_of_a_commit_certificate(
-    gv: GossipValidator, signers: list[BlsSigner], genesis: Genesis
-) -> None:
-    """A committed block whose certificate aggregate does not verify is bad-signature."""
-    data = committed(signers, genesis, aggregate_signature=signers[0].sign(b"other"))
-    assert gv.check(Topic.BLOCKS, data) == (None, "bad-signature")
 
 
 def test_unknown_signer(gv: GossipValidator, signers: list[BlsSigner]) -> None:
@@ -267,11 +229,9 @@ def test_unknown_signer(gv: GossipValidator, signers: list[BlsSigner]) -> None:
 
 
 def test_wrong_chain(gv: GossipValidator, signers: list[BlsSigner], genesis: Genesis) -> None:
-    """A proposal or committed block whose header names another chain is wrong-chain."""
+    """A proposal whose block header names another chain is wrong-chain."""
     p = proposal(signers, genesis, block=block(chain="other-chain"))
     assert gv.check(Topic.CONSENSUS, encode_message(p)) == (None, "wrong-chain")
-    data = committed(signers, genesis, block(chain="other-chain"))
-    assert gv.check(Topic.BLOCKS, data) == (None, "wrong-chain")
 
 
 def test_height_window(gv: GossipValidator, signers: list[BlsSigner], height: Height_) -> None:
@@ -287,17 +247,13 @@ def test_height_window(gv: GossipValidator, signers: list[BlsSigner], height: He
 
 
 def test_invalid(gv: GossipValidator, signers: list[BlsSigner], genesis: Genesis) -> None:
-    """Wrong proposer, a foreign eval report, or a certificate for another block is invalid."""
+    """A proposal by the wrong proposer or an attestation with a foreign eval report is invalid."""
     p = proposal(signers, genesis)
     wrong = dataclasses.replace(p, proposer=ValidatorIndex((p.proposer + 1) % 3))
     assert gv.check(Topic.CONSENSUS, encode_message(wrong)) == (None, "invalid")
     report = EvalReport(ValidatorIndex(2), H, 50, 0.7, 0.6, 0.8, 0.85)
     a = attestation(signers, who=1, report=report)
     assert gv.check(Topic.ATTESTATIONS, encode_message(a)) == (None, "invalid")
-    data = committed(signers, genesis, block_hash=Hash(b"\x22" * 32))
-    assert gv.check(Topic.BLOCKS, data) == (None, "invalid")
-    no_quorum = committed(signers, genesis, signers=ValidatorSet(genesis.validators).bitfield([0]))
-    assert gv.check(Topic.BLOCKS, no_quorum) == (None, "invalid")
 
 
 def test_duplicate_is_a_replay_by_a_third_party(

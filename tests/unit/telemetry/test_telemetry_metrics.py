@@ -79,7 +79,8 @@ def test_label_combinations_exist_before_first_event() -> None:
         lambda m: m.count_update("lost"),
         lambda m: m.count_gossip("bcfl/c/peer-12D3KooW", "in", 10),
         lambda m: m.count_gossip("receipts", "sideways", 10),
-        lambda m: m.count_rejected("blocks", "peer 12D3KooW sent junk"),
+        lambda m: m.count_gossip("blocks", "in", 10),  # committed blocks are not gossiped
+        lambda m: m.count_rejected("candidates", "peer 12D3KooW sent junk"),
         lambda m: m.observe_phase("lunch", 1.0),
         lambda m: m.observe_step("decide", 1.0),
         lambda m: m.count_vote("prevote", "maybe"),
@@ -130,11 +131,15 @@ def test_sync_state_is_one_hot() -> None:
 def test_absorb_network_totals_adds_deltas_and_survives_reset() -> None:
     """Cumulative totals become increments; a total that drops restarts from zero."""
     m = _metrics()
-    m.absorb_network_totals(messages={("receipts", "in"): 5}, rejected={("blocks", "oversized"): 2})
-    m.absorb_network_totals(messages={("receipts", "in"): 8}, rejected={("blocks", "oversized"): 2})
+    m.absorb_network_totals(
+        messages={("receipts", "in"): 5}, rejected={("candidates", "oversized"): 2}
+    )
+    m.absorb_network_totals(
+        messages={("receipts", "in"): 8}, rejected={("candidates", "oversized"): 2}
+    )
     m.absorb_network_totals(messages={("receipts", "in"): 1}, refused={"not-allowed": 3})
     assert _value(m, "bcfl_gossip_messages_total", topic="receipts", direction="in") == 9
-    assert _value(m, "bcfl_gossip_rejected_total", topic="blocks", reason="oversized") == 2
+    assert _value(m, "bcfl_gossip_rejected_total", topic="candidates", reason="oversized") == 2
     assert _value(m, "bcfl_connections_refused_total", reason="not-allowed") == 3
 
 
