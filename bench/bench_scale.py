@@ -52,24 +52,9 @@ from devnet.launcher import (  # noqa: E402
     start,
     wait_for_blocks,
 )
+from devnet.linkproxy import parse_duration_ms, parse_percent  # noqa: E402
 from devnet.processes import NodeProcess, start_node, stop_all  # noqa: E402
 from devnet.resources import ResourceMonitor, cpu_seconds  # noqa: E402
-
-
-def parse_duration_ms(value: str) -> float:
-    """'40ms', '0.04s' or '40' (milliseconds) -> milliseconds."""
-    text = value.strip().lower()
-    if text.endswith("ms"):
-        return float(text[:-2])
-    if text.endswith("s"):
-        return float(text[:-1]) * 1000.0
-    return float(text)
-
-
-def parse_percent(value: str) -> float:
-    """'1%' or '0.01' -> a fraction."""
-    text = value.strip()
-    return float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
 
 
 def _gossip_in(node: DevnetNode) -> tuple[float, float]:

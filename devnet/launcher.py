@@ -41,6 +41,7 @@ from devnet.processes import (
     NodeProcess,
     daemons_of,
     read_pids,
+    start_helper,
     start_node,
     stop_all,
     write_pids,
@@ -155,6 +156,8 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
         bad = {spec.nodes - 1 - i: kind for i in range(count)}
     total = spec.nodes + spec.observers
     ports = free_ports(3 * total)
+    wan = spec.link_delay_ms > 0 or spec.link_loss > 0
+    proxy_ports = free_ports(total) if wan else []
     nodes: list[DevnetNode] = []
     infos = []
     for i in range(total):
@@ -200,9 +203,12 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
     train = default_train_config(task)
     members = infos[: spec.nodes]
     observer_ids = [x["peer_id"] for x in infos[spec.nodes :]]
+    links = _write_links(directory, spec, infos, proxy_ports)
     for node, info in zip(nodes, infos, strict=True):
         config = load_config(node.home / "config.toml")
-        config.network.bootstrap = [x["multiaddr"] for x in members if x is not info]
+        config.network.bootstrap = [
+            links.get(x["multiaddr"], x["multiaddr"]) for x in members if x is not info
+        ]
         if not node.observer:
             config.network.observers = list(observer_ids)
         config.training.local_epochs = train.epochs
@@ -251,6 +257,34 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
     return nodes
 
 
+LINKS_FILE = "links.json"
+
+
+def _write_links(
+    directory: Path, spec: DevnetSpec, infos: list[dict[str, Any]], proxy_ports: list[int]
+) -> dict[str, str]:
+    """With WAN links, write the link proxy's config; return real -> proxied multiaddrs."""
+    path = directory / LINKS_FILE
+    path.unlink(missing_ok=True)
+    if not proxy_ports:
+        return {}
+    mapping, links = {}, []
+    for info, proxy in zip(infos, proxy_ports, strict=True):
+        parts = info["multiaddr"].split("/")  # /ip4/127.0.0.1/tcp/PORT/p2p/ID
+        target = int(parts[4])
+        parts[4] = str(proxy)
+        mapping[info["multiaddr"]] = "/".join(parts)
+        links.append([proxy, target])
+    config = {
+        "delay_ms": spec.link_delay_ms,
+        "loss": spec.link_loss,
+        "seed": spec.seed,
+        "links": links,
+    }
+    path.write_text(json.dumps(config, indent=2))
+    return mapping
+
+
 def _remove_home(home: Path) -> None:
     import shutil
 
@@ -286,9 +320,12 @@ def start(
     """
     processes = [] if processes is None else processes
     (directory / STOP_FILE).unlink(missing_ok=True)
+    helpers = []
+    if (directory / LINKS_FILE).exists():  # WAN links: the proxy first, in the pid record
+        helpers.append(start_helper("linkproxy", directory, ["-m", "devnet.linkproxy", LINKS_FILE]))
     for node in nodes:
         processes.append(start_node(node.name, node.home))
-        write_pids(directory, processes)
+        write_pids(directory, helpers + processes)
     return processes
 
 

@@ -100,6 +100,22 @@ def start_node(name: str, home: Path, extra_env: dict[str, str] | None = None) -
     return NodeProcess(name=name, home=home, pid=popen.pid, popen=popen)
 
 
+def start_helper(name: str, directory: Path, args: list[str]) -> NodeProcess:
+    """Start `python ARGS` in `directory` (own process group, dies with us), log NAME.log."""
+    log = open(directory / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it after fork
+    popen = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=directory,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent(),  # noqa: PLW1509 - no threads run while the launcher forks
+    )
+    log.close()
+    return NodeProcess(name=name, home=directory, pid=popen.pid, popen=popen)
+
+
 def write_pids(directory: Path, nodes: list[NodeProcess]) -> None:
     """Record the running nodes so that another `bcfl devnet` command can find them."""
     data = {n.name: {"pid": n.pid, "home": str(n.home)} for n in nodes}

@@ -42,6 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the nodes with metrics off (to measure what they cost)",
     )
+    parser.add_argument(
+        "--link-delay",
+        default="0ms",
+        help="round-trip time added to every peer link by a TCP proxy, e.g. 40ms (WAN links)",
+    )
+    parser.add_argument(
+        "--link-loss",
+        default="0%",
+        help="share of chunks each link loses and retransmits after a TCP timeout, e.g. 1%%",
+    )
     parser.add_argument("--prometheus", action="store_true", help="also start a local Prometheus")
     parser.add_argument(
         "--json", action="store_true", help="print the run's result as JSON on exit"
@@ -75,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
     if args.blocks is not None and args.blocks < 1:
         raise UserError(f"--blocks must be at least 1, got {args.blocks}")
     directory = Path(args.dir).expanduser().resolve()
+    from devnet.linkproxy import parse_duration_ms, parse_percent
+
+    try:
+        link_delay_ms, link_loss = parse_duration_ms(args.link_delay), parse_percent(args.link_loss)
+    except ValueError as exc:
+        raise UserError(f"--link-delay / --link-loss: {exc}") from None
     try:
         spec = DevnetSpec(
             directory=directory,
@@ -90,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             update_window_s=args.update_window,
             metrics=not args.no_metrics,
+            link_delay_ms=link_delay_ms,
+            link_loss=link_loss,
         )
         steps = Steps(enabled=sys.stderr.isatty())
         nodes = steps.run(
