@@ -35,6 +35,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from devnet.linkproxy import LINKS_FILE, write_links
 from devnet.processes import (
     PIDS_FILE,
     STOP_FILE,
@@ -203,7 +204,9 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
     train = default_train_config(task)
     members = infos[: spec.nodes]
     observer_ids = [x["peer_id"] for x in infos[spec.nodes :]]
-    links = _write_links(directory, spec, infos, proxy_ports)
+    links = write_links(
+        directory, spec.link_delay_ms, spec.link_loss, spec.seed, infos, proxy_ports
+    )
     for node, info in zip(nodes, infos, strict=True):
         config = load_config(node.home / "config.toml")
         config.network.bootstrap = [
@@ -255,34 +258,6 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
         )
     )
     return nodes
-
-
-LINKS_FILE = "links.json"
-
-
-def _write_links(
-    directory: Path, spec: DevnetSpec, infos: list[dict[str, Any]], proxy_ports: list[int]
-) -> dict[str, str]:
-    """With WAN links, write the link proxy's config; return real -> proxied multiaddrs."""
-    path = directory / LINKS_FILE
-    path.unlink(missing_ok=True)
-    if not proxy_ports:
-        return {}
-    mapping, links = {}, []
-    for info, proxy in zip(infos, proxy_ports, strict=True):
-        parts = info["multiaddr"].split("/")  # /ip4/127.0.0.1/tcp/PORT/p2p/ID
-        target = int(parts[4])
-        parts[4] = str(proxy)
-        mapping[info["multiaddr"]] = "/".join(parts)
-        links.append([proxy, target])
-    config = {
-        "delay_ms": spec.link_delay_ms,
-        "loss": spec.link_loss,
-        "seed": spec.seed,
-        "links": links,
-    }
-    path.write_text(json.dumps(config, indent=2))
-    return mapping
 
 
 def _remove_home(home: Path) -> None:

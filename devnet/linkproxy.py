@@ -22,6 +22,7 @@ import json
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -56,6 +57,37 @@ def parse_percent(value: str) -> float:
     if not 0 <= fraction < 1:
         raise ValueError(f"a loss must be in [0%, 100%), got {value!r}")
     return fraction
+
+
+LINKS_FILE = "links.json"
+
+
+def write_links(
+    directory: Path,
+    delay_ms: float,
+    loss: float,
+    seed: int,
+    infos: list[dict[str, Any]],
+    proxy_ports: list[int],
+) -> dict[str, str]:
+    """With WAN links, write the proxy's config; return each node's real -> proxied multiaddr.
+
+    `infos` are the nodes' `node_info.json` contents, `proxy_ports` one free port per node
+    (none: no WAN links, no config).
+    """
+    path = directory / LINKS_FILE
+    path.unlink(missing_ok=True)
+    if not proxy_ports:
+        return {}
+    mapping, links = {}, []
+    for info, proxy in zip(infos, proxy_ports, strict=True):
+        parts = info["multiaddr"].split("/")  # /ip4/127.0.0.1/tcp/PORT/p2p/ID
+        links.append([proxy, int(parts[4])])
+        parts[4] = str(proxy)
+        mapping[info["multiaddr"]] = "/".join(parts)
+    config = {"delay_ms": delay_ms, "loss": loss, "seed": seed, "links": links}
+    path.write_text(json.dumps(config, indent=2))
+    return mapping
 
 
 class Link:
