@@ -16,7 +16,8 @@ reports per n:
 
 then `cpu_growth_exponent`, the least-squares slope of log(CPU per height per node) over
 log(n), and `idle_cpu_fraction`: the CPU share of one daemon that waits alone (its peers
-never start) for `--idle-seconds`.
+never start) for `--idle-seconds`, measured from 15 s after its API answers (alone, it
+still trains once for height 1).
 
 With `--link-delay` / `--link-loss` every peer link goes through the launcher's delaying,
 dropping TCP proxy (devnet/linkproxy.py).
@@ -154,7 +155,9 @@ def idle_cpu_fraction(base: Path, seconds: float) -> float | None:
             if time.monotonic() > deadline or not process.alive():
                 return None
             time.sleep(0.2)
-        time.sleep(2.0)  # let the start-up's last imports and first dials settle
+        # alone, the node still starts height 1 and trains once (torch's lazy imports): let
+        # that pass, then measure what waiting costs
+        time.sleep(15.0)
         before, t0 = cpu_seconds(process.pid), time.monotonic()
         time.sleep(seconds)
         after, t1 = cpu_seconds(process.pid), time.monotonic()
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-window", type=float, default=10.0)
     parser.add_argument("--link-delay", default="0ms", help="one-way delay per peer link")
     parser.add_argument("--link-loss", default="0%", help="chunk loss per peer link")
-    parser.add_argument("--idle-seconds", type=float, default=10.0, help="0: skip the idle run")
+    parser.add_argument("--idle-seconds", type=float, default=20.0, help="0: skip the idle run")
     parser.add_argument("--dir", default=None, help="where the devnets go (default: a temp dir)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
