@@ -35,7 +35,19 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from devnet.processes import PIDS_FILE, NodeProcess, read_pids, start_node, stop_all, write_pids
+from devnet.linkproxy import LINKS_FILE, write_links
+from devnet.processes import (
+    PIDS_FILE,
+    STOP_FILE,
+    NodeProcess,
+    daemons_of,
+    read_pids,
+    start_helper,
+    start_node,
+    stop_all,
+    write_pids,
+)
+from devnet.resources import ResourceMonitor
 
 BYZANTINE_KINDS = ("poison", "garbage", "equivocate")
 
@@ -63,6 +75,8 @@ class DevnetSpec:
     attestation_s: float = 10.0
     metrics: bool = True  # False: no exporter and every metric call a no-op (to measure cost)
     chain_id: str = "bcfl-devnet"
+    link_delay_ms: float = 0.0  # one-way delay of every peer link (devnet/linkproxy.py)
+    link_loss: float = 0.0  # fraction of chunks each link drops (the stream is then reset)
     extra_config: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -134,7 +148,7 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
     from node.nodeinfo import read_node_info
 
     directory = spec.directory
-    if (directory / "pids.json").exists() and any(n.alive() for n in read_pids(directory)):
+    if any(n.alive() for n in read_pids(directory)) or daemons_of(directory):
         raise DevnetError(f"a devnet is already running in {directory}; run bcfl devnet down first")
     directory.mkdir(parents=True, exist_ok=True)
     bad: dict[int, str] = {}
@@ -143,6 +157,8 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
         bad = {spec.nodes - 1 - i: kind for i in range(count)}
     total = spec.nodes + spec.observers
     ports = free_ports(3 * total)
+    wan = spec.link_delay_ms > 0 or spec.link_loss > 0
+    proxy_ports = free_ports(total) if wan else []
     nodes: list[DevnetNode] = []
     infos = []
     for i in range(total):
@@ -188,9 +204,14 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
     train = default_train_config(task)
     members = infos[: spec.nodes]
     observer_ids = [x["peer_id"] for x in infos[spec.nodes :]]
+    links = write_links(
+        directory, spec.link_delay_ms, spec.link_loss, spec.seed, infos, proxy_ports
+    )
     for node, info in zip(nodes, infos, strict=True):
         config = load_config(node.home / "config.toml")
-        config.network.bootstrap = [x["multiaddr"] for x in members if x is not info]
+        config.network.bootstrap = [
+            links.get(x["multiaddr"], x["multiaddr"]) for x in members if x is not info
+        ]
         if not node.observer:
             config.network.observers = list(observer_ids)
         config.training.local_epochs = train.epochs
@@ -264,10 +285,22 @@ def load_nodes(directory: Path) -> list[DevnetNode]:
     ]
 
 
-def start(directory: Path, nodes: list[DevnetNode]) -> list[NodeProcess]:
-    """Start every node's daemon and record the pids."""
-    processes = [start_node(n.name, n.home) for n in nodes]
-    write_pids(directory, processes)
+def start(
+    directory: Path, nodes: list[DevnetNode], processes: list[NodeProcess] | None = None
+) -> list[NodeProcess]:
+    """Start every node's daemon, recording each pid as it starts; return the processes.
+
+    Pass `processes` to have them appended as they start: a signal in the middle of the
+    start-up then still leaves the caller every process to stop.
+    """
+    processes = [] if processes is None else processes
+    (directory / STOP_FILE).unlink(missing_ok=True)
+    helpers = []
+    if (directory / LINKS_FILE).exists():  # WAN links: the proxy first, in the pid record
+        helpers.append(start_helper("linkproxy", directory, ["-m", "devnet.linkproxy", LINKS_FILE]))
+    for node in nodes:
+        processes.append(start_node(node.name, node.home))
+        write_pids(directory, helpers + processes)
     return processes
 
 
@@ -288,6 +321,7 @@ def wait_for_blocks(
     timeout_s: float,
     on_tick: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
     on_exit: Callable[[str], None] = lambda message: None,
+    monitor: ResourceMonitor | None = None,
 ) -> None:
     """Poll until every honest node has `blocks` blocks, or forever when `blocks` is None.
 
@@ -298,10 +332,16 @@ def wait_for_blocks(
     deadline = time.monotonic() + timeout_s
     honest = [i for i, n in enumerate(nodes) if n.byzantine != "garbage"]
     reported: set[str] = set()
+    directory = nodes[0].home.parent
     while True:
         rows = snapshot(nodes)
         on_tick(rows)
-        if blocks is None and not (nodes[0].home.parent / PIDS_FILE).exists():
+        if monitor is not None:
+            for node, process, row in zip(nodes, processes, rows, strict=True):
+                monitor.sample(node.name, process.pid, int(row.get("height") or 0))
+        if blocks is None and (
+            (directory / STOP_FILE).exists() or not (directory / PIDS_FILE).exists()
+        ):
             return  # `bcfl devnet down` is stopping the nodes: a deliberate end
         for node, process in zip(nodes, processes, strict=True):
             if process.alive() or node.name in reported:
@@ -321,8 +361,17 @@ def wait_for_blocks(
         time.sleep(0.5)
 
 
-def collect(spec: DevnetSpec, nodes: list[DevnetNode], blocks: int | None) -> dict[str, Any]:
-    """The `--json` result, from the nodes' APIs and the first honest node's blob store."""
+def collect(
+    spec: DevnetSpec,
+    nodes: list[DevnetNode],
+    blocks: int | None,
+    monitor: ResourceMonitor | None = None,
+) -> dict[str, Any]:
+    """The `--json` result, from the nodes' APIs and the first honest node's blob store.
+
+    With `monitor`, each node also gets `cpu_seconds_per_height` and `peak_rss_bytes`
+    (devnet/resources.py).
+    """
     from learning import (
         apply_delta,
         builtin_task,
@@ -348,6 +397,7 @@ def collect(spec: DevnetSpec, nodes: list[DevnetNode], blocks: int | None) -> di
             "byzantine": n.byzantine or None,
             "observer": n.observer,
             "block_hashes": {str(b["height"]): b["hash"] for b in chains[n.name]},
+            **(monitor or ResourceMonitor()).report(n.name),
         }
         for n in nodes
     ]
@@ -419,8 +469,16 @@ def _phase_medians(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def down(directory: Path) -> int:
-    """Stop every node recorded in `<dir>/pids.json`; return how many were running."""
-    processes = read_pids(directory)
-    running = sum(1 for p in processes if p.alive())
-    stop_all(directory, processes)
-    return running
+    """Stop every daemon of the devnet in `directory`; return how many were running.
+
+    The daemons are found in `<dir>/pids.json` and, should the launcher have died without
+    it, by their command line (devnet/processes.py). While they stop, `<dir>/stopping`
+    tells a launcher still watching them that their exits are deliberate.
+    """
+    marker = directory / STOP_FILE
+    if directory.is_dir():
+        marker.touch()
+    try:
+        return stop_all(directory, [])
+    finally:
+        marker.unlink(missing_ok=True)

@@ -75,6 +75,7 @@ async def run_node(home_dir: Path) -> None:
     from node.gossip_validation import GossipValidator
     from node.httpapi import HttpApi
     from node.network import NetworkSettings, NodeNetwork
+    from node.network.log_levels import demote_expected_failures
     from node.routes import api_routes
     from telemetry.exporter import MetricsExporter
     from telemetry.logs import configure_logging
@@ -88,6 +89,7 @@ async def run_node(home_dir: Path) -> None:
     )
     for noisy in ("libp2p", "multiaddr", "async_service"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    demote_expected_failures()  # failed dials to peers not up yet are not errors
     genesis = load_genesis(home)
     verifier = CachingVerifier(BlsVerifier())  # gossip edge and core share verified results
     try:

@@ -93,6 +93,11 @@ class ShellPolicy:
 
     resend_after: float = 3.0
     """A height without a commit for this long: re-send what we signed at it, poll for blocks."""
+    resend_backoff: float = 2.0
+    """Each further re-send at one height waits this factor longer than the one before: a
+    network too loaded to commit must not be fed a growing share of repeats (1: no backoff)."""
+    resend_max: float = 12.0
+    """The longest wait between two re-sends at one height."""
     poll_when_idle: bool = True
     """Also poll one peer (round-robin) for blocks when idle, even if no peer seems ahead."""
     sync_timeout: float = 35.0
@@ -138,6 +143,7 @@ class NodeShell:
         self._precommitted: dict[int, set[int]] = {}  # height -> whose precommit we saw
         self._sync_until: float | None = None  # a FetchBlocks in flight until then
         self._turn = 0
+        self._resend = (-1, 0.0, 0.0)  # (height, next re-send at, gap after it)
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -245,10 +251,11 @@ class NodeShell:
         current = int(self.core.height)
         out: list[Request] = []
         if connected and now - self.times.start >= self.policy.resend_after:
-            for slot in sorted(self._signed, key=repr):
-                if slot[1] == current:
-                    message = self._signed[slot]
-                    out.append(Publish(topic_of(message), message, resend=True))
+            if self._resend_due(current, now):
+                for slot in sorted(self._signed, key=repr):
+                    if slot[1] == current:
+                        message = self._signed[slot]
+                        out.append(Publish(topic_of(message), message, resend=True))
             if not self._syncing(now):
                 if self.highest_seen > current:
                     out.append(self._fetch_blocks(current, None, now))
@@ -258,6 +265,19 @@ class NodeShell:
         for slot in [s for s in self._signed if s[1] < current]:
             del self._signed[slot]
         return out
+
+    def _resend_due(self, current: int, now: float) -> bool:
+        """True when this idle height's next re-send is due (gaps grow by `resend_backoff`)."""
+        policy = self.policy
+        height, due, gap = self._resend
+        if height != current:
+            due, gap = self.times.start + policy.resend_after, policy.resend_after
+        if now < due:
+            self._resend = (current, due, gap)
+            return False
+        gap = min(gap * policy.resend_backoff, policy.resend_max)
+        self._resend = (current, now + gap, gap)
+        return True
 
     def feed(self, event: Event, now: float) -> list[Request]:
         """Any core event, for adapters and tests that produce events directly."""

@@ -177,8 +177,12 @@ class Simulation:
         self.checker = InvariantChecker(self.chain.certificate_problem, seed=seed)
         # re-send and poll on every gossip tick of an idle height; a sync request is never
         # held back (the virtual network may drop it, and the next tick asks again)
+        # the daemon's backoff between re-sends (x2, capped at 4 intervals: 12 s over 3 s)
         self._policy = ShellPolicy(
-            resend_after=config.gossip_interval, poll_when_idle=False, sync_timeout=0.0
+            resend_after=config.gossip_interval,
+            resend_max=4 * config.gossip_interval,
+            poll_when_idle=False,
+            sync_timeout=0.0,
         )
         byzantine = self._pick_byzantine()
         self.adversary = Adversary(self.chain, byzantine, self.rng)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 
 DEFAULT_DIR = "devnet-home"
 
@@ -39,6 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the nodes with metrics off (to measure what they cost)",
     )
+    parser.add_argument(
+        "--link-delay",
+        default="0ms",
+        help="round-trip time added to every peer link by a TCP proxy, e.g. 40ms (WAN links)",
+    )
+    parser.add_argument(
+        "--link-loss",
+        default="0%",
+        help="share of chunks each link loses and retransmits after a TCP timeout, e.g. 1%%",
+    )
     parser.add_argument("--prometheus", action="store_true", help="also start a local Prometheus")
     parser.add_argument(
         "--json", action="store_true", help="print the run's result as JSON on exit"
@@ -59,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         wait_for_blocks,
     )
     from devnet.monitoring import LiveTable, Steps, start_prometheus, write_scrape_config
-    from devnet.processes import stop_all
+    from devnet.processes import NodeProcess, stop_all
+    from devnet.resources import ResourceMonitor
     from node.errors import UserError
 
     if args.nodes < 1 or args.nodes > 64:
@@ -71,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
     if args.blocks is not None and args.blocks < 1:
         raise UserError(f"--blocks must be at least 1, got {args.blocks}")
     directory = Path(args.dir).expanduser().resolve()
+    from devnet.linkproxy import parse_duration_ms, parse_percent
+
+    try:
+        link_delay_ms, link_loss = parse_duration_ms(args.link_delay), parse_percent(args.link_loss)
+    except ValueError as exc:
+        raise UserError(f"--link-delay / --link-loss: {exc}") from None
     try:
         spec = DevnetSpec(
             directory=directory,
@@ -86,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             update_window_s=args.update_window,
             metrics=not args.no_metrics,
+            link_delay_ms=link_delay_ms,
+            link_loss=link_loss,
         )
         steps = Steps(enabled=sys.stderr.isatty())
         nodes = steps.run(
@@ -94,40 +116,46 @@ def run(args: argparse.Namespace) -> int:
     except DevnetError as exc:
         raise UserError(str(exc)) from None
     scrape = write_scrape_config(directory, nodes)
-    processes = start(directory, nodes)
+    processes: list[NodeProcess] = []
+    monitor = ResourceMonitor()
     prometheus = None
     result: dict[str, object] | None = None
     status = 0
     table = LiveTable(enabled=sys.stderr.isatty(), blocks=args.blocks)
     try:
-        if args.prometheus:
-            prometheus, url = start_prometheus(directory, scrape)
-            print(f"Prometheus: {url}", file=sys.stderr)
-        print(f"started {len(processes)} nodes; Ctrl-C stops them", file=sys.stderr)
-        with table:
-            wait_for_blocks(
-                nodes,
-                processes,
-                args.blocks,
-                spec.timeout_s,
-                table.update,
-                lambda message: print(f"bcfl: warning: {message}", file=sys.stderr),
-            )
-    except KeyboardInterrupt:
-        print("stopping the devnet", file=sys.stderr)
-    except DevnetError as exc:
-        print(f"bcfl: error: {exc}", file=sys.stderr)
-        status = 1
-    finally:
-        if args.json:
+        with _signals_stop_the_devnet():
             try:
-                result = steps.run(
-                    "evaluating every block on the held-out test split and the baseline",
-                    lambda: collect(spec, nodes, args.blocks),
-                )
-            except Exception as exc:  # the nodes may be gone: report, still stop them
-                print(f"bcfl: could not collect the result: {exc}", file=sys.stderr)
-                status = status or 1
+                start(directory, nodes, processes)
+                if args.prometheus:
+                    prometheus, url = start_prometheus(directory, scrape)
+                    print(f"Prometheus: {url}", file=sys.stderr)
+                print(f"started {len(processes)} nodes; Ctrl-C stops them", file=sys.stderr)
+                with table:
+                    wait_for_blocks(
+                        nodes,
+                        processes,
+                        args.blocks,
+                        spec.timeout_s,
+                        table.update,
+                        lambda message: print(f"bcfl: warning: {message}", file=sys.stderr),
+                        monitor,
+                    )
+            except KeyboardInterrupt:
+                print("stopping the devnet", file=sys.stderr)
+            except DevnetError as exc:
+                print(f"bcfl: error: {exc}", file=sys.stderr)
+                status = 1
+            if args.json:
+                try:
+                    result = steps.run(
+                        "evaluating every block on the held-out test split and the baseline",
+                        lambda: collect(spec, nodes, args.blocks, monitor),
+                    )
+                except (Exception, KeyboardInterrupt) as exc:  # nodes may be gone: still stop
+                    print(f"bcfl: could not collect the result: {exc!r}", file=sys.stderr)
+                    status = status or 1
+    finally:
+        # Also after a launcher bug: no daemon may outlive `devnet up` (devnet/processes.py).
         stop_all(directory, processes)
         if prometheus is not None:
             prometheus.terminate()
@@ -138,6 +166,21 @@ def run(args: argparse.Namespace) -> int:
             print("bcfl: error: nodes disagree on a block hash", file=sys.stderr)
             status = 1
     return status
+
+
+@contextlib.contextmanager
+def _signals_stop_the_devnet() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal) end `devnet up` as Ctrl-C does: nodes stopped."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _consistent(result: dict[str, object]) -> bool:

@@ -24,6 +24,7 @@ from libp2p.abc import IHost, ISecureConn
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.security.exceptions import HandshakeFailure  # noqa: F401  (re-exported for tests)
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -66,6 +67,24 @@ def install_gate(host: IHost, gate: PeerGate) -> None:
     wrap_upgrade_security(host, admit)
 
 
+def consortium_connection_config() -> ConnectionConfig:
+    """Connection-manager limits for a consortium of known peers, not the public network.
+
+    The defaults keep 100-300 connections and make the auto-connector dial the peerstore
+    every few seconds to get there ("below target (200 ...); initiating 187 new dials"), on
+    top of the node's own redials of its known peers (`NodeNetwork._dial`). Here nothing
+    is ever pruned below 256 connections (4 per peer for 64 sites) and the auto-connector's
+    periodic pass is pushed out to once an hour (`min_connections` 0: never "critical").
+    """
+    return ConnectionConfig(
+        max_connections=1024,
+        min_connections=0,
+        low_watermark=0,
+        high_watermark=256,
+        auto_connect_interval=3600.0,
+    )
+
+
 def build_host(key_pair: KeyPair, listen: str, gate: PeerGate) -> IHost:
     """A host with Noise + Yamux only and peer-id gating; call `host.run([listen])` to start."""
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
@@ -74,6 +93,7 @@ def build_host(key_pair: KeyPair, listen: str, gate: PeerGate) -> IHost:
         sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         listen_addrs=[multiaddr.Multiaddr(listen)],
+        connection_config=consortium_connection_config(),
     )
     install_gate(host, gate)
     return host

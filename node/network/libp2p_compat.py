@@ -51,6 +51,7 @@ from node.network.libp2p_private import (
     UPGRADE_SECURITY,
     VERIFY_SENDER_RECORD,
     WRITE_MSG,
+    YAMUX_RELEASE_ON_READ,
     Kind,
     LibP2PCompatError,
     LibP2PVersionError,
@@ -68,7 +69,9 @@ check_libp2p_version()
 # fails with its clear message.
 from node.network.libp2p_patches import (  # noqa: E402
     SENDER_RECORD_TTL_S,
+    YAMUX_RELEASE_ENV,
     CompatPubsub,
+    batch_yamux_window_updates,
     next_seqno,
     pubsub_signing_prefix,
     score_invalid_message,
@@ -101,7 +104,10 @@ __all__ = [
     "UPGRADE_SECURITY",
     "VERIFY_SENDER_RECORD",
     "WRITE_MSG",
+    "YAMUX_RELEASE_ENV",
+    "YAMUX_RELEASE_ON_READ",
     "CompatPubsub",
+    "batch_yamux_window_updates",
     "Kind",
     "LibP2PCompatError",
     "LibP2PVersionError",

@@ -50,6 +50,9 @@ def test_poisoned_updates_are_rejected_and_visible_in_the_ledger(tmp_path: Path)
     hashes = [n["block_hashes"] for n in result["nodes"]]
     for height in ("1", "2", "3", "4"):
         assert len({h[height] for h in hashes}) == 1
+    for node in result["nodes"]:  # what each daemon cost, from /proc (issue 9)
+        assert 0 < node["cpu_seconds_per_height"] < node["cpu_seconds"], node["name"]
+        assert 50e6 < node["peak_rss_bytes"] < 4e9, node["name"]
 
 
 def test_garbage_node_is_rejected_by_reason_while_honest_nodes_commit(tmp_path: Path) -> None:

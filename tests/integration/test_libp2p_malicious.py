@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import PROTOCOL_ID_V12
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.utils import encode_varint_prefixed
 
@@ -125,7 +125,7 @@ async def test_guarded_node_drops_malformed_frames_and_keeps_gossiping(tmp_path:
             if victim.pubsub.is_banned(attacker.peer_id):
                 break
             count = victim.counters.malformed_rpc_frames
-            stream = await attacker.host.new_stream(victim.peer_id, [PROTOCOL_ID_V12])
+            stream = await attacker.host.new_stream(victim.peer_id, [PROTOCOL_ID_V11])
             await stream.write(BAD_FRAME)
             await wait_until(lambda c=count: victim.counters.malformed_rpc_frames > c)
         assert victim.counters.malformed_rpc_frames == 3
@@ -149,7 +149,7 @@ async def _two_concurrent_writes(
     attacker: NodeNetwork, victim: NodeNetwork, locked: bool, base: int
 ) -> None:
     topic = Topic.CANDIDATES.wire_name("test")
-    stream = await attacker.host.new_stream(victim.peer_id, [PROTOCOL_ID_V12])
+    stream = await attacker.host.new_stream(victim.peer_id, [PROTOCOL_ID_V11])
     rpcs = [signed_rpc(attacker, topic, bytes([i]) * LARGE_PAYLOAD, base + i) for i in range(2)]
 
     async def write(rpc: rpc_pb2.RPC) -> None:

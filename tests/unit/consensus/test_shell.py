@@ -111,6 +111,18 @@ def test_tick_resends_what_was_signed_only_when_the_height_is_idle() -> None:
     assert all(r.resend for r in again)
 
 
+def test_resends_at_one_idle_height_back_off() -> None:
+    """Re-sends at a stalled height come at growing gaps (3, 6, 12 s), capped at resend_max."""
+    policy = ShellPolicy(resend_after=3.0, resend_backoff=2.0, resend_max=12.0)
+    shell = NodeShell(make_cluster(4).core(1), policy=policy)
+    shell.start(0.0)
+    _trained(shell)
+    resent_at = [
+        t / 2 for t in range(0, 100) if any(isinstance(r, Publish) for r in shell.tick(t / 2))
+    ]
+    assert resent_at == [3.0, 9.0, 21.0, 33.0, 45.0]
+
+
 def test_an_idle_height_polls_one_peer_per_tick_round_robin() -> None:
     """With poll_when_idle, each idle tick asks the next peer's turn for blocks."""
     shell = NodeShell(make_cluster(4).core(1), policy=ShellPolicy(resend_after=3.0))

@@ -484,3 +484,17 @@ async def test_gate_checks_each_secured_connection(monkeypatch: pytest.MonkeyPat
     with pytest.raises(SecurityUpgradeFailure, match="not in the allow-list"):
         await upgrader.upgrade_security(None, False)
     assert refused == [stranger]
+
+
+@contract("yamux._yamux_release_on_read")
+def test_yamux_release_on_read_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-read window-update switch is read from the environment at each call."""
+    from libp2p.stream_muxer.yamux import yamux
+
+    monkeypatch.setenv(compat.YAMUX_RELEASE_ENV, "1")  # restored after the test
+    monkeypatch.delenv(compat.YAMUX_RELEASE_ENV)
+    assert yamux._yamux_release_on_read() is True  # the stock default: a frame per read
+    compat.batch_yamux_window_updates()
+    assert os.environ[compat.YAMUX_RELEASE_ENV] == "0"
+    assert yamux._yamux_release_on_read() is False
+    assert looks_up(yamux.YamuxStream._auto_tune_and_send_window_update, "_yamux_release_on_read")

@@ -1,0 +1,38 @@
+"""`bench/bench_scale.py` runs a real devnet and reports the figures issue 9 names (a smoke)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_bench_scale_reports_every_figure_for_a_small_devnet(tmp_path: Path) -> None:
+    """--nodes 4 --blocks 3: intervals, phases, CPU and RSS per node, gossip per height."""
+    done = subprocess.run(
+        [sys.executable, "bench/bench_scale.py", "--nodes", "4", "--blocks", "3", "--json"]
+        + ["--timeout", "240", "--idle-seconds", "3", "--dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    [row] = result["results"]
+    assert row["nodes"] == 4 and row["reached_target"] and row["blocks"] >= 3
+    assert row["block_interval_median_s"] > 0 and row["block_interval_p90_s"] > 0
+    assert {"train", "block_interval"} <= set(row["phase_medians"])
+    assert row["cpu_seconds_per_height_per_node"] > 0
+    assert row["peak_rss_bytes_per_node"] > 50e6
+    assert row["gossip_messages_in_per_height_per_node"] > 0
+    assert row["gossip_bytes_in_per_height_per_node"] > 0
+    assert result["cpu_growth_exponent"] is None  # one size: nothing to fit
+    assert 0 <= result["idle_cpu_fraction"] < 1
+    assert not list(tmp_path.glob("*/pids.json")), "a devnet was left running"
