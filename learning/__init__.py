@@ -22,7 +22,7 @@ from learning.data import (
     split_train_val,
 )
 from learning.dp import DpConfig, PrivacyBudget, epsilon_after, noise_for_rounds
-from learning.evaluate import VerdictRule, evaluate, improved
+from learning.evaluate import VerdictRule, evaluate, improved, verdict_metric
 from learning.models import build_model, initial_weights
 from learning.serialize import BlobError, blob_hash, bytes_to_weights, weights_to_bytes
 from learning.task import TaskError, TaskSpec
@@ -70,5 +70,6 @@ __all__ = [
     "train",
     "update_norm",
     "validate_update",
+    "verdict_metric",
     "weights_to_bytes",
 ]

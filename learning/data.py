@@ -10,7 +10,9 @@ Splitting, for a built-in data set and a seed:
 2. the rest is divided among the sites: `iid` (shuffled, equal sizes), `dirichlet:ALPHA` (label
    skew: each class is spread over the sites by proportions drawn from Dir(ALPHA), Hsu et al. 2019;
    a regression target is binned into quartiles first), `quantity:ALPHA` (quantity skew: site sizes
-   drawn from Dir(ALPHA), labels uniform). Every site gets at least `MIN_SITE_SAMPLES` samples
+   drawn from Dir(ALPHA), labels uniform), `label-skew:K` (pathological label skew, McMahan et
+   al. 2017: site s holds only the K classes s*K, s*K+1, ... modulo the number of classes, each
+   class shared evenly by the sites holding it; K = 1 gives one-class sites). Every site gets at least `MIN_SITE_SAMPLES` samples
    (draws are repeated deterministically until that holds, as in the usual FL benchmarks);
 3. each site keeps a private validation split (20 %, at least one sample) for its attestations.
 
@@ -164,10 +166,16 @@ def pooled_train(task: TaskSpec, seed: int) -> Split:
 
 
 def parse_partition(spec: str) -> tuple[str, float]:
-    """Parse "iid", "dirichlet:ALPHA" or "quantity:ALPHA" into (scheme, alpha)."""
+    """Parse "iid", "dirichlet:ALPHA", "quantity:ALPHA" or "label-skew:K" into (scheme, arg)."""
     scheme, _, arg = spec.partition(":")
     if scheme == "iid" and not arg:
         return "iid", 0.0
+    if scheme == "label-skew":
+        if arg.isdigit() and int(arg) >= 1:
+            return scheme, float(int(arg))
+        raise DataError(
+            f"partition {spec!r} needs a whole number of classes per site, e.g. {scheme}:1"
+        )
     if scheme in ("dirichlet", "quantity"):
         try:
             alpha = float(arg)
@@ -176,7 +184,9 @@ def parse_partition(spec: str) -> tuple[str, float]:
         if alpha > 0 and np.isfinite(alpha):
             return scheme, alpha
         raise DataError(f"partition {spec!r} needs a positive alpha, e.g. {scheme}:0.5")
-    raise DataError(f"unknown partition {spec!r} (use iid, dirichlet:ALPHA or quantity:ALPHA)")
+    raise DataError(
+        f"unknown partition {spec!r} (use iid, dirichlet:ALPHA, quantity:ALPHA or label-skew:K)"
+    )
 
 
 def partition_indices(
@@ -194,6 +204,8 @@ def partition_indices(
     rng = np.random.default_rng([seed, 0x5175])
     if scheme == "iid":
         return [np.sort(part) for part in np.array_split(rng.permutation(n), n_sites)]
+    if scheme == "label-skew":
+        return _label_skew(strata, n_sites, int(alpha), spec, rng)
     for _attempt in range(1000):
         parts: list[list[int]] = [[] for _ in range(n_sites)]
         if scheme == "dirichlet":
@@ -210,6 +222,29 @@ def partition_indices(
         if min(len(p) for p in parts) >= MIN_SITE_SAMPLES:
             return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
     raise DataError(f"partition {spec!r} left a site with fewer than {MIN_SITE_SAMPLES} samples")
+
+
+def _label_skew(
+    strata: npt.NDArray[np.int64], n_sites: int, per_site: int, spec: str, rng: np.random.Generator
+) -> list[npt.NDArray[np.int64]]:
+    """Site s holds classes s*K .. s*K+K-1 (mod C); each class is cut evenly among its holders."""
+    classes = np.unique(strata)
+    holders: dict[int, list[int]] = {int(c): [] for c in classes}
+    for site in range(n_sites):
+        for j in range(min(per_site, len(classes))):
+            holders[int(classes[(site * per_site + j) % len(classes)])].append(site)
+    parts: list[list[int]] = [[] for _ in range(n_sites)]
+    for value, sites in holders.items():
+        idx = rng.permutation(np.flatnonzero(strata == value))
+        if not sites:
+            sites = [value % n_sites]  # more classes than sites x K: no class is dropped
+        for site, chunk in zip(sites, np.array_split(idx, len(sites)), strict=True):
+            parts[site].extend(int(i) for i in chunk)
+    if min(len(p) for p in parts) < MIN_SITE_SAMPLES:
+        raise DataError(
+            f"partition {spec!r} left a site with fewer than {MIN_SITE_SAMPLES} samples"
+        )
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
 
 
 def split_train_val(split: Split, val_fraction: float = VAL_FRACTION, seed: int = 0) -> SiteData:

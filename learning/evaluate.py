@@ -96,9 +96,14 @@ def evaluate(task: TaskSpec, weights_blob: bytes, split: Split) -> dict[str, flo
     return metrics_from_outputs(task, predict(task, weights_blob, split.x), split.y)
 
 
+def verdict_metric(before: dict[str, float], after: dict[str, float], rule: VerdictRule) -> str:
+    """The metric the verdict uses: the rule's, or "loss" where the rule's is undefined."""
+    return rule.metric if rule.metric in before and rule.metric in after else "loss"
+
+
 def improved(before: dict[str, float], after: dict[str, float], rule: VerdictRule) -> bool:
     """Return the attestation verdict: is `after` no worse than `before` beyond the tolerance."""
-    metric = rule.metric if rule.metric in before and rule.metric in after else "loss"
+    metric = verdict_metric(before, after, rule)
     tolerance = rule.tolerance if metric == rule.metric else 0.0
     gain = after[metric] - before[metric]
     if LOWER_IS_BETTER[metric]:

@@ -11,7 +11,9 @@ Choices (docs/ARCHITECTURE.md "Proof of learning" is silent on them):
   genesis rule. Every validator recomputes that aggregation from the same blobs and attests
   "not improved" when its bytes differ from the candidate's model hash.
 - A validator's verdict compares the base model and the candidate on its private validation
-  split with the genesis verdict rule; the numbers go into its `EvalReport`.
+  split with the genesis verdict rule; the numbers go into its `EvalReport`, whose
+  `metric_name` says which metric decided (the rule's, or the loss where the rule's metric is
+  undefined on this split, e.g. AUC on a one-class site).
 - A site with a differential-privacy budget clips and noises its update and stops contributing
   once the budget is spent (`TrainingOutcome.skipped`).
 - Before aggregating, the proposer screens the valid updates against their coordinate-wise
@@ -199,7 +201,7 @@ class LearningApp:
                 refusal, model = "aggregation mismatch", None
         after = self.metrics_of(model) if model is not None else dict(before)
         verdict = model is not None and learning.improved(before, after, self.verdict)
-        metric = self.task.metric
+        metric = learning.verdict_metric(before, after, self.verdict)
         report = EvalReport(
             evaluator=ValidatorIndex(self.me if self.me is not None else 0),
             candidate_hash=candidate_hash,
@@ -208,6 +210,7 @@ class LearningApp:
             loss_after=float(after.get("loss", 0.0)),
             metric_before=float(before.get(metric, 0.0)),
             metric_after=float(after.get(metric, 0.0)),
+            metric_name=metric,
         )
         return Evaluation(verdict, report, model, before, after, refusal)
 

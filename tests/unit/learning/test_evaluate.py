@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learning.evaluate import VerdictRule, improved, metrics_from_outputs
+from learning.evaluate import VerdictRule, improved, metrics_from_outputs, verdict_metric
 from learning.task import TaskSpec
 
 
@@ -44,5 +44,7 @@ def test_verdict_falls_back_to_loss_and_refuses_nan() -> None:
     """Without the rule's metric the loss decides; a NaN is never an improvement."""
     auc = VerdictRule("auc", tolerance=0.0)
     assert improved({"loss": 1.0}, {"loss": 0.5}, auc)
+    assert verdict_metric({"loss": 1.0}, {"loss": 0.5}, auc) == "loss"
+    assert verdict_metric({"loss": 1.0, "auc": 0.5}, {"loss": 0.5, "auc": 0.6}, auc) == "auc"
     assert not improved({"loss": 1.0}, {"loss": float("nan")}, VerdictRule())
     assert VerdictRule.from_dict(VerdictRule("r2", 0.02).to_dict()) == VerdictRule("r2", 0.02)
