@@ -1,10 +1,7 @@
-"""Data sets and partitioners that mimic hospitals.
+"""Splits and partitioners that mimic hospitals.
 
-Built-in data sets ship inside scikit-learn (no download): the Wisconsin diagnostic breast cancer
-data (569 patients, 30 features, binary: malignant = 1, metric AUC) and the diabetes progression
-data (442 patients, 10 features, regression, metric R²/RMSE).
-
-Splitting, for a built-in data set and a seed:
+The built-in data sets are tasks (`learning.tasks`); most hold their data as arrays
+(`ArrayData`). Splitting, for such a data set and a seed:
 1. a stratified 20 % global test split is held out first; no site ever trains on it, and the
    simulator reports every baseline on it;
 2. the rest is divided among the sites: `iid` (shuffled, equal sizes), `dirichlet:ALPHA` (label
@@ -21,6 +18,7 @@ Everything is a pure function of (task, number of sites, partition, seed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,56 +58,6 @@ class SiteData:
     val: Split
 
 
-def _raw_builtin(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[str]]:
-    from sklearn.datasets import load_breast_cancer, load_diabetes
-
-    if name == "breast-cancer":
-        bunch = load_breast_cancer()
-        # sklearn codes malignant as 0; the clinical positive class (malignant) is 1 here.
-        y = 1.0 - np.asarray(bunch.target, dtype=np.float64)
-    elif name == "diabetes":
-        bunch = load_diabetes()
-        y = np.asarray(bunch.target, dtype=np.float64)
-    else:
-        raise DataError(f"unknown built-in data set {name!r} (use breast-cancer or diabetes)")
-    names = [str(n).replace(" ", "_") for n in bunch.feature_names]
-    return np.asarray(bunch.data, dtype=np.float64), y, names
-
-
-def builtin_task(name: str, model: str = "logreg", hidden: tuple[int, ...] = (32,)) -> TaskSpec:
-    """Return the task spec of a built-in data set, with its public normalisation constants."""
-    x, y, names = _raw_builtin(name)
-    center = tuple(float(v) for v in x.mean(axis=0))
-    scale = tuple(float(v) if v > 0 else 1.0 for v in x.std(axis=0))
-    if name == "breast-cancer":
-        return TaskSpec(
-            name="breast-cancer",
-            dataset=name,
-            kind="binary",
-            model=model,
-            features=tuple(names),
-            label="malignant",
-            metric="auc",
-            hidden=hidden,
-            feature_center=center,
-            feature_scale=scale,
-        )
-    return TaskSpec(
-        name="diabetes",
-        dataset=name,
-        kind="regression",
-        model=model,
-        features=tuple(names),
-        label="progression",
-        metric="r2",
-        hidden=hidden,
-        feature_center=center,
-        feature_scale=scale,
-        label_center=float(y.mean()),
-        label_scale=float(y.std()),
-    )
-
-
 def normalise(task: TaskSpec, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
     """Apply the task's declared feature centre and scale."""
     out = np.asarray(x, dtype=np.float64)
@@ -120,14 +68,9 @@ def normalise(task: TaskSpec, x: npt.NDArray[np.float64]) -> npt.NDArray[np.floa
     return out.astype(np.float32)
 
 
-def _builtin_split(task: TaskSpec) -> Split:
-    x, y, _ = _raw_builtin(task.dataset)
-    return Split(normalise(task, x), y.astype(np.float32))
-
-
 def _strata(task: TaskSpec, y: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
     """Class labels for stratification: the label itself, or quartile bins of a target."""
-    if task.kind == "binary":
+    if task.kind in ("binary", "multiclass"):
         return y.astype(np.int64)
     edges = np.quantile(y, [0.25, 0.5, 0.75])
     return np.searchsorted(edges, y, side="right").astype(np.int64)
@@ -145,24 +88,6 @@ def _stratified_cut(
         held.append(idx[:k])
         rest.append(idx[k:])
     return np.sort(np.concatenate(rest)), np.sort(np.concatenate(held))
-
-
-def _test_cut(task: TaskSpec, seed: int) -> tuple[Split, npt.NDArray[np.int64], Split]:
-    data = _builtin_split(task)
-    rng = np.random.default_rng([seed, 0x7E57])
-    rest, held = _stratified_cut(_strata(task, data.y), TEST_FRACTION, rng)
-    return data, rest, data.take(held)
-
-
-def global_test(task: TaskSpec, seed: int) -> Split:
-    """Return the held-out global test split of a built-in data set."""
-    return _test_cut(task, seed)[2]
-
-
-def pooled_train(task: TaskSpec, seed: int) -> Split:
-    """Return every site's training data pooled (the centralised baseline's input)."""
-    data, rest, _ = _test_cut(task, seed)
-    return data.take(rest)
 
 
 def parse_partition(spec: str) -> tuple[str, float]:
@@ -258,19 +183,40 @@ def split_train_val(split: Split, val_fraction: float = VAL_FRACTION, seed: int 
     return SiteData(train=split.take(np.sort(order[k:])), val=split.take(np.sort(order[:k])))
 
 
-def all_sites(task: TaskSpec, n_sites: int, partition: str, seed: int) -> list[SiteData]:
-    """Return every site's data for a built-in data set (what the simulator uses)."""
-    data, rest, _ = _test_cut(task, seed)
-    pool = data.take(rest)
-    parts = partition_indices(_strata(task, pool.y), n_sites, partition, seed)
-    return [
-        split_train_val(pool.take(part), VAL_FRACTION, seed * 1_000_003 + site)
-        for site, part in enumerate(parts)
-    ]
+class ArrayData:
+    """A data set held as arrays: a stratified global test cut, then a partition among sites.
 
+    `raw()` returns the unnormalised features (one row per sample) and the labels; the task's
+    declared normalisation is applied here. This is the `BuiltinData` of the built-in tasks.
+    """
 
-def site_data(task: TaskSpec, site: int, n_sites: int, partition: str, seed: int) -> SiteData:
-    """Return site `site`'s (0-based) train and validation splits of a built-in data set."""
-    if not 0 <= site < n_sites:
-        raise DataError(f"site index {site} is outside 0..{n_sites - 1}")
-    return all_sites(task, n_sites, partition, seed)[site]
+    def __init__(
+        self, raw: Callable[[], tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]
+    ) -> None:
+        self._raw = raw
+
+    def _cut(self, task: TaskSpec, seed: int) -> tuple[Split, npt.NDArray[np.int64], Split]:
+        x, y = self._raw()
+        data = Split(normalise(task, x), y.astype(np.float32))
+        rng = np.random.default_rng([seed, 0x7E57])
+        rest, held = _stratified_cut(_strata(task, data.y), TEST_FRACTION, rng)
+        return data, rest, data.take(held)
+
+    def global_test(self, task: TaskSpec, seed: int) -> Split:
+        """The held-out global test split."""
+        return self._cut(task, seed)[2]
+
+    def pooled_train(self, task: TaskSpec, seed: int) -> Split:
+        """Every site's training data pooled."""
+        data, rest, _ = self._cut(task, seed)
+        return data.take(rest)
+
+    def sites(self, task: TaskSpec, n_sites: int, partition: str, seed: int) -> list[SiteData]:
+        """Every site's train and validation splits."""
+        data, rest, _ = self._cut(task, seed)
+        pool = data.take(rest)
+        parts = partition_indices(_strata(task, pool.y), n_sites, partition, seed)
+        return [
+            split_train_val(pool.take(part), VAL_FRACTION, seed * 1_000_003 + site)
+            for site, part in enumerate(parts)
+        ]

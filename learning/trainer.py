@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
 
 from learning.data import Split
 from learning.models import build_model, load_weights, model_weights
+from learning.plugin import resolve
 from learning.serialize import bytes_to_weights, weights_to_bytes
 from learning.task import TaskSpec
 
@@ -69,6 +70,9 @@ class TrainStats:
 
 def default_train_config(task: TaskSpec) -> TrainConfig:
     """Return hyper-parameters that work for the task's model on a few dozen samples per site."""
+    declared = resolve(task).train_config(task)
+    if declared is not None:
+        return declared
     if task.model == "mlp":
         return TrainConfig(epochs=2, batch_size=16, lr=0.01, optimizer="adam")
     if task.kind == "regression":
@@ -82,6 +86,8 @@ def _targets(
 ) -> npt.NDArray[np.float64]:
     if task.kind == "binary":
         return 1.0 - y if label_flip else y
+    if task.kind == "multiclass":
+        return task.n_classes - 1 - y if label_flip else y
     z = (y - task.label_center) / task.label_scale
     return -z if label_flip else z
 
@@ -103,7 +109,11 @@ def train(
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    loss_fn: nn.Module = nn.BCEWithLogitsLoss() if task.kind == "binary" else nn.MSELoss()
+    plugin = resolve(task)
+
+    def loss_fn(out: torch.Tensor, target: torch.Tensor) -> Any:
+        return plugin.loss(task, out, target)
+
     x = torch.from_numpy(np.ascontiguousarray(data.x, dtype=np.float32)).to(device)
     targets = _targets(task, data.y.astype(np.float64), config.label_flip)
     y = torch.from_numpy(targets.astype(np.float32)).to(device)

@@ -76,6 +76,15 @@ class Evaluation:
     refusal: str = ""
 
 
+def _device(setting: str) -> str:
+    """`training.device`: "auto" is cuda where a GPU is visible, else the CPU."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def sha256(data: bytes) -> Hash:
     return Hash(hashlib.sha256(data).digest())
 
@@ -88,6 +97,7 @@ class LearningApp:
     ) -> None:
         try:
             self.task = learning.TaskSpec.from_dict(genesis.task)
+            self.plugin = learning.check_installed(self.task)
             self.rule = learning.AggregationRule(
                 name=genesis.aggregation_rule, **genesis.aggregation_params
             )
@@ -108,6 +118,7 @@ class LearningApp:
             fedprox_mu=t.fedprox_mu,
             threads=t.torch_threads,
             seed=config.data.seed,
+            device=_device(t.device),
         )
         self.budget: learning.PrivacyBudget | None = None
         if t.dp_clip_norm > 0 and t.dp_noise_multiplier > 0:
@@ -125,11 +136,12 @@ class LearningApp:
     def _load_data(self, config: NodeConfig, home: Path) -> learning.SiteData:
         d = config.data
         try:
-            if d.csv:
-                path = Path(d.csv)
+            if d.csv or d.path:
+                path = Path(d.csv or d.path)
                 path = path if path.is_absolute() else home / path
-                return learning.split_train_val(learning.load_csv(self.task, path), seed=d.seed)
-            if d.builtin != self.task.dataset:
+                own = self.plugin.load_site(self.task, path)
+                return learning.split_train_val(own, seed=d.seed)
+            if d.builtin not in (self.task.dataset, self.task.entry_point):
                 raise DataConfigError(
                     f"data.builtin is {d.builtin!r} but the genesis task trains on "
                     f"{self.task.dataset!r}; set data.builtin to {self.task.dataset!r}"

@@ -5,16 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learning.data import (
-    MIN_SITE_SAMPLES,
-    DataError,
-    all_sites,
-    global_test,
-    parse_partition,
-    partition_indices,
-    pooled_train,
-    site_data,
-)
+from learning.data import MIN_SITE_SAMPLES, DataError, parse_partition, partition_indices
+from learning.plugin import all_sites, global_test, pooled_train, site_data
 from learning.task import TaskSpec
 
 

@@ -34,10 +34,10 @@ def test_missing_field_is_named(cancer: TaskSpec) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("kind", "ranking"), ("model", "resnet"), ("metric", "rmse"), ("features", "age")],
+    [("kind", "ranking"), ("metric", "rmse"), ("features", "age"), ("n_classes", 3)],
 )
 def test_bad_values_are_rejected(cancer: TaskSpec, field: str, value: Any) -> None:
-    """Unknown kinds, models, metrics and malformed features are refused."""
+    """Unknown kinds and metrics, malformed features, classes on a binary task are refused."""
     data = cancer.to_dict()
     data[field] = value
     with pytest.raises(TaskError):
