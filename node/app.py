@@ -97,7 +97,6 @@ class LearningApp:
     ) -> None:
         try:
             self.task = learning.TaskSpec.from_dict(genesis.task)
-            self.plugin = learning.check_installed(self.task)
             self.rule = learning.AggregationRule(
                 name=genesis.aggregation_rule, **genesis.aggregation_params
             )
@@ -106,6 +105,10 @@ class LearningApp:
             )
         except (learning.TaskError, ValueError, TypeError) as exc:
             raise DataConfigError(f"the genesis task or rules are not usable here: {exc}") from None
+        try:
+            self.plugin = learning.check_installed(self.task)
+        except learning.TaskError as exc:
+            raise DataConfigError(str(exc)) from None
         self.me = me
         self.config = config
         self.data = self._load_data(config, home)

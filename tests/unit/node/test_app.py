@@ -64,3 +64,17 @@ def _updates(update: bytes) -> list[tuple[UpdateReceipt, bytes | None]]:
         ValidatorIndex(0), Height(1), Hash(bytes(32)), Hash(codec.sha256(update)), 10, 0.5, 0.0
     )
     return [(receipt, update)]
+
+
+def test_a_task_other_than_the_genesis_pin_refuses_to_start(tmp_path: Path) -> None:
+    """A site whose installed task code differs from the genesis pin gets one sentence."""
+    import dataclasses
+
+    import pytest
+
+    from node.app import DataConfigError
+
+    task = dataclasses.replace(builtin_task("breast-cancer"), code_hash="0" * 64)
+    genesis = make_genesis("app-test", [BlsSigner(bytes([7]) * 32)], task=task.to_dict())
+    with pytest.raises(DataConfigError, match=r"^the installed task learning.tasks.tabular"):
+        LearningApp(genesis, NodeConfig(), tmp_path, ValidatorIndex(0))
