@@ -49,3 +49,11 @@ def test_unknown_field_is_rejected(cancer: TaskSpec) -> None:
     data = cancer.to_dict() | {"lable": "x"}
     with pytest.raises(TaskError, match="unknown"):
         TaskSpec.from_dict(data)
+
+
+def test_every_task_metric_has_a_metric_label() -> None:
+    """The closed label set of the model-metric gauge holds every metric a task may headline."""
+    from learning.task import METRICS
+    from telemetry.labels import MODEL_METRICS
+
+    assert {m for ms in METRICS.values() for m in ms} - {"loss"} <= set(MODEL_METRICS)
