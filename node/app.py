@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import learning
 from consensus.types import EvalReport, Genesis, Hash, UpdateReceipt, ValidatorIndex
 from learning.screening import screen_outliers
+from learning.serialize import Blob
 from node.config import NodeConfig
 
 MAX_UPDATE_NORM = 1e4
@@ -171,10 +173,10 @@ class LearningApp:
         return TrainingOutcome(update, n, stats.loss_last_epoch, epsilon, stats.seconds)
 
     def build_candidate(
-        self, base_model: bytes, updates: list[tuple[UpdateReceipt, bytes | None]]
+        self, base_model: bytes, updates: Sequence[tuple[UpdateReceipt, Blob | None]]
     ) -> CandidateOutcome:
         """Validate each fetched update and aggregate the good ones (None bytes: unavailable)."""
-        accepted: list[tuple[UpdateReceipt, bytes]] = []
+        accepted: list[tuple[UpdateReceipt, Blob]] = []
         rejected: list[tuple[UpdateReceipt, str]] = []
         for receipt, blob in updates:
             reason = "unavailable" if blob is None else self._check(base_model, blob)
@@ -188,10 +190,12 @@ class LearningApp:
         model = self._aggregate(base_model, accepted) if accepted else None
         return CandidateOutcome(model, tuple(r for r, _ in accepted), tuple(rejected))
 
-    def _check(self, base_model: bytes, blob: bytes) -> str:
+    def _check(self, base_model: bytes, blob: Blob) -> str:
         return learning.validate_update(self.task, base_model, blob, MAX_UPDATE_NORM) or ""
 
-    def _aggregate(self, base_model: bytes, accepted: list[tuple[UpdateReceipt, bytes]]) -> bytes:
+    def _aggregate(
+        self, base_model: bytes, accepted: Sequence[tuple[UpdateReceipt, Blob]]
+    ) -> bytes:
         items = [(r.blob_hash, blob, r.n_samples) for r, blob in accepted]
         return learning.aggregate(self.rule, base_model, items)
 
@@ -200,7 +204,7 @@ class LearningApp:
         base_model: bytes,
         candidate_hash: Hash,
         model_hash: Hash,
-        updates: list[tuple[UpdateReceipt, bytes | None]],
+        updates: Sequence[tuple[UpdateReceipt, Blob | None]],
     ) -> Evaluation:
         """Recompute the candidate from its updates and judge it on the local validation split."""
         before = self.metrics_of(base_model)
