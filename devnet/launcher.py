@@ -345,9 +345,11 @@ def collect(spec: DevnetSpec, nodes: list[DevnetNode], blocks: int | None) -> di
     metric = task.metric
     test = global_test(task, spec.seed)
     chains = {n.name: (n.get("/chain", timeout=10.0) or []) for n in nodes}
+    pids = {p.name: p.pid for p in read_pids(nodes[0].home.parent)} if nodes else {}
     node_rows = [
         {
             "name": n.name,
+            "peak_rss_bytes": peak_rss_bytes(pids[n.name]) if n.name in pids else None,
             "byzantine": n.byzantine or None,
             "observer": n.observer,
             "block_hashes": {str(b["height"]): b["hash"] for b in chains[n.name]},
@@ -400,6 +402,18 @@ def collect(spec: DevnetSpec, nodes: list[DevnetNode], blocks: int | None) -> di
         "centralized_metric": centralized,
         "phase_medians": _phase_medians(rows),
     }
+
+
+def peak_rss_bytes(pid: int) -> int | None:
+    """A running process's peak resident memory (VmHWM of /proc/PID/status), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # the kernel reports kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _phase_medians(rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -103,7 +103,8 @@ def train(
     model = build_model(task)
     load_weights(model, global_weights)
     model.to(device)
-    anchor = [p.detach().clone() for p in model.parameters()]
+    # the FedProx anchor is a second copy of the weights: only kept when the term is used
+    anchor = [p.detach().clone() for p in model.parameters()] if config.fedprox_mu > 0 else []
     optimizer: torch.optim.Optimizer
     if config.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
