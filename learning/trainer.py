@@ -20,9 +20,9 @@ import numpy.typing as npt
 import torch
 
 from learning.data import Split
-from learning.models import build_model, load_weights, model_weights
+from learning.models import build_model
 from learning.plugin import resolve
-from learning.serialize import bytes_to_weights, weights_to_bytes
+from learning.serialize import TensorView, bytes_to_weights, safetensors_header, weights_to_bytes
 from learning.task import TaskSpec
 
 OPTIMIZERS = ("sgd", "adam")
@@ -99,9 +99,9 @@ def train(
     started = time.perf_counter()
     torch.set_num_threads(config.threads)
     device = torch.device(config.device)
-    global_weights = bytes_to_weights(global_blob)
+    base = TensorView(global_blob)
     model = build_model(task)
-    load_weights(model, global_weights)
+    _load_from_view(model, base)
     model.to(device)
     # the FedProx anchor is a second copy of the weights: only kept when the term is used
     anchor = [p.detach().clone() for p in model.parameters()] if config.fedprox_mu > 0 else []
@@ -140,9 +140,9 @@ def train(
             optimizer.step()
             steps += 1
         epoch_losses.append(total / max(n, 1))
-    local = model_weights(model.cpu())
-    delta = {name: (local[name] - global_weights[name]).astype(np.float32) for name in local}
-    norm = float(np.sqrt(sum(float(np.sum(d.astype(np.float64) ** 2)) for d in delta.values())))
+    del optimizer, x, y  # free the optimiser state and gradients before the delta is built
+    model.zero_grad(set_to_none=True)
+    delta_blob, norm = _delta_blob(model.cpu(), base)
     stats = TrainStats(
         loss_first_epoch=epoch_losses[0] if epoch_losses else float("nan"),
         loss_last_epoch=epoch_losses[-1] if epoch_losses else float("nan"),
@@ -151,7 +151,38 @@ def train(
         seconds=time.perf_counter() - started,
         update_norm=norm,
     )
-    return weights_to_bytes(delta), n, stats
+    return delta_blob, n, stats
+
+
+def _load_from_view(model: torch.nn.Module, base: TensorView) -> None:
+    """Copy the blob's tensors into the model one at a time (no second copy of the model)."""
+    state = model.state_dict()
+    if sorted(state) != base.names:
+        raise ValueError("the model blob's tensors do not match the task's model")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != base.shape(name):
+            raise ValueError(
+                f"tensor {name!r} has shape {base.shape(name)}, expected {tuple(tensor.shape)}"
+            )
+        tensor.reshape(-1).numpy()[:] = base.read(name, 0, base.count(name))
+
+
+def _delta_blob(model: torch.nn.Module, base: TensorView) -> tuple[bytes, float]:
+    """local - global (float32) written straight into one safetensors buffer, and its L2 norm."""
+    state = model.state_dict()
+    names = sorted(state)
+    header = safetensors_header({name: tuple(state[name].shape) for name in names})
+    out = bytearray(len(header) + 4 * sum(state[name].numel() for name in names))
+    out[: len(header)] = header
+    position = len(header)
+    total = 0.0
+    for name in names:
+        local = state[name].detach().reshape(-1).numpy()
+        target = np.frombuffer(out, dtype="<f4", count=local.size, offset=position)
+        np.subtract(local, base.read(name, 0, local.size), out=target)
+        total += float(np.sum(target.astype(np.float64) ** 2))
+        position += 4 * local.size
+    return bytes(out), float(np.sqrt(total))
 
 
 def apply_delta(global_blob: bytes, delta_blob: bytes) -> bytes:
