@@ -181,10 +181,11 @@ class BlobExchange:
             raise ValueError("a blob id is 32 bytes")
         while blob_hash in self._in_flight:
             await self._in_flight[blob_hash].wait()
-        if await trio.to_thread.run_sync(self.blobs.verify, blob_hash):
-            return  # a damaged copy was moved aside by verify(): fetch it again
+        # claimed before the first await, so a concurrent fetch of this blob waits for us
         done = self._in_flight[blob_hash] = trio.Event()
         try:
+            if await trio.to_thread.run_sync(self.blobs.verify, blob_hash):
+                return  # a damaged copy was moved aside by verify(): fetch it again
             failures: list[str] = []
             queue = list(from_peers)
             for attempt in range(self.busy_retries + 1):

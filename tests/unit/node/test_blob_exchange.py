@@ -85,6 +85,21 @@ async def test_a_blob_streams_into_the_store(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_concurrent_fetches_of_one_blob_share_one_transfer(tmp_path: Path) -> None:
+    """Three tasks fetching one blob at once cost one transfer and all succeed."""
+    async with trio.open_nursery() as nursery:
+        directory: dict[str, FakeHost] = {}
+        server = _exchange(nursery, directory, "server", tmp_path)
+        me = _exchange(nursery, directory, "me", tmp_path)
+        server.blobs.put(BLOB)
+        async with trio.open_nursery() as fetchers:
+            for _ in range(3):
+                fetchers.start_soon(me.fetch_to_store, BLOB_ID, ["server"])
+        assert me.counters.blob_fetches["ok"] == 1
+        assert server.counters.blob_serves["ok"] == 1
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_busy_server_is_retried_with_backoff(tmp_path: Path) -> None:
     """A fetch that meets a busy server retries it and succeeds once a slot frees up."""
     async with trio.open_nursery() as nursery:
@@ -130,21 +145,22 @@ async def test_a_server_that_stays_busy_fails_after_the_retries(tmp_path: Path) 
 async def test_a_stalling_peer_costs_its_own_deadline_then_the_next_peer_serves(
     tmp_path: Path,
 ) -> None:
-    """A peer that announces the blob and stalls times out alone; the next one delivers."""
+    """A peer that announces a small blob and stalls times out on its own short deadline; the
+    next peer delivers 12 MB under a deadline that grew with that size."""
     async with trio.open_nursery() as nursery:
         directory: dict[str, FakeHost] = {}
         staller = directory["staller"] = FakeHost(nursery, directory)
 
         async def stall(stream: FakeStream) -> None:
             await stream.read(32)
-            await stream.write(HEADER.pack(FOUND, len(BLOB)))
+            await stream.write(HEADER.pack(FOUND, 2000))  # a small blob: a short deadline
             await stream.write(BLOB[:1000])
             await trio.sleep_forever()
 
         staller.set_stream_handler("/bcfl/blob/1.0.0", stall)
         honest = _exchange(nursery, directory, "honest", tmp_path)
         honest.blobs.put(BLOB)
-        me = _exchange(nursery, directory, "me", tmp_path, timeout_s=0.2, min_rate_bytes_per_s=1e9)
+        me = _exchange(nursery, directory, "me", tmp_path, timeout_s=0.5, min_rate_bytes_per_s=1e6)
         with trio.fail_after(10):
             await me.fetch_to_store(BLOB_ID, ["staller", "honest"])  # type: ignore[list-item]
         assert me.counters.blob_fetches["error"] == 1
