@@ -49,8 +49,8 @@ def bench_training(threads: int) -> None:
     """Time one local epoch per built-in task and model on one site of eight."""
     from dataclasses import replace
 
-    from learning.data import all_sites, builtin_task
     from learning.models import initial_weights
+    from learning.plugin import all_sites, builtin_task
     from learning.trainer import default_train_config, train
 
     print(f"\nlocal training (site 0 of 8, iid, {threads} thread(s))")

@@ -19,7 +19,8 @@ Rules, in the order they are checked (a message stops at the first that fails):
 5. ``valid-round``: a proposal's ``-1 <= valid_round < round`` (Algorithm 1 lines 22, 28).
 6. ``height-mismatch``: a proposal's block is of the proposal's height.
 7. Shape of the payload: ``report-mismatch`` (an attestation whose eval report is another
-   evaluator's or for another candidate), ``empty-candidate`` (a candidate without updates or
+   evaluator's or for another candidate, or names its metric with more than
+   ``MAX_METRIC_NAME`` characters), ``empty-candidate`` (a candidate without updates or
    without an aggregation rule), ``bad-statistics`` (a receipt with ``n_samples <= 0`` or a
    negative privacy budget).
 8. ``bad-signature``: the signature over `consensus.signing` sign-bytes verifies under the
@@ -54,6 +55,9 @@ from consensus.validators import ValidatorSet
 
 MAX_ROUND_AHEAD = 1000
 """Messages for rounds further ahead of the caller's current round are refused (memory bound)."""
+
+MAX_METRIC_NAME = 32
+"""Longest `EvalReport.metric_name` admitted (metric names are short identifiers)."""
 
 UNKNOWN_SIGNER = "unknown-signer"
 WRONG_CHAIN = "wrong-chain"
@@ -178,6 +182,7 @@ class Admission:
         if (
             report.evaluator != attestation.signer
             or report.candidate_hash != attestation.candidate_hash
+            or len(report.metric_name) > MAX_METRIC_NAME
         ):
             return REPORT_MISMATCH
         return self._signature_reason(attestation, verify)

@@ -141,7 +141,12 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class EvalReport:
-    """One validator's numbers for a candidate on its local validation split."""
+    """One validator's numbers for a candidate on its local validation split.
+
+    `metric_name` names the metric that decided the verdict and that `metric_before` /
+    `metric_after` hold: the genesis verdict metric, or "loss" where that metric is undefined on
+    this validator's split (AUC on a one-class split). Admission bounds its length.
+    """
 
     evaluator: ValidatorIndex
     candidate_hash: Hash
@@ -150,6 +155,7 @@ class EvalReport:
     loss_after: float
     metric_before: float
     metric_after: float
+    metric_name: str = "loss"
 
 
 @dataclass(frozen=True, slots=True)

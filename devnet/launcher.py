@@ -64,7 +64,7 @@ class DevnetSpec:
     nodes: int = 4
     dataset: str = "breast-cancer"
     partition: str = "iid"
-    model: str = "logreg"
+    model: str | None = None  # None: the task's own default model
     rule: str = "fedavg"
     seed: int = 0
     blocks: int | None = None
@@ -141,12 +141,16 @@ class DevnetNode:
 def create(spec: DevnetSpec) -> list[DevnetNode]:
     """Create the node homes and the genesis; return the nodes (nothing started yet)."""
     from consensus.types import Timeouts
-    from learning import builtin_task, default_train_config
+    from learning import DataError, builtin_task, default_train_config
     from node.cli import main as bcfl
     from node.config import load_config, save_config
     from node.genesis_files import build_genesis, write_genesis
     from node.nodeinfo import read_node_info
 
+    try:
+        task = builtin_task(spec.dataset, model=spec.model)
+    except DataError as exc:
+        raise DevnetError(str(exc)) from None
     directory = spec.directory
     if any(n.alive() for n in read_pids(directory)) or daemons_of(directory):
         raise DevnetError(f"a devnet is already running in {directory}; run bcfl devnet down first")
@@ -200,7 +204,6 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
         infos.append(read_node_info(home / "node_info.json"))
         nodes.append(DevnetNode(name, home, api, metrics, bad.get(i, ""), observer=observer))
 
-    task = builtin_task(spec.dataset, model=spec.model)
     train = default_train_config(task)
     members = infos[: spec.nodes]
     observer_ids = [x["peer_id"] for x in infos[spec.nodes :]]
@@ -252,7 +255,7 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
                 ],
                 "dataset": spec.dataset,
                 "seed": spec.seed,
-                "model": spec.model,
+                "model": task.model,
             },
             indent=2,
         )

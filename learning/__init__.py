@@ -9,21 +9,21 @@ caller). An "update" blob is always a DELTA
 from learning.aggregate import RULES, AggregationError, AggregationRule, aggregate
 from learning.attacks import ATTACKS, attack_update, parse_attack
 from learning.csvdata import load_csv
-from learning.data import (
-    DataError,
-    SiteData,
-    Split,
+from learning.data import DataError, SiteData, Split, parse_partition, split_train_val
+from learning.dp import DpConfig, PrivacyBudget, epsilon_after, noise_for_rounds
+from learning.evaluate import VerdictRule, evaluate, improved, verdict_metric
+from learning.models import build_model, initial_weights
+from learning.plugin import (
+    BUILTIN_TASKS,
+    Task,
     all_sites,
     builtin_task,
+    check_installed,
+    code_hash,
     global_test,
-    parse_partition,
     pooled_train,
     site_data,
-    split_train_val,
 )
-from learning.dp import DpConfig, PrivacyBudget, epsilon_after, noise_for_rounds
-from learning.evaluate import VerdictRule, evaluate, improved
-from learning.models import build_model, initial_weights
 from learning.serialize import BlobError, blob_hash, bytes_to_weights, weights_to_bytes
 from learning.task import TaskError, TaskSpec
 from learning.trainer import TrainConfig, TrainStats, apply_delta, default_train_config, train
@@ -31,6 +31,7 @@ from learning.validation import REASONS, update_norm, validate_update
 
 __all__ = [
     "ATTACKS",
+    "BUILTIN_TASKS",
     "REASONS",
     "RULES",
     "AggregationError",
@@ -41,6 +42,7 @@ __all__ = [
     "PrivacyBudget",
     "SiteData",
     "Split",
+    "Task",
     "TaskError",
     "TaskSpec",
     "TrainConfig",
@@ -54,6 +56,8 @@ __all__ = [
     "build_model",
     "builtin_task",
     "bytes_to_weights",
+    "check_installed",
+    "code_hash",
     "default_train_config",
     "epsilon_after",
     "evaluate",
@@ -70,5 +74,6 @@ __all__ = [
     "train",
     "update_norm",
     "validate_update",
+    "verdict_metric",
     "weights_to_bytes",
 ]

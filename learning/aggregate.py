@@ -5,8 +5,9 @@ same bytes, whatever order the blobs arrived in. Hence:
 1. inputs are sorted by blob hash (then sample count) before anything else;
 2. all arithmetic is float64, elementwise or along the update axis in that fixed order, and only
    the final `global + aggregate` is rounded to float32;
-3. work is done in fixed-size coordinate chunks, so memory stays bounded (8 updates of 10M
-   parameters) without changing a single bit of the result.
+3. work is done in fixed-size coordinate chunks, read straight from each blob (in memory or on
+   disk), so memory stays at the output plus n x CHUNK float64 values without changing a single
+   bit of the result.
 Reductions across coordinates (norms, Krum distances) use NumPy's summation, which is fixed for
 one NumPy build; they only decide clipping factors and Krum's selection.
 
@@ -23,7 +24,6 @@ Rules, applied to the update DELTAS (see trainer.py):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from learning.serialize import Weights, bytes_to_weights, weights_to_bytes
+from learning.serialize import Blob, TensorView, safetensors_header, source_hash
 
 RULES = ("fedavg", "median", "trimmed-mean", "multi-krum")
 CHUNK = 1 << 20  # coordinates per chunk; part of the determinism contract, do not vary per call
@@ -85,43 +85,40 @@ class AggregationRule:
         )
 
 
-UpdateInput = tuple[bytes, bytes, int]  # (blob hash, update blob, number of samples)
-
-
-def _chunks(weights: Weights, names: list[str]) -> list[tuple[str, int, int]]:
-    spans: list[tuple[str, int, int]] = []
-    for name in names:
-        size = int(weights[name].size)
-        spans.extend((name, start, min(start + CHUNK, size)) for start in range(0, size, CHUNK))
-    return spans
+UpdateInput = tuple[bytes, Blob, int]  # (blob hash, update blob or its source, number of samples)
 
 
 def aggregate(
-    rule: AggregationRule | str, global_blob: bytes, updates: Sequence[UpdateInput]
+    rule: AggregationRule | str, global_blob: Blob, updates: Sequence[UpdateInput]
 ) -> bytes:
-    """Return the candidate model blob: global + rule(update deltas). Same bytes for any order."""
+    """Return the candidate model blob: global + rule(update deltas). Same bytes for any order.
+
+    The updates are read a chunk of coordinates at a time (from memory or from files), and the
+    result is written straight into one output buffer, so the working memory is the output plus
+    n x CHUNK float64 values, whatever the model size.
+    """
     if isinstance(rule, str):
         rule = AggregationRule(name=rule)
     if not updates:
         raise AggregationError("no updates to aggregate")
     ordered = sorted(updates, key=lambda u: (bytes(u[0]), int(u[2])))
-    base = bytes_to_weights(global_blob)
-    names = sorted(base)
-    deltas: list[Weights] = []
+    base = TensorView(global_blob)
+    names = base.names
+    deltas: list[TensorView] = []
     for digest, blob, n_samples in ordered:
-        if hashlib.sha256(blob).digest() != bytes(digest):
+        if source_hash(blob) != bytes(digest):
             raise AggregationError("an update blob does not match its hash")
         if n_samples <= 0:
             raise AggregationError("an update claims no training samples")
-        delta = bytes_to_weights(blob)
-        if sorted(delta) != names or any(delta[k].shape != base[k].shape for k in names):
+        delta = TensorView(blob)
+        if delta.names != names or any(delta.shape(k) != base.shape(k) for k in names):
             raise AggregationError("an update does not match the model's tensors")
         deltas.append(delta)
     n = len(deltas)
-    spans = _chunks(base, names)
+    spans = list(base.spans(CHUNK))
 
     def rows(name: str, start: int, stop: int) -> F64:
-        return np.stack([d[name].reshape(-1)[start:stop].astype(np.float64) for d in deltas])
+        return np.stack([d.read(name, start, stop).astype(np.float64) for d in deltas])
 
     scale = np.ones(n, dtype=np.float64)
     if rule.clip_norm is not None:
@@ -142,8 +139,13 @@ def aggregate(
     weights[selected] = samples[selected] / samples[selected].sum()
     trim = int(np.floor(rule.trim_fraction * n))
 
-    out: Weights = {}
-    flat_out = {name: np.empty(base[name].size, dtype=np.float32) for name in names}
+    header = safetensors_header({name: base.shape(name) for name in names})
+    out = bytearray(len(header) + 4 * sum(base.count(name) for name in names))
+    out[: len(header)] = header
+    offsets, position = {}, len(header)
+    for name in names:
+        offsets[name] = position
+        position += 4 * base.count(name)
     for name, start, stop in spans:
         block = rows(name, start, stop) * scale[:, None]
         if rule.name == "median":
@@ -158,11 +160,12 @@ def aggregate(
             agg = np.zeros(block.shape[1], dtype=np.float64)
             for i in selected:
                 agg += weights[i] * block[i]
-        g = base[name].reshape(-1)[start:stop].astype(np.float64)
-        flat_out[name][start:stop] = (g + agg).astype(np.float32)
-    for name in names:
-        out[name] = flat_out[name].reshape(base[name].shape)
-    return weights_to_bytes(out)
+        g = base.read(name, start, stop).astype(np.float64)
+        target = np.frombuffer(
+            out, dtype="<f4", count=stop - start, offset=offsets[name] + 4 * start
+        )
+        target[:] = (g + agg).astype(np.float32)
+    return bytes(out)
 
 
 def _krum_select(

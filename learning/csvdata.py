@@ -2,7 +2,9 @@
 
 The file needs a header row naming at least the task's features and its label (extra columns are
 ignored, order does not matter). Every cell of those columns must be a finite number; a binary
-label must be 0 or 1 and both classes must occur. Each problem is reported as one line naming the
+label must be 0 or 1. A site may hold a single class (a cancer centre sees mostly malignant
+cases): it trains and attests like any other, its verdict falling back to the loss where a
+metric such as AUC is undefined on its validation split. Each problem is reported as one line naming the
 file, the column and the row, where "row" is the line number in the file as a spreadsheet shows it
 (the header is row 1), so an operator can jump straight to the cell.
 """
@@ -68,12 +70,6 @@ def load_csv(task: TaskSpec, path: str | Path) -> Split:
                 raise DataError(
                     f"{name}: column {task.label!r} row {line}: label {y[r]:g} is not 0 or 1"
                 )
-        classes = np.unique(y)
-        if len(classes) < 2:
-            raise DataError(
-                f"{name}: column {task.label!r}: every row has label {classes[0]:g}; "
-                "a binary task needs both classes"
-            )
     return Split(normalise(task, values[:, :-1]), y.astype(np.float32))
 
 

@@ -1,16 +1,15 @@
-"""Data sets and partitioners that mimic hospitals.
+"""Splits and partitioners that mimic hospitals.
 
-Built-in data sets ship inside scikit-learn (no download): the Wisconsin diagnostic breast cancer
-data (569 patients, 30 features, binary: malignant = 1, metric AUC) and the diabetes progression
-data (442 patients, 10 features, regression, metric R²/RMSE).
-
-Splitting, for a built-in data set and a seed:
+The built-in data sets are tasks (`learning.tasks`); most hold their data as arrays
+(`ArrayData`). Splitting, for such a data set and a seed:
 1. a stratified 20 % global test split is held out first; no site ever trains on it, and the
    simulator reports every baseline on it;
 2. the rest is divided among the sites: `iid` (shuffled, equal sizes), `dirichlet:ALPHA` (label
    skew: each class is spread over the sites by proportions drawn from Dir(ALPHA), Hsu et al. 2019;
    a regression target is binned into quartiles first), `quantity:ALPHA` (quantity skew: site sizes
-   drawn from Dir(ALPHA), labels uniform). Every site gets at least `MIN_SITE_SAMPLES` samples
+   drawn from Dir(ALPHA), labels uniform), `label-skew:K` (pathological label skew, McMahan et
+   al. 2017: site s holds only the K classes s*K, s*K+1, ... modulo the number of classes, each
+   class shared evenly by the sites holding it; K = 1 gives one-class sites). Every site gets at least `MIN_SITE_SAMPLES` samples
    (draws are repeated deterministically until that holds, as in the usual FL benchmarks);
 3. each site keeps a private validation split (20 %, at least one sample) for its attestations.
 
@@ -19,6 +18,7 @@ Everything is a pure function of (task, number of sites, partition, seed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,56 +58,6 @@ class SiteData:
     val: Split
 
 
-def _raw_builtin(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[str]]:
-    from sklearn.datasets import load_breast_cancer, load_diabetes
-
-    if name == "breast-cancer":
-        bunch = load_breast_cancer()
-        # sklearn codes malignant as 0; the clinical positive class (malignant) is 1 here.
-        y = 1.0 - np.asarray(bunch.target, dtype=np.float64)
-    elif name == "diabetes":
-        bunch = load_diabetes()
-        y = np.asarray(bunch.target, dtype=np.float64)
-    else:
-        raise DataError(f"unknown built-in data set {name!r} (use breast-cancer or diabetes)")
-    names = [str(n).replace(" ", "_") for n in bunch.feature_names]
-    return np.asarray(bunch.data, dtype=np.float64), y, names
-
-
-def builtin_task(name: str, model: str = "logreg", hidden: tuple[int, ...] = (32,)) -> TaskSpec:
-    """Return the task spec of a built-in data set, with its public normalisation constants."""
-    x, y, names = _raw_builtin(name)
-    center = tuple(float(v) for v in x.mean(axis=0))
-    scale = tuple(float(v) if v > 0 else 1.0 for v in x.std(axis=0))
-    if name == "breast-cancer":
-        return TaskSpec(
-            name="breast-cancer",
-            dataset=name,
-            kind="binary",
-            model=model,
-            features=tuple(names),
-            label="malignant",
-            metric="auc",
-            hidden=hidden,
-            feature_center=center,
-            feature_scale=scale,
-        )
-    return TaskSpec(
-        name="diabetes",
-        dataset=name,
-        kind="regression",
-        model=model,
-        features=tuple(names),
-        label="progression",
-        metric="r2",
-        hidden=hidden,
-        feature_center=center,
-        feature_scale=scale,
-        label_center=float(y.mean()),
-        label_scale=float(y.std()),
-    )
-
-
 def normalise(task: TaskSpec, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
     """Apply the task's declared feature centre and scale."""
     out = np.asarray(x, dtype=np.float64)
@@ -118,14 +68,9 @@ def normalise(task: TaskSpec, x: npt.NDArray[np.float64]) -> npt.NDArray[np.floa
     return out.astype(np.float32)
 
 
-def _builtin_split(task: TaskSpec) -> Split:
-    x, y, _ = _raw_builtin(task.dataset)
-    return Split(normalise(task, x), y.astype(np.float32))
-
-
 def _strata(task: TaskSpec, y: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
     """Class labels for stratification: the label itself, or quartile bins of a target."""
-    if task.kind == "binary":
+    if task.kind in ("binary", "multiclass"):
         return y.astype(np.int64)
     edges = np.quantile(y, [0.25, 0.5, 0.75])
     return np.searchsorted(edges, y, side="right").astype(np.int64)
@@ -145,29 +90,17 @@ def _stratified_cut(
     return np.sort(np.concatenate(rest)), np.sort(np.concatenate(held))
 
 
-def _test_cut(task: TaskSpec, seed: int) -> tuple[Split, npt.NDArray[np.int64], Split]:
-    data = _builtin_split(task)
-    rng = np.random.default_rng([seed, 0x7E57])
-    rest, held = _stratified_cut(_strata(task, data.y), TEST_FRACTION, rng)
-    return data, rest, data.take(held)
-
-
-def global_test(task: TaskSpec, seed: int) -> Split:
-    """Return the held-out global test split of a built-in data set."""
-    return _test_cut(task, seed)[2]
-
-
-def pooled_train(task: TaskSpec, seed: int) -> Split:
-    """Return every site's training data pooled (the centralised baseline's input)."""
-    data, rest, _ = _test_cut(task, seed)
-    return data.take(rest)
-
-
 def parse_partition(spec: str) -> tuple[str, float]:
-    """Parse "iid", "dirichlet:ALPHA" or "quantity:ALPHA" into (scheme, alpha)."""
+    """Parse "iid", "dirichlet:ALPHA", "quantity:ALPHA" or "label-skew:K" into (scheme, arg)."""
     scheme, _, arg = spec.partition(":")
     if scheme == "iid" and not arg:
         return "iid", 0.0
+    if scheme == "label-skew":
+        if arg.isdigit() and int(arg) >= 1:
+            return scheme, float(int(arg))
+        raise DataError(
+            f"partition {spec!r} needs a whole number of classes per site, e.g. {scheme}:1"
+        )
     if scheme in ("dirichlet", "quantity"):
         try:
             alpha = float(arg)
@@ -176,7 +109,9 @@ def parse_partition(spec: str) -> tuple[str, float]:
         if alpha > 0 and np.isfinite(alpha):
             return scheme, alpha
         raise DataError(f"partition {spec!r} needs a positive alpha, e.g. {scheme}:0.5")
-    raise DataError(f"unknown partition {spec!r} (use iid, dirichlet:ALPHA or quantity:ALPHA)")
+    raise DataError(
+        f"unknown partition {spec!r} (use iid, dirichlet:ALPHA, quantity:ALPHA or label-skew:K)"
+    )
 
 
 def partition_indices(
@@ -194,6 +129,8 @@ def partition_indices(
     rng = np.random.default_rng([seed, 0x5175])
     if scheme == "iid":
         return [np.sort(part) for part in np.array_split(rng.permutation(n), n_sites)]
+    if scheme == "label-skew":
+        return _label_skew(strata, n_sites, int(alpha), spec, rng)
     for _attempt in range(1000):
         parts: list[list[int]] = [[] for _ in range(n_sites)]
         if scheme == "dirichlet":
@@ -212,6 +149,29 @@ def partition_indices(
     raise DataError(f"partition {spec!r} left a site with fewer than {MIN_SITE_SAMPLES} samples")
 
 
+def _label_skew(
+    strata: npt.NDArray[np.int64], n_sites: int, per_site: int, spec: str, rng: np.random.Generator
+) -> list[npt.NDArray[np.int64]]:
+    """Site s holds classes s*K .. s*K+K-1 (mod C); each class is cut evenly among its holders."""
+    classes = np.unique(strata)
+    holders: dict[int, list[int]] = {int(c): [] for c in classes}
+    for site in range(n_sites):
+        for j in range(min(per_site, len(classes))):
+            holders[int(classes[(site * per_site + j) % len(classes)])].append(site)
+    parts: list[list[int]] = [[] for _ in range(n_sites)]
+    for value, sites in holders.items():
+        idx = rng.permutation(np.flatnonzero(strata == value))
+        if not sites:
+            sites = [value % n_sites]  # more classes than sites x K: no class is dropped
+        for site, chunk in zip(sites, np.array_split(idx, len(sites)), strict=True):
+            parts[site].extend(int(i) for i in chunk)
+    if min(len(p) for p in parts) < MIN_SITE_SAMPLES:
+        raise DataError(
+            f"partition {spec!r} left a site with fewer than {MIN_SITE_SAMPLES} samples"
+        )
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
 def split_train_val(split: Split, val_fraction: float = VAL_FRACTION, seed: int = 0) -> SiteData:
     """Keep a private validation split of a site's data (at least one sample each side)."""
     n = len(split)
@@ -223,19 +183,40 @@ def split_train_val(split: Split, val_fraction: float = VAL_FRACTION, seed: int 
     return SiteData(train=split.take(np.sort(order[k:])), val=split.take(np.sort(order[:k])))
 
 
-def all_sites(task: TaskSpec, n_sites: int, partition: str, seed: int) -> list[SiteData]:
-    """Return every site's data for a built-in data set (what the simulator uses)."""
-    data, rest, _ = _test_cut(task, seed)
-    pool = data.take(rest)
-    parts = partition_indices(_strata(task, pool.y), n_sites, partition, seed)
-    return [
-        split_train_val(pool.take(part), VAL_FRACTION, seed * 1_000_003 + site)
-        for site, part in enumerate(parts)
-    ]
+class ArrayData:
+    """A data set held as arrays: a stratified global test cut, then a partition among sites.
 
+    `raw()` returns the unnormalised features (one row per sample) and the labels; the task's
+    declared normalisation is applied here. This is the `BuiltinData` of the built-in tasks.
+    """
 
-def site_data(task: TaskSpec, site: int, n_sites: int, partition: str, seed: int) -> SiteData:
-    """Return site `site`'s (0-based) train and validation splits of a built-in data set."""
-    if not 0 <= site < n_sites:
-        raise DataError(f"site index {site} is outside 0..{n_sites - 1}")
-    return all_sites(task, n_sites, partition, seed)[site]
+    def __init__(
+        self, raw: Callable[[], tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]
+    ) -> None:
+        self._raw = raw
+
+    def _cut(self, task: TaskSpec, seed: int) -> tuple[Split, npt.NDArray[np.int64], Split]:
+        x, y = self._raw()
+        data = Split(normalise(task, x), y.astype(np.float32))
+        rng = np.random.default_rng([seed, 0x7E57])
+        rest, held = _stratified_cut(_strata(task, data.y), TEST_FRACTION, rng)
+        return data, rest, data.take(held)
+
+    def global_test(self, task: TaskSpec, seed: int) -> Split:
+        """The held-out global test split."""
+        return self._cut(task, seed)[2]
+
+    def pooled_train(self, task: TaskSpec, seed: int) -> Split:
+        """Every site's training data pooled."""
+        data, rest, _ = self._cut(task, seed)
+        return data.take(rest)
+
+    def sites(self, task: TaskSpec, n_sites: int, partition: str, seed: int) -> list[SiteData]:
+        """Every site's train and validation splits."""
+        data, rest, _ = self._cut(task, seed)
+        pool = data.take(rest)
+        parts = partition_indices(_strata(task, pool.y), n_sites, partition, seed)
+        return [
+            split_train_val(pool.take(part), VAL_FRACTION, seed * 1_000_003 + site)
+            for site, part in enumerate(parts)
+        ]

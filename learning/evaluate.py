@@ -1,8 +1,8 @@
 """Evaluation on a split and the verdict a validator attests: did the candidate improve the model?
 
-Metrics: `loss` always (binary cross-entropy, or mean squared error of the standardised target),
-plus `auc` and `accuracy` for a binary task (AUC only when both classes are present) or `rmse`
-(in the label's own units) and `r2` for a regression task.
+Metrics are the task plugin's (`learning.metrics` for the defaults of each kind): `loss` always,
+plus e.g. `auc` for a binary task (only when both classes are present), `macro_auc` for a
+multiclass one, `rmse`, `mae` and `r2` for a regression task.
 
 The verdict `improved(before, after, rule)` compares one metric with a tolerance from the genesis:
 a candidate counts as improved when it is not worse than the current model by more than the
@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from learning.data import Split
+from learning.metrics import LOWER_IS_BETTER
 from learning.models import build_model, load_weights
+from learning.plugin import resolve
 from learning.serialize import bytes_to_weights
 from learning.task import TaskSpec
-
-LOWER_IS_BETTER = {"loss": True, "rmse": True, "auc": False, "accuracy": False, "r2": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,27 +66,8 @@ def predict(task: TaskSpec, weights_blob: bytes, x: np.ndarray[Any, Any]) -> np.
 def metrics_from_outputs(
     task: TaskSpec, out: np.ndarray[Any, Any], y: np.ndarray[Any, Any]
 ) -> dict[str, float]:
-    """Compute the task's metrics from model outputs and true labels."""
-    y = np.asarray(y, dtype=np.float64)
-    if task.kind == "binary":
-        # log(1 + e^z) - y z, computed stably
-        loss = float(np.mean(np.logaddexp(0.0, out) - y * out))
-        result = {"loss": loss, "accuracy": float(np.mean((out > 0) == (y > 0.5)))}
-        if 0 < y.sum() < len(y):
-            from sklearn.metrics import roc_auc_score
-
-            result["auc"] = float(roc_auc_score(y, out))
-        return result
-    target = (y - task.label_center) / task.label_scale
-    pred = out * task.label_scale + task.label_center
-    result = {
-        "loss": float(np.mean((out - target) ** 2)),
-        "rmse": float(np.sqrt(np.mean((pred - y) ** 2))),
-    }
-    total = float(np.sum((y - y.mean()) ** 2))
-    if total > 0:
-        result["r2"] = 1.0 - float(np.sum((pred - y) ** 2)) / total
-    return result
+    """Compute the task's metrics from model outputs and true labels (the plugin's metrics)."""
+    return resolve(task).metrics(task, out, np.asarray(y, dtype=np.float64))
 
 
 def evaluate(task: TaskSpec, weights_blob: bytes, split: Split) -> dict[str, float]:
@@ -96,9 +77,14 @@ def evaluate(task: TaskSpec, weights_blob: bytes, split: Split) -> dict[str, flo
     return metrics_from_outputs(task, predict(task, weights_blob, split.x), split.y)
 
 
+def verdict_metric(before: dict[str, float], after: dict[str, float], rule: VerdictRule) -> str:
+    """The metric the verdict uses: the rule's, or "loss" where the rule's is undefined."""
+    return rule.metric if rule.metric in before and rule.metric in after else "loss"
+
+
 def improved(before: dict[str, float], after: dict[str, float], rule: VerdictRule) -> bool:
     """Return the attestation verdict: is `after` no worse than `before` beyond the tolerance."""
-    metric = rule.metric if rule.metric in before and rule.metric in after else "loss"
+    metric = verdict_metric(before, after, rule)
     tolerance = rule.tolerance if metric == rule.metric else 0.0
     gain = after[metric] - before[metric]
     if LOWER_IS_BETTER[metric]:

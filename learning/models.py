@@ -1,10 +1,14 @@
-"""Models for tabular data, built by name from the task spec, with seeded initial weights.
+"""Models built by the task plugin, with seeded initial weights.
 
-`logreg` is a single linear layer (logistic regression for a binary task, linear regression for a
-regression task); `mlp` stacks Linear + ReLU layers of the task's hidden widths. Both output one
-value per sample (a logit, or a standardised target). Initial weights are drawn with NumPy's PCG64
-generator (the PyTorch default: uniform in ±1/sqrt(fan_in)), so the same (task, seed) gives the same
-bytes on every machine and PyTorch version.
+The tabular models: `logreg` is a single linear layer (logistic regression for a binary task,
+linear regression for a regression task); `mlp` stacks Linear + ReLU layers of the task's hidden
+widths. Both output one value per sample (a logit, or a standardised target). Other models come
+from their task (`learning.plugin.Task.build_model`).
+
+Initial weights are drawn with NumPy's PCG64 generator (the PyTorch default: uniform in
+±1/sqrt(fan_in), fan_in the product of a weight's dimensions after the first; a bias takes its
+layer's weight's fan_in), so the same (task, seed) gives the same bytes on every machine and
+PyTorch version. Normalisation layers start at their identity (scale 1, shift 0).
 """
 
 from __future__ import annotations
@@ -36,10 +40,11 @@ class TabularModel(nn.Module):
         return out
 
 
-def build_model(task: TaskSpec) -> TabularModel:
+def build_model(task: TaskSpec) -> nn.Module:
     """Build the task's architecture (weights are not initialised meaningfully)."""
-    hidden = task.hidden if task.model == "mlp" else ()
-    return TabularModel(task.n_features, hidden)
+    from learning.plugin import resolve
+
+    return resolve(task).build_model(task)
 
 
 def model_weights(model: nn.Module) -> Weights:
@@ -60,12 +65,18 @@ def load_weights(model: nn.Module, weights: Weights) -> None:
 
 def initial_weights(task: TaskSpec, seed: int) -> bytes:
     """Return the seeded initial model of the task as a safetensors blob."""
-    model = build_model(task)
+    state = build_model(task).state_dict()
     rng = np.random.default_rng([seed, 0x1417])
     weights: Weights = {}
-    for name, tensor in sorted(model.state_dict().items()):
-        layer = name.rsplit(".", 1)[0]
-        fan_in = model.state_dict()[f"{layer}.weight"].shape[1]
-        bound = 1.0 / np.sqrt(fan_in)
-        weights[name] = rng.uniform(-bound, bound, size=tuple(tensor.shape)).astype(np.float32)
+    for name, tensor in sorted(state.items()):
+        shape = tuple(tensor.shape)
+        prefix, _, last = name.rpartition(".")
+        partner = f"{prefix}.{last.replace('bias', 'weight', 1)}" if prefix else last
+        weight = state.get(partner.lstrip("."))
+        if weight is None or weight.dim() < 2:
+            fill = np.zeros if last.startswith("bias") or "running_mean" in last else np.ones
+            weights[name] = fill(shape, dtype=np.float32)
+            continue
+        bound = 1.0 / np.sqrt(int(np.prod(tuple(weight.shape)[1:])))
+        weights[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
     return weights_to_bytes(weights)

@@ -16,34 +16,44 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import numpy.typing as npt
 
-from learning.serialize import bytes_to_weights
+from learning.serialize import Blob, TensorView
 
 MIN_UPDATES = 3
-
-
-def _flatten(blob: bytes) -> npt.NDArray[np.float64]:
-    weights = bytes_to_weights(blob)
-    return np.concatenate([weights[name].astype(np.float64).ravel() for name in sorted(weights)])
+CHUNK = 1 << 18  # coordinates per chunk: n x CHUNK float64 values in memory at a time
 
 
 def screen_outliers(
-    updates: Sequence[bytes], *, min_cosine: float = 0.0, max_norm_ratio: float = 4.0
+    updates: Sequence[Blob], *, min_cosine: float = 0.0, max_norm_ratio: float = 4.0
 ) -> list[str | None]:
-    """For each update blob, "outlier" if it should be excluded, else None (same order)."""
+    """For each update blob, "outlier" if it should be excluded, else None (same order).
+
+    The median, the norms and the dot products are accumulated one chunk of coordinates at a
+    time, so memory does not grow with the model (the updates must share one set of tensors,
+    which `validate_update` has checked).
+    """
     if len(updates) < MIN_UPDATES:
         return [None] * len(updates)
-    vectors = np.stack([_flatten(blob) for blob in updates])
-    centre = np.median(vectors, axis=0)
-    centre_norm = float(np.linalg.norm(centre))
-    norms = np.linalg.norm(vectors, axis=1)
+    views = [TensorView(blob) for blob in updates]
+    n = len(views)
+    layout = [(name, views[0].shape(name)) for name in views[0].names]
+    if any([(name, v.shape(name)) for name in v.names] != layout for v in views[1:]):
+        raise ValueError("updates to screen must share one set of tensors")
+    dots = np.zeros(n, dtype=np.float64)
+    squares = np.zeros(n, dtype=np.float64)
+    centre_square = 0.0
+    for name, start, stop in views[0].spans(CHUNK):
+        block = np.stack([v.read(name, start, stop).astype(np.float64) for v in views])
+        centre = np.median(block, axis=0)
+        dots += block @ centre
+        squares += np.sum(block * block, axis=1)
+        centre_square += float(centre @ centre)
+    centre_norm = float(np.sqrt(centre_square))
+    norms = np.sqrt(squares)
     median_norm = float(np.median(norms))
     verdicts: list[str | None] = []
-    for vector, norm in zip(vectors, norms, strict=True):
-        cosine = (
-            float(vector @ centre) / (float(norm) * centre_norm) if norm and centre_norm else 1.0
-        )
+    for dot, norm in zip(dots, norms, strict=True):
+        cosine = float(dot) / (float(norm) * centre_norm) if norm and centre_norm else 1.0
         too_long = median_norm > 0 and float(norm) > max_norm_ratio * median_norm
         verdicts.append("outlier" if cosine < min_cosine or too_long else None)
     return verdicts

@@ -28,10 +28,12 @@ import numpy as np
 
 from learning.aggregate import AggregationRule, aggregate
 from learning.attacks import attack_update
-from learning.data import Split, all_sites, builtin_task, global_test, pooled_train
+from learning.data import Split
 from learning.dp import DpConfig, PrivacyBudget, noise_for_rounds
-from learning.evaluate import LOWER_IS_BETTER, VerdictRule, evaluate, improved
+from learning.evaluate import VerdictRule, evaluate, improved
+from learning.metrics import LOWER_IS_BETTER
 from learning.models import initial_weights
+from learning.plugin import all_sites, builtin_task, global_test, pooled_train
 from learning.serialize import blob_hash
 from learning.task import TaskSpec
 from learning.trainer import TrainConfig, apply_delta, default_train_config, train

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
 
 from learning.data import Split
-from learning.models import build_model, load_weights, model_weights
-from learning.serialize import bytes_to_weights, weights_to_bytes
+from learning.models import build_model
+from learning.plugin import resolve
+from learning.serialize import TensorView, bytes_to_weights, safetensors_header, weights_to_bytes
 from learning.task import TaskSpec
 
 OPTIMIZERS = ("sgd", "adam")
@@ -69,6 +70,9 @@ class TrainStats:
 
 def default_train_config(task: TaskSpec) -> TrainConfig:
     """Return hyper-parameters that work for the task's model on a few dozen samples per site."""
+    declared = resolve(task).train_config(task)
+    if declared is not None:
+        return declared
     if task.model == "mlp":
         return TrainConfig(epochs=2, batch_size=16, lr=0.01, optimizer="adam")
     if task.kind == "regression":
@@ -82,6 +86,8 @@ def _targets(
 ) -> npt.NDArray[np.float64]:
     if task.kind == "binary":
         return 1.0 - y if label_flip else y
+    if task.kind == "multiclass":
+        return task.n_classes - 1 - y if label_flip else y
     z = (y - task.label_center) / task.label_scale
     return -z if label_flip else z
 
@@ -93,17 +99,22 @@ def train(
     started = time.perf_counter()
     torch.set_num_threads(config.threads)
     device = torch.device(config.device)
-    global_weights = bytes_to_weights(global_blob)
+    base = TensorView(global_blob)
     model = build_model(task)
-    load_weights(model, global_weights)
+    _load_from_view(model, base)
     model.to(device)
-    anchor = [p.detach().clone() for p in model.parameters()]
+    # the FedProx anchor is a second copy of the weights: only kept when the term is used
+    anchor = [p.detach().clone() for p in model.parameters()] if config.fedprox_mu > 0 else []
     optimizer: torch.optim.Optimizer
     if config.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    loss_fn: nn.Module = nn.BCEWithLogitsLoss() if task.kind == "binary" else nn.MSELoss()
+    plugin = resolve(task)
+
+    def loss_fn(out: torch.Tensor, target: torch.Tensor) -> Any:
+        return plugin.loss(task, out, target)
+
     x = torch.from_numpy(np.ascontiguousarray(data.x, dtype=np.float32)).to(device)
     targets = _targets(task, data.y.astype(np.float64), config.label_flip)
     y = torch.from_numpy(targets.astype(np.float32)).to(device)
@@ -129,9 +140,9 @@ def train(
             optimizer.step()
             steps += 1
         epoch_losses.append(total / max(n, 1))
-    local = model_weights(model.cpu())
-    delta = {name: (local[name] - global_weights[name]).astype(np.float32) for name in local}
-    norm = float(np.sqrt(sum(float(np.sum(d.astype(np.float64) ** 2)) for d in delta.values())))
+    del optimizer, x, y  # free the optimiser state and gradients before the delta is built
+    model.zero_grad(set_to_none=True)
+    delta_blob, norm = _delta_blob(model.cpu(), base)
     stats = TrainStats(
         loss_first_epoch=epoch_losses[0] if epoch_losses else float("nan"),
         loss_last_epoch=epoch_losses[-1] if epoch_losses else float("nan"),
@@ -140,7 +151,38 @@ def train(
         seconds=time.perf_counter() - started,
         update_norm=norm,
     )
-    return weights_to_bytes(delta), n, stats
+    return delta_blob, n, stats
+
+
+def _load_from_view(model: torch.nn.Module, base: TensorView) -> None:
+    """Copy the blob's tensors into the model one at a time (no second copy of the model)."""
+    state = model.state_dict()
+    if sorted(state) != base.names:
+        raise ValueError("the model blob's tensors do not match the task's model")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != base.shape(name):
+            raise ValueError(
+                f"tensor {name!r} has shape {base.shape(name)}, expected {tuple(tensor.shape)}"
+            )
+        tensor.reshape(-1).numpy()[:] = base.read(name, 0, base.count(name))
+
+
+def _delta_blob(model: torch.nn.Module, base: TensorView) -> tuple[bytes, float]:
+    """local - global (float32) written straight into one safetensors buffer, and its L2 norm."""
+    state = model.state_dict()
+    names = sorted(state)
+    header = safetensors_header({name: tuple(state[name].shape) for name in names})
+    out = bytearray(len(header) + 4 * sum(state[name].numel() for name in names))
+    out[: len(header)] = header
+    position = len(header)
+    total = 0.0
+    for name in names:
+        local = state[name].detach().reshape(-1).numpy()
+        target = np.frombuffer(out, dtype="<f4", count=local.size, offset=position)
+        np.subtract(local, base.read(name, 0, local.size), out=target)
+        total += float(np.sum(target.astype(np.float64) ** 2))
+        position += 4 * local.size
+    return bytes(out), float(np.sqrt(total))
 
 
 def apply_delta(global_blob: bytes, delta_blob: bytes) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from learning.serialize import DEFAULT_MAX_BLOB_BYTES, BlobError, Weights, bytes_to_weights
+from learning.serialize import DEFAULT_MAX_BLOB_BYTES, Blob, BlobError, TensorView, Weights
 from learning.task import TaskSpec
 
 REASONS = (
@@ -22,6 +22,7 @@ REASONS = (
     "non-finite",
     "norm-exceeded",
 )
+CHUNK = 1 << 20  # coordinates read at a time
 
 
 def update_norm(update: Weights) -> float:
@@ -35,8 +36,8 @@ def update_norm(update: Weights) -> float:
 
 def validate_update(
     task: TaskSpec,
-    global_blob: bytes,
-    update_blob: bytes,
+    global_blob: Blob,
+    update_blob: Blob,
     max_norm: float | None = None,
     max_bytes: int = DEFAULT_MAX_BLOB_BYTES,
 ) -> str | None:
@@ -44,22 +45,27 @@ def validate_update(
 
     The expected tensor names and shapes are those of the global model blob (which the node has
     already checked against the task); `task` is accepted so a future check can use the schema.
+    The update is read a chunk at a time, so a large model is never held twice.
     """
     del task  # the global blob fixes the architecture
-    reference = bytes_to_weights(global_blob)
+    reference = TensorView(global_blob)
     try:
-        update = bytes_to_weights(update_blob, max_bytes=max_bytes)
+        update = TensorView(update_blob, max_bytes=max_bytes)
     except BlobError as exc:
         return exc.reason
-    if set(reference) - set(update):
+    if set(reference.names) - set(update.names):
         return "missing-tensor"
-    if set(update) - set(reference):
+    if set(update.names) - set(reference.names):
         return "unexpected-tensor"
-    for name, array in reference.items():
-        if update[name].shape != array.shape:
+    for name in reference.names:
+        if update.shape(name) != reference.shape(name):
             return "shape-mismatch"
-    if not all(np.isfinite(update[name]).all() for name in update):
-        return "non-finite"
-    if max_norm is not None and update_norm(update) > max_norm:
+    total = 0.0
+    for name, start, stop in update.spans(CHUNK):
+        flat = update.read(name, start, stop).astype(np.float64)
+        if not np.isfinite(flat).all():
+            return "non-finite"
+        total += float(np.sum(flat * flat))
+    if max_norm is not None and float(np.sqrt(total)) > max_norm:
         return "norm-exceeded"
     return None

@@ -11,7 +11,9 @@ Choices (docs/ARCHITECTURE.md "Proof of learning" is silent on them):
   genesis rule. Every validator recomputes that aggregation from the same blobs and attests
   "not improved" when its bytes differ from the candidate's model hash.
 - A validator's verdict compares the base model and the candidate on its private validation
-  split with the genesis verdict rule; the numbers go into its `EvalReport`.
+  split with the genesis verdict rule; the numbers go into its `EvalReport`, whose
+  `metric_name` says which metric decided (the rule's, or the loss where the rule's metric is
+  undefined on this split, e.g. AUC on a one-class site).
 - A site with a differential-privacy budget clips and noises its update and stops contributing
   once the budget is spent (`TrainingOutcome.skipped`).
 - Before aggregating, the proposer screens the valid updates against their coordinate-wise
@@ -25,12 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import learning
 from consensus.types import EvalReport, Genesis, Hash, UpdateReceipt, ValidatorIndex
 from learning.screening import screen_outliers
+from learning.serialize import Blob
 from node.config import NodeConfig
 
 MAX_UPDATE_NORM = 1e4
@@ -74,6 +78,15 @@ class Evaluation:
     refusal: str = ""
 
 
+def _device(setting: str) -> str:
+    """`training.device`: "auto" is cuda where a GPU is visible, else the CPU."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def sha256(data: bytes) -> Hash:
     return Hash(hashlib.sha256(data).digest())
 
@@ -94,6 +107,10 @@ class LearningApp:
             )
         except (learning.TaskError, ValueError, TypeError) as exc:
             raise DataConfigError(f"the genesis task or rules are not usable here: {exc}") from None
+        try:
+            self.plugin = learning.check_installed(self.task)
+        except learning.TaskError as exc:
+            raise DataConfigError(str(exc)) from None
         self.me = me
         self.config = config
         self.data = self._load_data(config, home)
@@ -106,6 +123,7 @@ class LearningApp:
             fedprox_mu=t.fedprox_mu,
             threads=t.torch_threads,
             seed=config.data.seed,
+            device=_device(t.device),
         )
         self.budget: learning.PrivacyBudget | None = None
         if t.dp_clip_norm > 0 and t.dp_noise_multiplier > 0:
@@ -123,11 +141,12 @@ class LearningApp:
     def _load_data(self, config: NodeConfig, home: Path) -> learning.SiteData:
         d = config.data
         try:
-            if d.csv:
-                path = Path(d.csv)
+            if d.csv or d.path:
+                path = Path(d.csv or d.path)
                 path = path if path.is_absolute() else home / path
-                return learning.split_train_val(learning.load_csv(self.task, path), seed=d.seed)
-            if d.builtin != self.task.dataset:
+                own = self.plugin.load_site(self.task, path)
+                return learning.split_train_val(own, seed=d.seed)
+            if d.builtin not in (self.task.dataset, self.task.entry_point):
                 raise DataConfigError(
                     f"data.builtin is {d.builtin!r} but the genesis task trains on "
                     f"{self.task.dataset!r}; set data.builtin to {self.task.dataset!r}"
@@ -154,10 +173,10 @@ class LearningApp:
         return TrainingOutcome(update, n, stats.loss_last_epoch, epsilon, stats.seconds)
 
     def build_candidate(
-        self, base_model: bytes, updates: list[tuple[UpdateReceipt, bytes | None]]
+        self, base_model: bytes, updates: Sequence[tuple[UpdateReceipt, Blob | None]]
     ) -> CandidateOutcome:
         """Validate each fetched update and aggregate the good ones (None bytes: unavailable)."""
-        accepted: list[tuple[UpdateReceipt, bytes]] = []
+        accepted: list[tuple[UpdateReceipt, Blob]] = []
         rejected: list[tuple[UpdateReceipt, str]] = []
         for receipt, blob in updates:
             reason = "unavailable" if blob is None else self._check(base_model, blob)
@@ -171,10 +190,12 @@ class LearningApp:
         model = self._aggregate(base_model, accepted) if accepted else None
         return CandidateOutcome(model, tuple(r for r, _ in accepted), tuple(rejected))
 
-    def _check(self, base_model: bytes, blob: bytes) -> str:
+    def _check(self, base_model: bytes, blob: Blob) -> str:
         return learning.validate_update(self.task, base_model, blob, MAX_UPDATE_NORM) or ""
 
-    def _aggregate(self, base_model: bytes, accepted: list[tuple[UpdateReceipt, bytes]]) -> bytes:
+    def _aggregate(
+        self, base_model: bytes, accepted: Sequence[tuple[UpdateReceipt, Blob]]
+    ) -> bytes:
         items = [(r.blob_hash, blob, r.n_samples) for r, blob in accepted]
         return learning.aggregate(self.rule, base_model, items)
 
@@ -183,7 +204,7 @@ class LearningApp:
         base_model: bytes,
         candidate_hash: Hash,
         model_hash: Hash,
-        updates: list[tuple[UpdateReceipt, bytes | None]],
+        updates: Sequence[tuple[UpdateReceipt, Blob | None]],
     ) -> Evaluation:
         """Recompute the candidate from its updates and judge it on the local validation split."""
         before = self.metrics_of(base_model)
@@ -199,7 +220,7 @@ class LearningApp:
                 refusal, model = "aggregation mismatch", None
         after = self.metrics_of(model) if model is not None else dict(before)
         verdict = model is not None and learning.improved(before, after, self.verdict)
-        metric = self.task.metric
+        metric = learning.verdict_metric(before, after, self.verdict)
         report = EvalReport(
             evaluator=ValidatorIndex(self.me if self.me is not None else 0),
             candidate_hash=candidate_hash,
@@ -208,6 +229,7 @@ class LearningApp:
             loss_after=float(after.get("loss", 0.0)),
             metric_before=float(before.get(metric, 0.0)),
             metric_after=float(after.get(metric, 0.0)),
+            metric_name=metric,
         )
         return Evaluation(verdict, report, model, before, after, refusal)
 

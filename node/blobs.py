@@ -4,6 +4,10 @@ A blob's id is the SHA-256 of exactly its bytes (the shared contract; models and
 safetensors bytes). The hash is checked on every write and every read: a blob that was
 tampered with or torn on disk is reported as `BlobCorruptError` (and moved aside to
 `blobs/corrupt/` so that it is fetched again from a peer), never handed to the trainer.
+
+Large blobs move through the store in pieces: `IncomingBlob` receives a blob from the network
+into `blobs/.incoming/`, hashing as it goes, and renames it into place only when the hash
+matches; `verify` hashes a stored blob piece by piece; `read_piece` serves one piece.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from node.fsutil import atomic_write
+from node.fsutil import atomic_write, fsync_dir
 
 HASH_SIZE = 32
+PIECE = 4 << 20  # bytes hashed or read at a time
 
 
 class BlobCorruptError(Exception):
@@ -71,6 +76,37 @@ class BlobStore:
             raise BlobCorruptError(f"stored blob {blob_hash.hex()[:16]} failed its hash check")
         return data
 
+    def verify(self, blob_hash: bytes) -> bool:
+        """Whether the stored blob hashes to its name, read piece by piece (False when absent).
+
+        A damaged blob is moved aside, as `get` does.
+        """
+        target = self.path(blob_hash)
+        digest = hashlib.sha256()
+        try:
+            with open(target, "rb") as f:
+                while piece := f.read(PIECE):
+                    digest.update(piece)
+        except (FileNotFoundError, IsADirectoryError):
+            return False
+        if digest.digest() != blob_hash:
+            self._quarantine(target)
+            return False
+        return True
+
+    def read_piece(self, blob_hash: bytes, offset: int, length: int) -> bytes:
+        """Up to `length` bytes of a stored blob from `offset` (KeyError when absent)."""
+        try:
+            with open(self.path(blob_hash), "rb") as f:
+                f.seek(offset)
+                return f.read(length)
+        except FileNotFoundError:
+            raise KeyError(blob_hash.hex()) from None
+
+    def incoming(self, expected_hash: bytes, size: int) -> IncomingBlob:
+        """A temporary file to receive `size` bytes that must hash to `expected_hash`."""
+        return IncomingBlob(self, expected_hash, size)
+
     def delete(self, blob_hash: bytes) -> bool:
         """Remove a blob; returns whether it existed."""
         try:
@@ -102,3 +138,56 @@ class BlobStore:
         corrupt.mkdir(exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.replace(target, corrupt / f"{target.parent.name}{target.name}")
+
+
+class IncomingBlob:
+    """A blob being received piece by piece; `commit` stores it only if the hash matches.
+
+    Used from a worker thread, one piece at a time; `discard` (or a failed `commit`) removes
+    the temporary file, so a torn transfer never leaves a blob under its name.
+    """
+
+    def __init__(self, store: BlobStore, expected_hash: bytes, size: int) -> None:
+        self.store = store
+        self.expected_hash = expected_hash
+        self.size = size
+        self.received = 0
+        self._digest = hashlib.sha256()
+        directory = store.root / ".incoming"
+        directory.mkdir(exist_ok=True)
+        self.tmp = directory / f"{expected_hash.hex()[:16]}-{os.getpid()}-{os.urandom(4).hex()}"
+        self._file = open(self.tmp, "xb")  # noqa: SIM115 - closed by commit or discard
+
+    def write(self, piece: bytes) -> None:
+        """Append a piece (never beyond the announced size)."""
+        if self.received + len(piece) > self.size:
+            raise BlobCorruptError("more bytes arrived than the blob's announced size")
+        self._digest.update(piece)
+        self._file.write(piece)
+        self.received += len(piece)
+
+    def commit(self) -> bytes:
+        """Check size and hash, then move the file to its name durably; returns the hash."""
+        try:
+            if self.received != self.size:
+                raise BlobCorruptError(f"blob ended after {self.received} of {self.size} bytes")
+            if self._digest.digest() != self.expected_hash:
+                raise BlobCorruptError(
+                    f"received bytes do not hash to blob {self.expected_hash.hex()[:16]}"
+                )
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            target = self.store.path(self.expected_hash)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.tmp, target)
+            fsync_dir(target.parent)
+        except BaseException:
+            self.discard()
+            raise
+        return self.expected_hash
+
+    def discard(self) -> None:
+        """Drop the temporary file (idempotent)."""
+        self._file.close()
+        self.tmp.unlink(missing_ok=True)

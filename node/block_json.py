@@ -6,6 +6,7 @@ lowercase hex, member indices also appear as genesis names where a genesis is gi
 
 from __future__ import annotations
 
+from collections import Counter
 from statistics import median
 from typing import Any
 
@@ -20,14 +21,21 @@ def _member_name(genesis: Genesis | None, index: int) -> str:
 
 
 def block_metric(block: Block) -> dict[str, Any] | None:
-    """Median `metric_after` of the block's eval reports (None for a carry-over block)."""
-    reports = block.eval_reports
-    if not reports:
+    """Median `metric_after` of the block's eval reports (None for a carry-over block).
+
+    Reports name the metric they hold; the median is over the reports of the most common name
+    (a one-class site's loss is not mixed into the others' AUC), which "metric_name" gives.
+    """
+    if not block.eval_reports:
         return None
+    names = Counter(r.metric_name for r in block.eval_reports)
+    name = min(names, key=lambda n: (-names[n], n))
+    reports = [r for r in block.eval_reports if r.metric_name == name]
     return {
         "after": median(r.metric_after for r in reports),
         "before": median(r.metric_before for r in reports),
         "reports": len(reports),
+        "metric_name": name,
     }
 
 
@@ -135,6 +143,7 @@ def block_to_json(block: Block, cert: CommitCertificate | None) -> dict[str, Any
                 "loss_after": r.loss_after,
                 "metric_before": r.metric_before,
                 "metric_after": r.metric_after,
+                "metric_name": r.metric_name,
             }
             for r in block.eval_reports
         ],

@@ -64,8 +64,9 @@ class MetricsSection:
 
 @dataclass(slots=True)
 class DataSection:
-    builtin: str = "breast-cancer"  # a built-in dataset name, or "" when csv is set
+    builtin: str = "breast-cancer"  # a built-in dataset or task entry point, "" with csv/path
     csv: str = ""  # path to a CSV file (relative paths are relative to the node home)
+    path: str = ""  # a site's own data file or folder, read by the task (e.g. an image folder)
     site_index: int = 0
     site_count: int = 1
     partition: str = "iid"
@@ -80,6 +81,7 @@ class TrainingSection:
     learning_rate: float = 0.05
     fedprox_mu: float = 0.0
     torch_threads: int = 1
+    device: str = "cpu"  # auto (cuda when available), cpu or cuda
     dp_clip_norm: float = 0.0  # 0 disables differential privacy
     dp_noise_multiplier: float = 0.0
     dp_epsilon: float = 3.0  # the site's privacy budget; it stops contributing once spent
@@ -91,7 +93,8 @@ class StorageSection:
 
 
 BYZANTINE_BEHAVIOURS = ("", "poison", "garbage", "equivocate")
-BUILTIN_DATASETS = ("breast-cancer", "diabetes")
+BUILTIN_DATASETS = ("breast-cancer", "diabetes", "digits", "surveillance")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(slots=True)
@@ -226,13 +229,15 @@ def validate(config: NodeConfig) -> None:
     _check_port("api.port", config.api.port, allow_zero=True)
     _check_port("metrics.port", config.metrics.port, allow_zero=True)
     data = config.data
-    if bool(data.builtin) == bool(data.csv):
+    if sum(bool(v) for v in (data.builtin, data.csv, data.path)) != 1:
         raise ConfigError(
-            "data.builtin and data.csv: set exactly one of them (a dataset name or a CSV path)"
+            "data.builtin, data.csv and data.path: set exactly one of them "
+            "(a dataset name, a CSV path or a data folder)"
         )
-    if data.builtin and data.builtin not in BUILTIN_DATASETS:
+    if data.builtin and data.builtin not in BUILTIN_DATASETS and ":" not in data.builtin:
         raise ConfigError(
-            f"data.builtin must be one of {', '.join(BUILTIN_DATASETS)}, got {data.builtin!r}"
+            f"data.builtin must be one of {', '.join(BUILTIN_DATASETS)} or a task entry point "
+            f"package.module:task, got {data.builtin!r}"
         )
     if data.site_count < 1:
         raise ConfigError(f"data.site_count must be at least 1, got {data.site_count}")
@@ -245,6 +250,10 @@ def validate(config: NodeConfig) -> None:
     if training.optimizer not in OPTIMIZERS:
         raise ConfigError(
             f"training.optimizer must be one of {', '.join(OPTIMIZERS)}, got {training.optimizer!r}"
+        )
+    if training.device not in DEVICES:
+        raise ConfigError(
+            f"training.device must be one of {', '.join(DEVICES)}, got {training.device!r}"
         )
     for key in ("local_epochs", "batch_size", "torch_threads"):
         if getattr(training, key) < 1:

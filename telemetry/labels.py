@@ -76,7 +76,7 @@ ATTESTATION_VERDICTS = ("improved", "not_improved", "refused")
 EVIDENCE_KINDS = ("equivocation", "invalid_proposal", "bad_certificate")
 CERTIFICATE_KINDS = ("commit", "improvement")
 BLOCK_KINDS = ("model", "carry_over")
-MODEL_METRICS = ("auc", "accuracy", "rmse", "r2")
+MODEL_METRICS = ("auc", "accuracy", "rmse", "r2", "mae", "macro_f1", "macro_auc")
 """Task metrics of the learning engine's `evaluate` (loss has its own gauge)."""
 
 SYNC_STATES = ("in_sync", "catching_up", "stalled")

@@ -91,5 +91,6 @@ class FakeLearningApp:
             loss_after=0.45 if improved else 0.55,
             metric_before=0.80,
             metric_after=0.82 if improved else 0.78,
+            metric_name="auc",
         )
         return improved, report

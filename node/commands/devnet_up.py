@@ -13,9 +13,15 @@ DEFAULT_DIR = "devnet-home"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=4, help="number of hospitals (default 4)")
-    parser.add_argument("--dataset", default="breast-cancer", help="breast-cancer or diabetes")
-    parser.add_argument("--partition", default="iid", help="iid, dirichlet:ALPHA or quantity:X")
-    parser.add_argument("--model", default="logreg", help="logreg or mlp")
+    parser.add_argument(
+        "--dataset",
+        default="breast-cancer",
+        help="breast-cancer, diabetes, digits, surveillance or a task package.module:task",
+    )
+    parser.add_argument(
+        "--partition", default="iid", help="iid, dirichlet:ALPHA, quantity:X or label-skew:K"
+    )
+    parser.add_argument("--model", default=None, help="a model of the task (default: its own)")
     parser.add_argument("--rule", default="fedavg", help="fedavg, median, trimmed-mean, multi-krum")
     parser.add_argument("--seed", type=int, default=0, help="data partition and model seed")
     parser.add_argument("--blocks", type=int, default=None, help="stop after B committed blocks")

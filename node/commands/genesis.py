@@ -20,8 +20,6 @@ from pathlib import Path
 
 from node.errors import UserError
 
-DATASETS = ("breast-cancer", "diabetes", "csv")
-MODELS = ("logreg", "mlp")
 RULES = ("fedavg", "median", "trimmed-mean", "multi-krum")
 
 
@@ -37,13 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="node homes to install into",
     )
     parser.add_argument("--chain-id", default=None, help="chain id (default bcfl-<dataset>)")
-    parser.add_argument("--dataset", choices=DATASETS, default="breast-cancer")
+    parser.add_argument(
+        "--dataset",
+        default="breast-cancer",
+        help="breast-cancer, diabetes, digits, surveillance, csv or a task package.module:task",
+    )
     parser.add_argument(
         "--task-json",
         type=Path,
         help="task spec map (JSON) for --dataset csv: features, label, ...",
     )
-    parser.add_argument("--model", choices=MODELS, default="logreg")
+    parser.add_argument("--model", default=None, help="a model of the task (default: its own)")
     parser.add_argument("--hidden", default="32", help="MLP hidden sizes, comma separated")
     parser.add_argument("--rule", choices=RULES, default="trimmed-mean", help="aggregation rule")
     parser.add_argument("--trim-fraction", type=float, default=0.25)
@@ -59,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _task(args: argparse.Namespace):  # noqa: ANN202 - learning.TaskSpec, imported lazily
-    from learning import TaskError, TaskSpec, builtin_task
+    from learning import DataError, TaskError, TaskSpec, builtin_task
 
     try:
         hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
@@ -68,7 +70,10 @@ def _task(args: argparse.Namespace):  # noqa: ANN202 - learning.TaskSpec, import
     if args.dataset != "csv":
         if args.task_json is not None:
             raise UserError("--task-json is only for --dataset csv")
-        return builtin_task(args.dataset, model=args.model, hidden=hidden or (32,))
+        try:
+            return builtin_task(args.dataset, model=args.model, hidden=hidden or (32,))
+        except DataError as exc:
+            raise UserError(str(exc)) from None
     if args.task_json is None:
         raise UserError(
             "--dataset csv needs --task-json FILE naming the features, label, kind and metric"
@@ -79,7 +84,12 @@ def _task(args: argparse.Namespace):  # noqa: ANN202 - learning.TaskSpec, import
         raise UserError(f"cannot read {args.task_json} as JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{args.task_json} must hold a JSON object (a task spec)")
-    raw = {"dataset": "csv", "model": args.model, "hidden": list(hidden or (32,)), **raw}
+    raw = {
+        "dataset": "csv",
+        "model": args.model or "logreg",
+        "hidden": list(hidden or (32,)),
+        **raw,
+    }
     try:
         return TaskSpec.from_dict(raw)
     except (TaskError, ValueError) as exc:

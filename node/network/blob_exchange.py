@@ -7,15 +7,19 @@ Wire format (all integers big-endian)::
               payload (length bytes)               only when status is 0
 
 The requester checks the announced length against `max_blob_bytes` before reading, reads
-under a deadline that grows with the size (`timeout_s + length / min_rate`), verifies the
-SHA-256, and only then stores the blob. A server serves at most `max_concurrent_serves`
-uploads at once and answers "busy" beyond that, so a burst of requests cannot exhaust memory.
+under a deadline of its own per peer that grows with the size (`timeout_s + length /
+min_rate`), and streams the payload into a temporary file of the store while hashing it; the
+blob takes its name only when the SHA-256 matches. The server streams from its file too, so
+neither side holds a whole blob in memory. A server serves at most `max_concurrent_serves`
+uploads at once and answers "busy" beyond that; a requester tries its other peers first and
+then retries the busy ones with exponential backoff (`busy_retries` rounds, from
+`busy_backoff_s`), so a popular blob (every validator fetching the proposer's update at
+once) does not fail a height.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import struct
 import time
@@ -27,9 +31,9 @@ from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
-from node.blobs import BlobStore
+from node.blobs import PIECE, BlobStore
 from node.network.counters import NetworkCounters
-from node.network.framing import FramingError, check_length, read_exactly, read_struct, write_all
+from node.network.framing import FramingError, check_length, read_exactly, read_struct
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,10 @@ FOUND, NOT_FOUND, BUSY = 0, 1, 2
 
 class BlobUnavailableError(Exception):
     """No peer delivered the blob with the right hash (each peer's failure is in the message)."""
+
+
+class PeerBusyError(Exception):
+    """The peer is serving as many blobs as it allows; ask again later."""
 
 
 class BlobExchange:
@@ -55,6 +63,8 @@ class BlobExchange:
         timeout_s: float = 10.0,
         min_rate_bytes_per_s: float = 5e6,
         max_concurrent_serves: int = 8,
+        busy_retries: int = 5,
+        busy_backoff_s: float = 0.25,
     ) -> None:
         self.host = host
         self.blobs = blobs
@@ -62,6 +72,8 @@ class BlobExchange:
         self.max_blob_bytes = max_blob_bytes
         self.timeout_s = timeout_s
         self.min_rate = min_rate_bytes_per_s
+        self.busy_retries = busy_retries
+        self.busy_backoff_s = busy_backoff_s
         self._serve_slots = trio.Semaphore(max_concurrent_serves)
         self._in_flight: dict[bytes, trio.Event] = {}
         host.set_stream_handler(BLOB_PROTOCOL, self._serve)
@@ -81,19 +93,26 @@ class BlobExchange:
                 await stream.close()
                 return
             try:
-                try:
-                    data = await trio.to_thread.run_sync(self.blobs.get, blob_hash)
-                except (KeyError, Exception):  # absent or corrupt on our disk
+                size = self.blobs.size(blob_hash) if len(blob_hash) == 32 else None
+                if size is None:
                     self.counters.blob_serves["not_found"] += 1
                     await stream.write(HEADER.pack(NOT_FOUND, 0))
                     await stream.close()
                     return
-                with trio.fail_after(self._deadline_for(len(data))):
-                    await stream.write(HEADER.pack(FOUND, len(data)))
-                    await write_all(stream, data)
+                # streamed from the file; the requester checks the hash (a blob damaged on
+                # our disk fails there, and our own next read of it moves it aside)
+                with trio.fail_after(self._deadline_for(size)):
+                    await stream.write(HEADER.pack(FOUND, size))
+                    for offset in range(0, size, PIECE):
+                        piece = await trio.to_thread.run_sync(
+                            self.blobs.read_piece, blob_hash, offset, min(PIECE, size - offset)
+                        )
+                        if len(piece) != min(PIECE, size - offset):
+                            raise FramingError("the blob file shrank while it was served")
+                        await stream.write(piece)
                     await stream.close()
                 self.counters.blob_serves["ok"] += 1
-                self.counters.blob_bytes_out += len(data)
+                self.counters.blob_bytes_out += size
             finally:
                 self._serve_slots.release()
         except trio.Cancelled:
@@ -103,10 +122,16 @@ class BlobExchange:
             logger.debug("blob serve failed: %r", exc)
             await _reset_quietly(stream)
 
-    async def fetch_from(self, peer_id: ID, blob_hash: bytes) -> bytes:
-        """Fetch one blob from one peer and verify its hash; raises on any failure."""
+    async def fetch_from(self, peer_id: ID, blob_hash: bytes) -> int:
+        """Fetch one blob from one peer into the store, verified; returns its size.
+
+        The deadline is this peer's own: `timeout_s` to connect and to get the header, then
+        `timeout_s + length / min_rate` for the payload. Raises `KeyError` (the peer does not
+        have it), `PeerBusyError`, or another exception for any other failure.
+        """
         with trio.fail_after(self.timeout_s):
             stream = await self.host.new_stream(peer_id, [BLOB_PROTOCOL])
+        incoming = None
         try:
             with trio.fail_after(self.timeout_s):
                 await stream.write(blob_hash)
@@ -115,65 +140,96 @@ class BlobExchange:
             if status == NOT_FOUND:
                 raise KeyError(f"peer {peer_id} does not have blob {blob_hash.hex()[:16]}")
             if status == BUSY:
-                raise FramingError(f"peer {peer_id} is busy")
+                raise PeerBusyError(f"peer {peer_id} is busy")
             if status != FOUND:
                 raise FramingError(f"peer {peer_id} sent unknown status {status}")
             check_length("blob", length, self.max_blob_bytes)
+            incoming = await trio.to_thread.run_sync(self.blobs.incoming, blob_hash, length)
             with trio.fail_after(self._deadline_for(length)):
-                data = await read_exactly(stream, length)
+                for offset in range(0, length, PIECE):
+                    piece = await read_exactly(stream, min(PIECE, length - offset))
+                    await trio.to_thread.run_sync(incoming.write, piece)
+            try:
+                await trio.to_thread.run_sync(incoming.commit)
+            except Exception as exc:
+                raise FramingError(f"peer {peer_id} sent bad bytes: {exc}") from None
+            incoming = None
         except BaseException:
+            if incoming is not None:
+                incoming.discard()
             await _reset_quietly(stream)
             raise
-        digest = await trio.to_thread.run_sync(lambda: hashlib.sha256(data).digest())
-        if digest != blob_hash:
-            raise FramingError(f"peer {peer_id} sent bytes that do not hash to the blob id")
-        return data
+        return int(length)
 
     async def fetch(self, blob_hash: bytes, from_peers: Sequence[ID]) -> bytes:
         """Return the blob, from the local store or the first peer that delivers it.
 
         The verified blob is stored before it is returned. Concurrent fetches of one blob
-        share a single transfer.
+        share a single transfer. For a large blob prefer `fetch_to_store`, which does not
+        read it into memory.
+        """
+        await self.fetch_to_store(blob_hash, from_peers)
+        return await trio.to_thread.run_sync(self.blobs.get, blob_hash)
+
+    async def fetch_to_store(self, blob_hash: bytes, from_peers: Sequence[ID]) -> None:
+        """Make sure a verified copy of the blob is in the local store (fetched if needed).
+
+        Peers are tried in order; a busy one is retried after the others, with a backoff
+        that doubles each round. Raises `BlobUnavailableError` naming each peer's failure.
         """
         if len(blob_hash) != 32:
             raise ValueError("a blob id is 32 bytes")
         while blob_hash in self._in_flight:
             await self._in_flight[blob_hash].wait()
-        if self.blobs.has(blob_hash):
-            try:
-                return await trio.to_thread.run_sync(self.blobs.get, blob_hash)
-            except Exception:
-                pass  # corrupt on disk: moved aside by get(); fetch it again
+        # claimed before the first await, so a concurrent fetch of this blob waits for us
         done = self._in_flight[blob_hash] = trio.Event()
         try:
-            failures = []
-            for peer_id in from_peers:
-                started = time.perf_counter()
-                try:
-                    data = await self.fetch_from(peer_id, blob_hash)
-                except trio.Cancelled:
-                    raise
-                except KeyError as exc:
-                    self.counters.blob_fetches["not_found"] += 1
-                    failures.append(f"{peer_id}: {exc.args[0]}")
-                    continue
-                except Exception as exc:
-                    self.counters.blob_fetches["error"] += 1
-                    failures.append(f"{peer_id}: {exc!r}")
-                    continue
-                self.counters.blob_fetches["ok"] += 1
-                self.counters.blob_bytes_in += len(data)
-                self.counters.blob_fetch_seconds.append(time.perf_counter() - started)
-                await trio.to_thread.run_sync(
-                    lambda d=data: self.blobs.put(d, expected_hash=blob_hash)
-                )
-                return data
+            if await trio.to_thread.run_sync(self.blobs.verify, blob_hash):
+                return  # a damaged copy was moved aside by verify(): fetch it again
+            failures: list[str] = []
+            queue = list(from_peers)
+            for attempt in range(self.busy_retries + 1):
+                if attempt:
+                    await trio.sleep(self.busy_backoff_s * 2 ** (attempt - 1))  # a backoff
+                busy = []
+                for peer_id in queue:
+                    if await self._try_peer(peer_id, blob_hash, failures, busy):
+                        return
+                if not busy:
+                    break
+                queue = busy
             raise BlobUnavailableError(
                 f"blob {blob_hash.hex()[:16]} unavailable: " + ("; ".join(failures) or "no peers")
             )
         finally:
             del self._in_flight[blob_hash]
             done.set()
+
+    async def _try_peer(
+        self, peer_id: ID, blob_hash: bytes, failures: list[str], busy: list[ID]
+    ) -> bool:
+        started = time.perf_counter()
+        try:
+            length = await self.fetch_from(peer_id, blob_hash)
+        except trio.Cancelled:
+            raise
+        except KeyError as exc:
+            self.counters.blob_fetches["not_found"] += 1
+            failures.append(f"{peer_id}: {exc.args[0]}")
+            return False
+        except PeerBusyError as exc:
+            self.counters.blob_fetches["busy"] += 1
+            failures.append(f"{peer_id}: {exc}")
+            busy.append(peer_id)
+            return False
+        except Exception as exc:
+            self.counters.blob_fetches["error"] += 1
+            failures.append(f"{peer_id}: {exc!r}")
+            return False
+        self.counters.blob_fetches["ok"] += 1
+        self.counters.blob_bytes_in += length
+        self.counters.blob_fetch_seconds.append(time.perf_counter() - started)
+        return True
 
 
 async def _reset_quietly(stream: Any) -> None:

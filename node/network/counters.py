@@ -26,7 +26,9 @@ class NetworkCounters:
     refused_connections: int = 0
     pubsub_repairs: int = 0
     redials: int = 0
-    blob_fetches: Counter[str] = field(default_factory=Counter)  # by result: ok, not_found, error
+    blob_fetches: Counter[str] = field(
+        default_factory=Counter
+    )  # by result: ok, not_found, busy, error
     blob_bytes_in: int = 0
     blob_bytes_out: int = 0
     blob_fetch_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=256))

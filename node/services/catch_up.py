@@ -19,10 +19,12 @@ from consensus import codec
 from consensus.shell import FetchBlocks, NodeShell, Request, SyncedBlock
 from node.chain import decode_stored
 from node.network import NodeNetwork
-from node.services.learning_worker import BLOB_FETCH_TIMEOUT_S, ShellCall
+from node.services.learning_worker import ShellCall
 from telemetry.metrics import NodeMetrics
 
 log = logging.getLogger("bcfl.sync")
+
+SYNC_FETCH_TIMEOUT_S = 30.0  # one batch of blocks from one peer
 
 
 class CatchUp:
@@ -81,7 +83,7 @@ class CatchUp:
         """The blocks `peer` holds from the requested height on, up to the first bad one."""
         from_height = int(request.from_height)
         try:
-            with trio.fail_after(BLOB_FETCH_TIMEOUT_S):
+            with trio.fail_after(SYNC_FETCH_TIMEOUT_S):
                 batch = await self.net.fetch_blocks(peer, from_height)
         except Exception as exc:  # a peer's failure (refused, timeout, framing): try another
             log.info("sync from %s failed: %s", peer, exc)

@@ -1,10 +1,13 @@
 """The learning worker: the shell's Train / Aggregate / Evaluate requests, off the event loop.
 
 Each request fetches the blobs it needs (local store first, else verified from peers, the
-update's author first), runs the torch work in a worker thread (`trio.to_thread`) so that a
+update's author first; each peer under its own deadline that grows with the blob's size, and a
+busy peer retried with backoff: node/network/blob_exchange.py), runs the torch work in a worker thread (`trio.to_thread`) so that a
 node whose trainer is slow still votes, stores what it produced, and hands the answer back to
 the driver as a shell call. A failure is logged and contained: the core does not need an
 answer to make progress (its timeouts move the height on: a new round, or a carry-over block).
+Update blobs are handed to aggregation and evaluation as files (`learning.FileSource`), read a
+chunk at a time, so a height's memory does not grow with the number of updates.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import trio
 from consensus.events import TrainingFinished
 from consensus.shell import Aggregate, Evaluate, NodeShell, Request, Train
 from consensus.types import Genesis, Hash, UpdateReceipt
+from learning.serialize import FileSource
 from node.app import LearningApp
 from node.blobs import BlobCorruptError
 from node.chain import Chain
@@ -28,7 +32,6 @@ from telemetry.metrics import NodeMetrics
 
 log = logging.getLogger("bcfl.learning")
 
-BLOB_FETCH_TIMEOUT_S = 30.0
 MAX_EVALUATIONS_KEPT = 64
 
 ShellCall = Callable[[NodeShell, float], list[Request]]
@@ -80,7 +83,7 @@ class LearningWorker:
         """Fetch a blob into the local store now (an update as its receipt arrives)."""
 
         async def fetch() -> None:
-            await self.blob(blob_hash, author)
+            await self.update_file(blob_hash, author)
 
         self._send.send_nowait(fetch)
 
@@ -103,18 +106,37 @@ class LearningWorker:
         if data is not None:
             return data
         started = self.clock()
-        peers = self.net.peers()
-        if author is not None and 0 <= author < len(self.genesis.validators):
-            first = self.genesis.validators[author].peer_id
-            peers = sorted(peers, key=lambda p: p != first)
         try:
-            with trio.fail_after(BLOB_FETCH_TIMEOUT_S):
-                data = await self.net.fetch_blob(blob_hash, from_peers=peers)
-        except (BlobUnavailableError, trio.TooSlowError):
+            data = await self.net.fetch_blob(blob_hash, from_peers=self._peers_for(author))
+        except BlobUnavailableError:
             self.metrics.observe_blob_transfer("in", 0, self.clock() - started, ok=False)
             return None
         self.metrics.observe_blob_transfer("in", len(data), self.clock() - started)
         return data
+
+    async def update_file(self, blob_hash: bytes, author: int | None) -> FileSource | None:
+        """An update blob as a verified file of the local store (fetched if missing), or None
+        if nobody has it; its bytes are never read into memory here."""
+        blobs = self.chain.store.blobs
+        if await trio.to_thread.run_sync(blobs.verify, blob_hash):
+            return FileSource(blobs.path(blob_hash))
+        started = self.clock()
+        try:
+            await self.net.fetch_blob_to_store(blob_hash, from_peers=self._peers_for(author))
+        except BlobUnavailableError:
+            self.metrics.observe_blob_transfer("in", 0, self.clock() - started, ok=False)
+            return None
+        size = blobs.size(blob_hash) or 0
+        self.metrics.observe_blob_transfer("in", size, self.clock() - started)
+        return FileSource(blobs.path(blob_hash))
+
+    def _peers_for(self, author: int | None) -> list[str]:
+        """Connected peers, the blob's author first."""
+        peers = self.net.peers()
+        if author is not None and 0 <= author < len(self.genesis.validators):
+            first = self.genesis.validators[author].peer_id
+            peers = sorted(peers, key=lambda p: p != first)
+        return peers
 
     async def _put_blob(self, data: bytes) -> Hash:
         """Store a blob durably off the event loop; return its hash."""
@@ -125,12 +147,14 @@ class LearningWorker:
 
     async def _updates(
         self, receipts: tuple[UpdateReceipt, ...]
-    ) -> list[tuple[UpdateReceipt, bytes | None]]:
-        """The update blobs of `receipts`, fetched concurrently (None where unavailable)."""
-        blobs: dict[bytes, bytes | None] = {}
+    ) -> list[tuple[UpdateReceipt, FileSource | None]]:
+        """The update files of `receipts`, fetched concurrently (None where unavailable)."""
+        blobs: dict[bytes, FileSource | None] = {}
 
         async def one(receipt: UpdateReceipt) -> None:
-            blobs[receipt.blob_hash] = await self.blob(receipt.blob_hash, int(receipt.author))
+            blobs[receipt.blob_hash] = await self.update_file(
+                receipt.blob_hash, int(receipt.author)
+            )
 
         async with trio.open_nursery() as nursery:
             for receipt in receipts:
@@ -230,4 +254,4 @@ class LearningWorker:
         )
 
 
-__all__ = ["BLOB_FETCH_TIMEOUT_S", "LearningWorker", "ShellCall"]
+__all__ = ["LearningWorker", "ShellCall"]

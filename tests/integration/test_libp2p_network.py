@@ -183,8 +183,9 @@ async def test_blob_with_wrong_bytes_is_refused(tmp_path: Path) -> None:
     """A peer serving bytes that do not hash to the id is skipped; an honest one delivers."""
     liar, honest, me = (make_net(tmp_path, n) for n in ("liar", "honest", "me"))
     blob_id = honest.store.blobs.put(b"the real update")
-    liar.store.blobs.get = lambda h: b"a poisoned update"  # type: ignore[method-assign]
-    liar.store.blobs.has = lambda h: True  # type: ignore[method-assign]
+    poison = b"a poisoned update"  # served from the liar's file, piece by piece
+    liar.store.blobs.size = lambda h: len(poison)  # type: ignore[method-assign]
+    liar.store.blobs.read_piece = lambda h, o, n: poison[o : o + n]  # type: ignore[method-assign]
     async with trio.open_nursery() as nursery:
         await start_all(nursery, [liar, honest, me])
         peer_liar = await me.connect(liar.listen_addrs[0])

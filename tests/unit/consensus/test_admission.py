@@ -230,6 +230,14 @@ def test_attestation_with_someone_elses_report_is_report_mismatch(admission: Adm
     assert admission.attestation(attestation(report=elsewhere)) == "report-mismatch"
 
 
+def test_attestation_with_overlong_metric_name_is_report_mismatch(admission: Admission) -> None:
+    """A report names its metric in at most 32 characters; a fallback "loss" name is admitted."""
+    own = EvalReport(ValidatorIndex(1), H, 50, 0.7, 0.6, 0.7, 0.6, "loss")
+    long_name = EvalReport(ValidatorIndex(1), H, 50, 0.7, 0.6, 0.7, 0.6, "x" * 33)
+    assert admission.attestation(attestation(report=own)) is None
+    assert admission.attestation(attestation(report=long_name)) == "report-mismatch"
+
+
 def test_candidate_without_updates_or_rule_is_empty_candidate(admission: Admission) -> None:
     """A candidate aggregates at least one update with a named rule."""
     assert admission.candidate(candidate(receipts=())) == "empty-candidate"

@@ -60,6 +60,7 @@ reports = st.builds(
     loss_after=floats,
     metric_before=floats,
     metric_after=floats,
+    metric_name=st.sampled_from(["loss", "auc", "accuracy", "mae"]),
 )
 
 
@@ -101,6 +102,17 @@ def test_receipt_and_report_round_trip(receipt: UpdateReceipt, report: EvalRepor
     assert decode_message(encode_message(receipt)) == receipt
     assert decode_message(encode_message(report)) == report
     assert encode_message(receipt) == encode_message(decode_message(encode_message(receipt)))
+
+
+def test_report_without_metric_name_is_refused() -> None:
+    """The codec stays strict: an eval report from before `metric_name` does not decode."""
+    import cbor2
+
+    report = EvalReport(ValidatorIndex(1), Hash(bytes(32)), 5, 0.5, 0.4, 0.5, 0.4, "loss")
+    tag, fields = cbor2.loads(encode_message(report))
+    del fields["metric_name"]
+    with pytest.raises(InvalidMessage, match="missing fields \\['metric_name'\\]"):
+        decode_message(cbor2.dumps([tag, fields], canonical=True))
 
 
 @settings(max_examples=300)

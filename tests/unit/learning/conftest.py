@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from learning.data import builtin_task
+from learning.plugin import builtin_task
 from learning.task import TaskSpec
 
 

@@ -5,16 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learning.data import (
-    MIN_SITE_SAMPLES,
-    DataError,
-    all_sites,
-    global_test,
-    parse_partition,
-    partition_indices,
-    pooled_train,
-    site_data,
-)
+from learning.data import MIN_SITE_SAMPLES, DataError, parse_partition, partition_indices
+from learning.plugin import all_sites, global_test, pooled_train, site_data
 from learning.task import TaskSpec
 
 
@@ -65,13 +57,32 @@ def test_quantity_skew_varies_site_sizes() -> None:
     assert max(sizes) > 2 * min(sizes)
 
 
+def test_label_skew_one_gives_one_class_sites(cancer: TaskSpec) -> None:
+    """label-skew:1 gives every site a single class, both classes across the consortium."""
+    sites = all_sites(cancer, 4, "label-skew:1", seed=0)
+    classes = [set(np.unique(np.concatenate([s.train.y, s.val.y])).tolist()) for s in sites]
+    assert all(len(c) == 1 for c in classes)
+    assert set().union(*classes) == {0.0, 1.0}
+
+
+def test_label_skew_k_spreads_k_classes_per_site() -> None:
+    """label-skew:2 over ten classes gives each site exactly two, and every sample a site."""
+    strata = np.repeat(np.arange(10), 40)
+    parts = partition_indices(strata, 5, "label-skew:2", seed=0)
+    assert [len(np.unique(strata[p])) for p in parts] == [2] * 5
+    assert sorted(np.concatenate(parts).tolist()) == list(range(400))
+
+
 def test_each_site_keeps_a_validation_split(diabetes: TaskSpec) -> None:
     """Every site has a non-empty private validation split."""
     for site in all_sites(diabetes, 8, "dirichlet:0.5", seed=0):
         assert len(site.val) >= 1 and len(site.train) > len(site.val)
 
 
-@pytest.mark.parametrize("spec", ["dirichlet", "dirichlet:-1", "dirichlet:x", "random", "iid:2"])
+@pytest.mark.parametrize(
+    "spec",
+    ["dirichlet", "dirichlet:-1", "dirichlet:x", "random", "iid:2", "label-skew:0", "label-skew:x"],
+)
 def test_bad_partition_spec_is_a_data_error(spec: str) -> None:
     """A malformed partition spec gets one clear sentence."""
     with pytest.raises(DataError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learning.evaluate import VerdictRule, improved, metrics_from_outputs
+from learning.evaluate import VerdictRule, improved, metrics_from_outputs, verdict_metric
 from learning.task import TaskSpec
 
 
@@ -44,5 +44,19 @@ def test_verdict_falls_back_to_loss_and_refuses_nan() -> None:
     """Without the rule's metric the loss decides; a NaN is never an improvement."""
     auc = VerdictRule("auc", tolerance=0.0)
     assert improved({"loss": 1.0}, {"loss": 0.5}, auc)
+    assert verdict_metric({"loss": 1.0}, {"loss": 0.5}, auc) == "loss"
+    assert verdict_metric({"loss": 1.0, "auc": 0.5}, {"loss": 0.5, "auc": 0.6}, auc) == "auc"
     assert not improved({"loss": 1.0}, {"loss": float("nan")}, VerdictRule())
     assert VerdictRule.from_dict(VerdictRule("r2", 0.02).to_dict()) == VerdictRule("r2", 0.02)
+
+
+def test_multiclass_metrics_and_undefined_macro_auc() -> None:
+    """Accuracy, macro-F1 and macro-AUC of logits; one class present has no macro-AUC."""
+    from learning.metrics import multiclass_metrics
+
+    out = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [2.0, 0.0, 0.0]])
+    result = multiclass_metrics(out, np.array([0.0, 1.0, 2.0, 1.0]), 3)
+    assert result["accuracy"] == 0.75
+    assert 0 < result["macro_f1"] < 1 and 0 < result["macro_auc"] <= 1
+    assert result["loss"] > 0
+    assert "macro_auc" not in multiclass_metrics(out, np.zeros(4), 3)

@@ -34,10 +34,10 @@ def test_missing_field_is_named(cancer: TaskSpec) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("kind", "ranking"), ("model", "resnet"), ("metric", "rmse"), ("features", "age")],
+    [("kind", "ranking"), ("metric", "rmse"), ("features", "age"), ("n_classes", 3)],
 )
 def test_bad_values_are_rejected(cancer: TaskSpec, field: str, value: Any) -> None:
-    """Unknown kinds, models, metrics and malformed features are refused."""
+    """Unknown kinds and metrics, malformed features, classes on a binary task are refused."""
     data = cancer.to_dict()
     data[field] = value
     with pytest.raises(TaskError):
@@ -49,3 +49,11 @@ def test_unknown_field_is_rejected(cancer: TaskSpec) -> None:
     data = cancer.to_dict() | {"lable": "x"}
     with pytest.raises(TaskError, match="unknown"):
         TaskSpec.from_dict(data)
+
+
+def test_every_task_metric_has_a_metric_label() -> None:
+    """The closed label set of the model-metric gauge holds every metric a task may headline."""
+    from learning.task import METRICS
+    from telemetry.labels import MODEL_METRICS
+
+    assert {m for ms in METRICS.values() for m in ms} - {"loss"} <= set(MODEL_METRICS)

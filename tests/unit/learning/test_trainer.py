@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from learning.data import all_sites
 from learning.evaluate import evaluate
 from learning.models import initial_weights
+from learning.plugin import all_sites
 from learning.serialize import bytes_to_weights
 from learning.task import TaskSpec
 from learning.trainer import TrainConfig, apply_delta, default_train_config, train

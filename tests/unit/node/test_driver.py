@@ -55,6 +55,9 @@ class MemNetwork:
     async def fetch_blob(self, blob_hash: bytes, from_peers: Any = None) -> bytes:
         raise BlobUnavailableError(blob_hash.hex())
 
+    async def fetch_blob_to_store(self, blob_hash: bytes, from_peers: Any = None) -> None:
+        raise BlobUnavailableError(blob_hash.hex())
+
 
 class RecordingStore(ChainStore):
     """A real store that also notes when the signer state became durable."""
