@@ -43,12 +43,16 @@ from consensus.types import (
     Genesis,
     Hash,
     Header,
+    Height,
     ImprovementCertificate,
     Ledger,
     Proposal,
     PublicKey,
+    Round,
+    Safeguards,
     Signature,
     UpdateReceipt,
+    ValidatorIndex,
     Vote,
 )
 
@@ -57,7 +61,30 @@ DEFAULT_MAX_SIZE = 4 * 1024 * 1024
 
 MAX_OPAQUE_DEPTH = 16
 _INT_MIN = -(2**63)
-_INT_MAX = 2**64 - 1
+_INT_MAX = 2**63 - 1
+MAX_HEIGHT = 2**48
+MAX_ROUND = 2**32
+MAX_MEMBERS = 2**16
+MAX_TIME_MS = 2**50
+"""Block times in Unix milliseconds end in year ~37 000; bounded so `time + 1` stays encodable."""
+MAX_SAMPLES = 2**40
+
+# Domain integers have domain bounds: a value outside them is a peer's lie, never a chain state.
+_NEWTYPE_BOUNDS: dict[object, tuple[int, int]] = {
+    Height: (0, MAX_HEIGHT),
+    Round: (-1, MAX_ROUND),
+    ValidatorIndex: (0, MAX_MEMBERS - 1),
+}
+# Plain int fields with tighter bounds than the int64 default.
+_FIELD_BOUNDS: dict[tuple[type, str], tuple[int, int]] = {
+    (Header, "time_ms"): (0, MAX_TIME_MS),
+    (Genesis, "genesis_time_ms"): (0, MAX_TIME_MS),
+    (UpdateReceipt, "n_samples"): (0, MAX_SAMPLES),
+    (EvalReport, "n_samples"): (0, MAX_SAMPLES),
+    (Safeguards, "max_samples_per_update"): (1, MAX_SAMPLES),
+    (Safeguards, "timestamp_precision_ms"): (0, MAX_TIME_MS),
+    (Safeguards, "message_delay_ms"): (0, MAX_TIME_MS),
+}
 
 
 class InvalidMessage(Exception):
@@ -134,6 +161,8 @@ def _build(tp: object) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch pe
             return v
 
         return _identity, dec_fixed
+    if tp in _NEWTYPE_BOUNDS:
+        return _bounded_int(*_NEWTYPE_BOUNDS[tp])
     supertype = getattr(tp, "__supertype__", None)
     if supertype is not None:
         return _compile(supertype)
@@ -146,15 +175,7 @@ def _build(tp: object) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch pe
 
         return _identity, dec_bool
     if tp is int:
-
-        def dec_int(v: Any, path: str) -> Any:
-            if type(v) is not int:
-                _fail(path, "expected an integer")
-            if not _INT_MIN <= v <= _INT_MAX:
-                _fail(path, "integer out of range")
-            return v
-
-        return _identity, dec_int
+        return _bounded_int(_INT_MIN, _INT_MAX)
     if tp is float:
 
         def dec_float(v: Any, path: str) -> Any:
@@ -241,9 +262,25 @@ def _build(tp: object) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch pe
     raise TypeError(f"unsupported type in schema: {tp}")
 
 
+def _bounded_int(low: int, high: int) -> tuple[Encoder, Decoder]:
+    def dec_int(v: Any, path: str) -> Any:
+        if type(v) is not int:
+            _fail(path, "expected an integer")
+        if not low <= v <= high:
+            _fail(path, f"integer out of range [{low}, {high}]")
+        return v
+
+    return _identity, dec_int
+
+
+def _field_codec(cls: type, name: str, tp: object) -> tuple[Encoder, Decoder]:
+    bounds = _FIELD_BOUNDS.get((cls, name))
+    return _bounded_int(*bounds) if bounds is not None else _compile(tp)
+
+
 def _build_dataclass(cls: type) -> tuple[Encoder, Decoder]:
     hints = typing.get_type_hints(cls)
-    fields = [(f.name, *_compile(hints[f.name])) for f in dataclasses.fields(cls)]
+    fields = [(f.name, *_field_codec(cls, f.name, hints[f.name])) for f in dataclasses.fields(cls)]
     names = frozenset(name for name, _, _ in fields)
 
     def enc_dc(v: Any) -> Any:

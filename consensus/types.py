@@ -332,6 +332,27 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class Safeguards:
+    """Bounds on what one member may claim, fixed in the genesis (docs/THREAT-MODEL.md).
+
+    - `max_samples_per_update`: the largest `n_samples` a receipt may claim; a larger claim is
+      refused (`samples-over-cap`) and a block carrying one is invalid. Aggregation weights are
+      further clipped to the round's median claim (learning/aggregate.py).
+    - `timestamp_precision_ms`, `message_delay_ms`: proposer-based timestamps (CometBFT PBTS):
+      a fresh proposal is timely at a validator whose clock reads `t` on receipt when
+      `t - message_delay - precision <= block time <= t + precision`; an untimely one is
+      prevoted nil. valid(v) itself only requires time above the parent's.
+    - `max_regression`: a candidate's attested metric may be at most this much worse than the
+      best model the chain certified (not merely its parent), so small steps cannot add up.
+    """
+
+    max_samples_per_update: int = 1_000_000
+    timestamp_precision_ms: int = 2_000
+    message_delay_ms: int = 30_000
+    max_regression: float = 0.02
+
+
+@dataclass(frozen=True, slots=True)
 class Genesis:
     """Everything every node agrees on before block 1.
 
@@ -350,6 +371,7 @@ class Genesis:
     initial_model_hash: Hash
     expected_trainers: int
     genesis_time_ms: int = 0
+    safeguards: Safeguards = Safeguards()
 
 
 # --------------------------------------------------------------------------------------------

@@ -83,6 +83,8 @@ class BlockChecker:
                 return f"two receipts of member {receipt.author}"
             if receipt.n_samples <= 0 or receipt.epsilon_spent < 0:
                 return f"receipt of member {receipt.author} has impossible statistics"
+            if receipt.n_samples > self.genesis.safeguards.max_samples_per_update:
+                return f"receipt of member {receipt.author} claims more samples than the cap"
             authors.add(receipt.author)
             if receipt_hash(receipt) not in self._good_receipts:
                 unchecked.append(receipt)
@@ -190,6 +192,13 @@ class BlockChecker:
                 return "evidence vote signature does not verify"
         return None
 
+    def rule_problem(self, rule: str) -> str | None:
+        """Why a block or candidate may not declare `rule`: only the genesis rule is the
+        chain's (docs/THREAT-MODEL.md "Rule swap")."""
+        if rule != self.genesis.aggregation_rule:
+            return f"declares aggregation rule {rule[:40]!r}, the genesis rule is {self.genesis.aggregation_rule!r}"
+        return None
+
     # -- blocks ------------------------------------------------------------------------------
 
     def block_problem(self, block: Block, parent: Parent) -> str | None:  # noqa: C901
@@ -234,6 +243,9 @@ class BlockChecker:
                 return "model block with a carry-over reason"
             if not block.receipts or not block.rule:
                 return "model block without updates or rule"
+            problem = self.rule_problem(block.rule)
+            if problem:
+                return problem
             if len(header.model_hash) != HASH_SIZE:
                 return "malformed model hash"
             problem = self.receipts_problem(

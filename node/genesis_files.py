@@ -294,4 +294,10 @@ def genesis_summary(genesis: Genesis) -> dict[str, Any]:
         "expected_trainers": genesis.expected_trainers,
         "initial_model_hash": genesis.initial_model_hash.hex(),
         "genesis_time_ms": genesis.genesis_time_ms,
+        "safeguards": {
+            "max_samples_per_update": genesis.safeguards.max_samples_per_update,
+            "timestamp_precision_ms": genesis.safeguards.timestamp_precision_ms,
+            "message_delay_ms": genesis.safeguards.message_delay_ms,
+            "max_regression": genesis.safeguards.max_regression,
+        },
     }

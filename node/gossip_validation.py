@@ -190,7 +190,7 @@ class GossipValidator:
         self.verifier = verifier
         self.current_height = current_height
         self.validator_set = ValidatorSet(genesis.validators)
-        self.admission = Admission(self.chain_id, self.validator_set, verifier)
+        self.admission = Admission.for_genesis(genesis, verifier, self.validator_set)
         self.size_caps = dict(DEFAULT_SIZE_CAPS if size_caps is None else size_caps)
         self.local_peer_id = local_peer_id
         self.cache_size = cache_size

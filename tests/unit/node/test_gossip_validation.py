@@ -253,12 +253,13 @@ def test_bad_signature_of_a_commit_certificate(
 
 
 def test_unknown_signer(gv: GossipValidator, signers: list[BlsSigner]) -> None:
-    """A non-member index, an observer voting, or an observer's receipt is unknown-signer."""
+    """A non-member index, an observer voting, or an observer's receipt is unknown-signer; a
+    negative index is outside the codec's bound for member indices (schema)."""
     outsider = vote(signers, who=0, validator=ValidatorIndex(99), signature=Signature(bytes(96)))
     negative = vote(signers, who=0, validator=ValidatorIndex(-1), signature=Signature(bytes(96)))
     observer_vote = vote(signers, who=3)
     assert gv.check(Topic.CONSENSUS, encode_message(outsider)) == (None, "unknown-signer")
-    assert gv.check(Topic.CONSENSUS, encode_message(negative)) == (None, "unknown-signer")
+    assert gv.check(Topic.CONSENSUS, encode_message(negative)) == (None, "schema")
     assert gv.check(Topic.CONSENSUS, encode_message(observer_vote)) == (None, "unknown-signer")
     assert gv.check(Topic.RECEIPTS, encode_message(receipt(signers, who=3))) == (
         None,
