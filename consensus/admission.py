@@ -39,10 +39,11 @@ from collections.abc import Sequence
 
 from consensus.codec import block_hash as compute_block_hash
 from consensus.crypto import Verifier, batch_verify_same_message
-from consensus.signing import proposal_bytes, sign_bytes
+from consensus.signing import proposal_bytes, report_bytes, sign_bytes
 from consensus.types import (
     Attestation,
     Candidate,
+    EvalReport,
     Genesis,
     Hash,
     Height,
@@ -210,6 +211,8 @@ class Admission:
             or report.candidate_hash != attestation.candidate_hash
         ):
             return REPORT_MISMATCH
+        if verify and not self.report_signature_ok(report):
+            return BAD_SIGNATURE
         return self._signature_reason(attestation, verify)
 
     def admit(
@@ -248,6 +251,13 @@ class Admission:
             return False
         key = self.validator_set.public_keys[message.signer]
         return self.verifier.verify(key, self._sign_bytes(message, block_hash), message.signature)
+
+    def report_signature_ok(self, report: EvalReport) -> bool:
+        """True when the eval report's numbers are signed by its evaluator."""
+        if not 0 <= report.evaluator < len(self.validator_set):
+            return False
+        key = self.validator_set.public_keys[report.evaluator]
+        return self.verifier.verify(key, report_bytes(self.chain_id, report), report.signature)
 
     def batch_verified(self, messages: Sequence[Vote | Attestation]) -> list[bool]:
         """Rule 8 for many votes or attestations, one aggregate check per distinct sign-bytes.

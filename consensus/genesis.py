@@ -70,7 +70,7 @@ def make_genesis(
         task=dict(task or {"name": "test"}),
         aggregation_rule=aggregation_rule,
         aggregation_params=dict(aggregation_params or {}),
-        verdict_rule=verdict_rule or VerdictRule(metric="loss", tolerance=0.0),
+        verdict_rule=verdict_rule or VerdictRule(metric="loss", noise_margin=0.0),
         timeouts=timeouts or Timeouts(),
         initial_model_hash=Hash(bytes(initial_model_hash)),
         expected_trainers=n_trainers if expected_trainers is None else expected_trainers,

@@ -13,9 +13,10 @@ Choices where the issue is silent :
   member has power 0, signs update receipts, and never votes.
 - Eval reports ride in the block body next to the improvement certificate rather than inside it,
   so that the certificate's size stays 32 + 96 + ceil(n/8) bytes whatever n is. Attestation
-  signatures cover the verdict (candidate hash, improved) and not the report numbers, so that all
-  "improved" attestations sign one message and the certificate is checked with a single
-  aggregate verification; the numbers are the evaluator's claim, carried for audit.
+  signatures cover the verdict (candidate hash, improved), so that all "improved" attestations
+  sign one message and the certificate is checked with a single aggregate verification; each
+  report's numbers carry their own signature by the evaluator (`EvalReport.signature`), checked
+  by valid(v), so nobody can put numbers in another validator's mouth.
 - A carry-over block keeps the parent's model hash, carries no improvement certificate and records
   why (`carry_over_reason`, non-empty); it includes no update receipts.
 """
@@ -150,6 +151,13 @@ class EvalReport:
     loss_after: float
     metric_before: float
     metric_after: float
+    signature: Signature = EMPTY_SIGNATURE
+    """The evaluator's signature over these numbers (`consensus.signing.report_bytes`)."""
+
+    @property
+    def signer(self) -> ValidatorIndex:
+        """The validator who measured and signed the numbers (`evaluator`)."""
+        return self.evaluator
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +317,7 @@ class VerdictRule:
     """How a validator turns its eval numbers into "improved" (applied in learning/, not here)."""
 
     metric: str
-    tolerance: float
+    noise_margin: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +357,7 @@ class Safeguards:
     max_samples_per_update: int = 1_000_000
     timestamp_precision_ms: int = 2_000
     message_delay_ms: int = 30_000
-    max_regression: float = 0.02
+    max_regression: float = 0.01
 
 
 @dataclass(frozen=True, slots=True)

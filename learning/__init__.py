@@ -22,7 +22,7 @@ from learning.data import (
     split_train_val,
 )
 from learning.dp import DpConfig, PrivacyBudget, epsilon_after, noise_for_rounds
-from learning.evaluate import VerdictRule, evaluate, improved
+from learning.evaluate import VerdictRule, best_of, evaluate, improved
 from learning.models import build_model, initial_weights
 from learning.serialize import BlobError, blob_hash, bytes_to_weights, weights_to_bytes
 from learning.task import TaskError, TaskSpec
@@ -58,6 +58,7 @@ __all__ = [
     "epsilon_after",
     "evaluate",
     "global_test",
+    "best_of",
     "improved",
     "initial_weights",
     "load_csv",

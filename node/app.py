@@ -90,7 +90,9 @@ class LearningApp:
                 name=genesis.aggregation_rule, **genesis.aggregation_params
             )
             self.verdict = learning.VerdictRule(
-                metric=genesis.verdict_rule.metric, tolerance=genesis.verdict_rule.tolerance
+                metric=genesis.verdict_rule.metric,
+                noise_margin=genesis.verdict_rule.noise_margin,
+                max_regression=genesis.safeguards.max_regression,
             )
         except (learning.TaskError, ValueError, TypeError) as exc:
             raise DataConfigError(f"the genesis task or rules are not usable here: {exc}") from None
@@ -118,6 +120,9 @@ class LearningApp:
             )
         self.poison = config.byzantine.behaviour == "poison"
         self._eval_cache: dict[bytes, dict[str, float]] = {}
+        # the best certified model's metrics on our split: every base we are asked to judge a
+        # candidate against is a committed model (docs/THREAT-MODEL.md "Slow drift")
+        self.best_certified: dict[str, float] | None = None
         self._lock = threading.Lock()  # torch thread settings are process-wide
 
     def _load_data(self, config: NodeConfig, home: Path) -> learning.SiteData:
@@ -187,6 +192,7 @@ class LearningApp:
     ) -> Evaluation:
         """Recompute the candidate from its updates and judge it on the local validation split."""
         before = self.metrics_of(base_model)
+        self.best_certified = learning.best_of(self.best_certified, before, self.verdict)
         refusal = ""
         model: bytes | None = None
         if any(blob is None for _, blob in updates):
@@ -198,7 +204,9 @@ class LearningApp:
             if sha256(model) != model_hash:
                 refusal, model = "aggregation mismatch", None
         after = self.metrics_of(model) if model is not None else dict(before)
-        verdict = model is not None and learning.improved(before, after, self.verdict)
+        verdict = model is not None and learning.improved(
+            before, after, self.verdict, best=self.best_certified
+        )
         metric = self.task.metric
         report = EvalReport(
             evaluator=ValidatorIndex(self.me if self.me is not None else 0),

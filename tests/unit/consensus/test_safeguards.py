@@ -117,6 +117,55 @@ def test_a_receipt_claiming_more_samples_than_the_cap_is_refused() -> None:
 # -- 6. rule swap ------------------------------------------------------------------------------
 
 
+def _resigned(cluster, report):  # type: ignore[no-untyped-def]
+    from consensus.signing import report_bytes
+
+    key = cluster.signers[report.evaluator]
+    return replace(report, signature=key.sign(report_bytes("test-chain", report)))
+
+
+def _committed_model_block():  # type: ignore[no-untyped-def]
+    from consensus_harness import InstantNet
+
+    from consensus.codec import genesis_hash
+    from consensus.ledger import genesis_ledger
+    from consensus.validity import BlockChecker, Parent
+
+    cluster = make_cluster(4)
+    net = InstantNet(cluster, [cluster.core(i) for i in range(4)], max_height=1)
+    net.start()
+    block = net.commits[0][0].block
+    ledger = genesis_ledger(cluster.genesis)
+    parent = Parent(0, genesis_hash(cluster.genesis), cluster.genesis.genesis_time_ms, ledger)
+    checker = BlockChecker(cluster.genesis, cluster.genesis_set(), cluster.verifier)
+    return cluster, checker, block, parent
+
+
+# -- 4. unsigned numbers -----------------------------------------------------------------------
+
+
+def test_eval_report_numbers_altered_by_the_proposer_make_the_block_invalid() -> None:
+    """A proposer that rewrites a validator's numbers (the verdict's signature does not cover
+    them) proposes an invalid block: each report is signed by its evaluator."""
+    cluster, checker, block, parent = _committed_model_block()
+    assert checker.block_problem(block, parent) is None
+    forged = replace(block.eval_reports[0], metric_after=0.999)
+    bad = replace(block, eval_reports=(forged, *block.eval_reports[1:]))
+    problem = checker.block_problem(bad, parent)
+    assert problem is not None and "eval report signature" in problem
+
+
+def test_without_report_signatures_altered_numbers_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Check disabled: the same rewritten numbers pass valid(v) and would reach the record."""
+    from consensus.validity import BlockChecker
+
+    monkeypatch.setattr(BlockChecker, "reports_problem", lambda self, reports: None)
+    cluster, checker, block, parent = _committed_model_block()
+    forged = replace(block.eval_reports[0], metric_after=0.999)
+    bad = replace(block, eval_reports=(forged, *block.eval_reports[1:]))
+    assert checker.block_problem(bad, parent) is None
+
+
 def _swapped_rule_block():  # type: ignore[no-untyped-def]
     """A committed model block rebuilt to declare "median" (genesis: fedavg), certified by
     every validator as honest evaluators would (they recompute with the genesis rule)."""
@@ -144,7 +193,9 @@ def _swapped_rule_block():  # type: ignore[no-untyped-def]
         signers=cluster.genesis_set().bitfield(range(4)),
         aggregate_signature=signature,
     )
-    reports = tuple(replace(r, candidate_hash=chash) for r in block.eval_reports)
+    reports = tuple(
+        _resigned(cluster, replace(r, candidate_hash=chash)) for r in block.eval_reports
+    )
     swapped = replace(block, rule="median", improvement_certificate=cert, eval_reports=reports)
     root = ledger_root(apply_block(ledger, swapped))
     swapped = replace(swapped, header=replace(swapped.header, ledger_root=root))

@@ -18,6 +18,7 @@ from consensus.signing import (
     candidate_bytes,
     proposal_bytes,
     receipt_bytes,
+    report_bytes,
     vote_bytes,
     vote_sign_bytes,
 )
@@ -142,6 +143,9 @@ def candidate(signers: list[BlsSigner], who: int = 2, h: int = 5) -> Candidate:
 
 def attestation(signers: list[BlsSigner], who: int = 1, h: int = 5, **kw: Any) -> Attestation:
     report = kw.pop("report", EvalReport(ValidatorIndex(who), H, 50, 0.7, 0.6, 0.8, 0.85))
+    report = dataclasses.replace(
+        report, signature=signers[report.evaluator].sign(report_bytes(CHAIN, report))
+    )
     a = Attestation(Height(h), H, True, ValidatorIndex(who), report)
     return dataclasses.replace(a, signature=signers[who].sign(attestation_bytes(CHAIN, a)))
 
