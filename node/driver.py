@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
@@ -95,6 +96,7 @@ class Driver:
         self.net = net
         self.metrics = metrics
         self.equivocator = equivocator
+        self.publish_failures: Counter[str] = Counter()  # topic -> publishes that failed
         self.on_height = on_height
         self._clock = clock
         policy = ShellPolicy(resend_after=TICK_S)
@@ -225,7 +227,8 @@ class Driver:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("send %s %s", type(message).__name__, codec.sha256(data).hex()[:12])
         self.observer.published(request)
-        await self.net.publish(Topic(request.topic), data)  # counted by the network's counters
+        if not await self._gossip(Topic(request.topic), data):
+            return
         if (
             self.equivocator is not None
             and not request.resend
@@ -244,7 +247,19 @@ class Driver:
         twin = replace(vote, block_hash=None, signature=EMPTY_SIGNATURE)
         chain_id = self.core.genesis.chain_id
         twin = replace(twin, signature=self.equivocator.sign(sign_bytes(chain_id, twin)))
-        await self.net.publish(Topic.CONSENSUS, codec.encode_message(twin))
+        await self._gossip(Topic.CONSENSUS, codec.encode_message(twin))
+
+    async def _gossip(self, topic: Topic, data: bytes) -> bool:
+        """Gossip `data`; a failure (a message over its topic cap, a pubsub error) is logged
+        and counted, never the end of the process: the shell re-sends what we signed, and
+        the core's timeouts move the height on (docs/THREAT-MODEL.md "Oversized proposals")."""
+        try:
+            await self.net.publish(topic, data)  # counted by the network's counters
+        except Exception as exc:
+            self.publish_failures[topic.value] += 1
+            log.warning("could not publish a %d-byte %s message: %s", len(data), topic.value, exc)
+            return False
+        return True
 
     async def _timer(self, request: StartTimer) -> None:
         await trio.sleep(request.delay)
