@@ -176,6 +176,18 @@ class LearningApp:
         model = self._aggregate(base_model, accepted) if accepted else None
         return CandidateOutcome(model, tuple(r for r, _ in accepted), tuple(rejected))
 
+    def forged_rejection(
+        self,
+        base_model: bytes,
+        updates: list[tuple[UpdateReceipt, bytes | None]],
+        rejected: list[tuple[UpdateReceipt, bytes | None]],
+    ) -> bool:
+        """True when the proposer excluded an update that our own screening of all the
+        candidate's updates accepts (screening is deterministic given the blobs)."""
+        recomputed = self.build_candidate(base_model, [*updates, *rejected])
+        kept = {bytes(r.blob_hash) for r in recomputed.accepted}
+        return any(bytes(r.blob_hash) in kept for r, _ in rejected)
+
     def _check(self, base_model: bytes, blob: bytes) -> str:
         return learning.validate_update(self.task, base_model, blob, MAX_UPDATE_NORM) or ""
 
@@ -189,8 +201,15 @@ class LearningApp:
         candidate_hash: Hash,
         model_hash: Hash,
         updates: list[tuple[UpdateReceipt, bytes | None]],
+        rejected: list[tuple[UpdateReceipt, bytes | None]] | None = None,
     ) -> Evaluation:
-        """Recompute the candidate from its updates and judge it on the local validation split."""
+        """Recompute the candidate from its updates and judge it on the local validation split.
+
+        `rejected` are the updates the proposer excluded: each exclusion must reproduce here
+        (the update is unavailable, invalid, or a screening outlier among all the candidate's
+        updates), else the verdict is "not improved", so a proposer cannot silently drop an
+        honest site and debit its reputation (docs/THREAT-MODEL.md "Forged rejections").
+        """
         before = self.metrics_of(base_model)
         self.best_certified = learning.best_of(self.best_certified, before, self.verdict)
         refusal = ""
@@ -199,6 +218,8 @@ class LearningApp:
             refusal = "update blob unavailable"
         elif any(self._check(base_model, blob) for _, blob in updates if blob is not None):
             refusal = "candidate includes an invalid update"
+        elif rejected and self.forged_rejection(base_model, updates, rejected):
+            refusal = "a rejection does not reproduce"
         else:
             model = self._aggregate(base_model, [(r, b) for r, b in updates if b is not None])
             if sha256(model) != model_hash:
