@@ -15,8 +15,8 @@ from dataclasses import replace
 
 import pytest
 
-from consensus.sim.setup import SIM_INITIAL_MODEL
 from consensus.sim.config import INSIDER_BEHAVIOURS
+from consensus.sim.setup import SIM_INITIAL_MODEL
 from consensus.simulator import BEHAVIOURS, SimConfig, Simulation, run_many, run_one
 from consensus.types import Signature
 from node.cli import main
