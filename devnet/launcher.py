@@ -18,6 +18,11 @@ validators admit them through `network.observers`.
 Byzantine nodes (`--byzantine KIND:COUNT`) are the last COUNT nodes: `poison` sign-flips its
 updates, `garbage` floods every topic with malformed messages and RPC frames, `equivocate`
 also signs a nil vote for every block it votes for (caught as evidence, then slashed).
+The insider kinds of issue 10 (docs/THREAT-MODEL.md): `timestamp` stamps its proposals far in the
+future, `inflate` claims 10^9 samples, `rule-swap` declares the rule "median", `double-propose`
+signs two versions of each proposal (consensus/sim/insider.py, applied by node/driver.py),
+`forge-rejection` rejects an honest update as an outlier when it proposes, and `drift` adds
+noise of the update's own norm to its update, small enough to pass screening (node/app.py).
 """
 
 from __future__ import annotations
@@ -37,7 +42,17 @@ from typing import Any
 
 from devnet.processes import PIDS_FILE, NodeProcess, read_pids, start_node, stop_all, write_pids
 
-BYZANTINE_KINDS = ("poison", "garbage", "equivocate")
+BYZANTINE_KINDS = (
+    "poison",
+    "garbage",
+    "equivocate",
+    "timestamp",
+    "inflate",
+    "forge-rejection",
+    "drift",
+    "rule-swap",
+    "double-propose",
+)
 
 
 class DevnetError(Exception):
@@ -67,7 +82,7 @@ class DevnetSpec:
 
 
 def parse_byzantine(value: str | None, nodes: int) -> tuple[str, int] | None:
-    """Parse "KIND:COUNT" (KIND poison or garbage)."""
+    """Parse "KIND:COUNT" (KIND one of BYZANTINE_KINDS)."""
     if not value:
         return None
     kind, _, count = value.partition(":")
@@ -348,6 +363,7 @@ def collect(spec: DevnetSpec, nodes: list[DevnetNode], blocks: int | None) -> di
             "byzantine": n.byzantine or None,
             "observer": n.observer,
             "block_hashes": {str(b["height"]): b["hash"] for b in chains[n.name]},
+            "rejections": rejections_of(n.get_text("/metrics", timeout=10.0) or ""),
         }
         for n in nodes
     ]
@@ -357,10 +373,12 @@ def collect(spec: DevnetSpec, nodes: list[DevnetNode], blocks: int | None) -> di
     init = initial_weights(task, spec.seed)
     genesis_metric = evaluate(task, init, test)[metric]
     rows = []
+    ledger: dict[str, Any] = {}
     try:
         for summary in chains[reference.name]:
             if blocks is not None and summary["height"] > blocks:
                 break
+            ledger = summary.get("ledger") or ledger
             model_hash = bytes.fromhex(summary["model_hash"])
             try:
                 model = chain.blob(model_hash)
@@ -392,11 +410,35 @@ def collect(spec: DevnetSpec, nodes: list[DevnetNode], blocks: int | None) -> di
         "metric_name": metric,
         "nodes": node_rows,
         "blocks": rows,
+        "ledger": ledger,
         "genesis_metric": genesis_metric,
         "final_metric": final,
         "centralized_metric": centralized,
         "phase_medians": _phase_medians(rows),
     }
+
+
+REJECTION_COUNTERS = ("bcfl_gossip_rejected_total", "bcfl_consensus_rejected_total")
+
+
+def rejections_of(metrics_text: str) -> dict[str, int]:
+    """reason -> count of the node's own refusals, from its /metrics page: the gossip edge's
+    `bcfl_gossip_rejected_total` (summed over topics) plus the core's
+    `bcfl_consensus_rejected_total`; reasons never seen are left out."""
+    out: dict[str, int] = {}
+    for line in metrics_text.splitlines():
+        name, _, rest = line.partition("{")
+        if name not in REJECTION_COUNTERS or "} " not in rest:
+            continue
+        labels, _, value = rest.rpartition("} ")
+        reason = next(
+            (p.split("=", 1)[1].strip('"') for p in labels.split(",") if p.startswith("reason=")),
+            "",
+        )
+        count = int(float(value))
+        if reason and count:
+            out[reason] = out.get(reason, 0) + count
+    return dict(sorted(out.items()))
 
 
 def _phase_medians(rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -19,6 +19,10 @@ Choices (docs/ARCHITECTURE.md "Proof of learning" is silent on them):
   poisoned site costs its own update (and reputation), not the whole height.
 - The "poison" test behaviour sign-flips this site's update (global - 5 x delta), exactly the
   attack of `bcfl simulate learning --attack signflip`.
+- The "drift" test behaviour adds Gaussian noise of the update's own norm to it (cosine about
+  0.7 with the honest direction, norm about 1.4 x: it passes screening) so every aggregate it
+  joins is a little worse; "forge-rejection" makes this site, when it proposes, reject the first
+  honest update it accepted as an "outlier" (docs/THREAT-MODEL.md).
 """
 
 from __future__ import annotations
@@ -119,6 +123,8 @@ class LearningApp:
                 )
             )
         self.poison = config.byzantine.behaviour == "poison"
+        self.drift = config.byzantine.behaviour == "drift"
+        self.forge_rejection = config.byzantine.behaviour == "forge-rejection"
         self._eval_cache: dict[bytes, dict[str, float]] = {}
         # the best certified model's metrics on our split: every base we are asked to judge a
         # candidate against is a committed model (docs/THREAT-MODEL.md "Slow drift")
@@ -153,6 +159,8 @@ class LearningApp:
         epsilon = 0.0
         if self.poison:
             update = learning.attack_update("signflip", base_model, update, seed=height)
+        if self.drift:
+            update = learning.attack_update("drift", base_model, update, seed=height)
         if self.budget is not None:
             update = self.budget.privatize(update, seed=height)
             epsilon = self.budget.spent()
@@ -173,6 +181,10 @@ class LearningApp:
         verdicts = screen_outliers([blob for _, blob in accepted])
         rejected += [(r, v) for (r, _), v in zip(accepted, verdicts, strict=True) if v]
         accepted = [item for item, v in zip(accepted, verdicts, strict=True) if not v]
+        if self.forge_rejection:
+            victim = next((i for i, (r, _) in enumerate(accepted) if r.author != self.me), None)
+            if victim is not None:
+                rejected.append((accepted.pop(victim)[0], "outlier"))
         model = self._aggregate(base_model, accepted) if accepted else None
         return CandidateOutcome(model, tuple(r for r, _ in accepted), tuple(rejected))
 

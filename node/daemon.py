@@ -164,6 +164,7 @@ async def run_node(home_dir: Path) -> None:
         is_trainer=is_trainer,
         keep_last_models=config.storage.keep_last_models,
         equivocator=signer if config.byzantine.behaviour == "equivocate" and signs else None,
+        insider=(config.byzantine.behaviour, signer) if signs and signer is not None else None,
         on_height=lambda h, r: log_ctx.set(height=h, round=r),
     )
     api = HttpApi(host=config.api.host, port=config.api.port)

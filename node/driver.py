@@ -51,6 +51,7 @@ from consensus.shell import (
     Train,
 )
 from consensus.signing import sign_bytes
+from consensus.sim.insider import REWRITE_KINDS, rewrite
 from consensus.types import EMPTY_SIGNATURE, Attestation, Candidate, Proposal, UpdateReceipt, Vote
 from node.app import LearningApp
 from node.chain import Chain
@@ -87,6 +88,7 @@ class Driver:
         is_trainer: bool,
         keep_last_models: int = 10,
         equivocator: Signer | None = None,
+        insider: tuple[str, Signer] | None = None,
         on_height: Callable[[int, int], None] = lambda h, r: None,
         clock: Callable[[], float] | None = None,
     ) -> None:
@@ -96,6 +98,8 @@ class Driver:
         self.net = net
         self.metrics = metrics
         self.equivocator = equivocator
+        # test networks only: an insider kind of consensus/sim/insider.py rewrites what we send
+        self.insider = insider if insider is not None and insider[0] in REWRITE_KINDS else None
         self.publish_failures: Counter[str] = Counter()  # topic -> publishes that failed
         self.on_height = on_height
         self._clock = clock
@@ -222,6 +226,20 @@ class Driver:
                 self.observer.evidence(request)
 
     async def _publish(self, request: Publish) -> None:
+        if self.insider is not None:
+            for message in rewrite(self.insider[0], request.message, self._resign):
+                await self._publish_one(replace(request, message=message))
+            return
+        await self._publish_one(request)
+
+    def _resign(self, message: Any) -> Any:
+        """Test networks only: `message` re-signed with our key, outside the signer guard."""
+        assert self.insider is not None
+        chain_id = self.core.genesis.chain_id
+        unsigned = replace(message, signature=EMPTY_SIGNATURE)
+        return replace(unsigned, signature=self.insider[1].sign(sign_bytes(chain_id, unsigned)))
+
+    async def _publish_one(self, request: Publish) -> None:
         message = request.message
         data = codec.encode_message(message)
         if log.isEnabledFor(logging.DEBUG):

@@ -23,7 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--observers", type=int, default=0, help="also run K observer nodes (follow, verify)"
     )
     parser.add_argument(
-        "--byzantine", default=None, help="KIND:COUNT, KIND poison, garbage or equivocate"
+        "--byzantine",
+        default=None,
+        help=(
+            "KIND:COUNT, KIND poison, garbage, equivocate, timestamp, inflate, "
+            "forge-rejection, drift, rule-swap or double-propose"
+        ),
     )
     parser.add_argument(
         "--update-window",
