@@ -101,6 +101,7 @@ class Summary:
             "carry_over_blocks": sum(r.carry_over_blocks for r in results),
             "evidence_reported": sum(r.evidence for r in results),
             "rejections": _sum_counts(r.rejections for r in results),
+            "max_message_bytes": _max_counts(r.max_message_bytes for r in results),
             "messages_sent": sum(r.messages_sent for r in results),
             "messages_dropped": sum(r.messages_dropped for r in results),
             "virtual_seconds_max": round(max((r.virtual_seconds for r in results), default=0), 3),
@@ -161,6 +162,14 @@ def run_many(config: SimConfig, seeds: Iterable[int]) -> Summary:
         summary.results.append(run_one(config, seed))
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def _max_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    most: dict[str, int] = {}
+    for count in counts:
+        for key, value in count.items():
+            most[key] = max(most.get(key, 0), value)
+    return dict(sorted(most.items()))
 
 
 def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:

@@ -81,6 +81,7 @@ class RunResult:
     violations: list[Violation]
     trace_digest: str
     rejections: dict[str, int] = field(default_factory=dict)  # honest nodes' refusals by reason
+    max_message_bytes: dict[str, int] = field(default_factory=dict)  # largest encoding, by type
 
     @property
     def safety_violations(self) -> list[Violation]:

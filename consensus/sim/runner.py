@@ -153,8 +153,8 @@ class SimNode:
         return len(self.chain)
 
 
-def _digest(message: Any) -> bytes:
-    return hashlib.sha256(codec.encode_message(message)).digest()
+def _encoded(message: Any) -> bytes:
+    return codec.encode_message(message)
 
 
 class Simulation:
@@ -172,6 +172,7 @@ class Simulation:
         self._digests: dict[int, tuple[Message, bytes]] = {}
         self.evidence = 0
         self.rejections: Counter[str] = Counter()  # by reason, at honest nodes
+        self.max_message_bytes: Counter[str] = Counter()  # by message type, every send
         self.max_round = 0
         self.commit_certificate_bytes = 0
         self.improvement_certificate_bytes = 0
@@ -380,7 +381,11 @@ class Simulation:
         """SHA-256 of the canonical encoding, cached per message object for this run."""
         cached = self._digests.get(id(message))
         if cached is None:
-            cached = (message, _digest(message))  # keeps the object alive: its id stays unique
+            data = _encoded(message)
+            kind = type(message).__name__
+            self.max_message_bytes[kind] = max(self.max_message_bytes[kind], len(data))
+            # the tuple keeps the object alive: its id stays unique
+            cached = (message, hashlib.sha256(data).digest())
             self._digests[id(message)] = cached
         return cached[1]
 
@@ -470,6 +475,7 @@ class Simulation:
             carry_over_blocks=self.carry_over_blocks,
             evidence=self.evidence,
             rejections=dict(sorted(self.rejections.items())),
+            max_message_bytes=dict(sorted(self.max_message_bytes.items())),
             messages_sent=self.network.sent,
             messages_dropped=self.network.dropped,
             violations=list(self.checker.violations),
