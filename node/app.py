@@ -28,6 +28,7 @@ Choices (docs/ARCHITECTURE.md "Proof of learning" is silent on them):
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ import learning
 from consensus.types import EvalReport, Genesis, Hash, UpdateReceipt, ValidatorIndex
 from learning.screening import screen_outliers
 from node.config import NodeConfig
+
+log = logging.getLogger("bcfl.app")
 
 MAX_UPDATE_NORM = 1e4
 """Updates whose L2 norm exceeds this are rejected as "norm-exceeded" (a sane, wide bound)."""
@@ -184,7 +187,9 @@ class LearningApp:
         if self.forge_rejection:
             victim = next((i for i, (r, _) in enumerate(accepted) if r.author != self.me), None)
             if victim is not None:
-                rejected.append((accepted.pop(victim)[0], "outlier"))
+                receipt = accepted.pop(victim)[0]
+                rejected.append((receipt, "outlier"))
+                log.warning("forge-rejection: rejecting member %d's update", receipt.author)
         model = self._aggregate(base_model, accepted) if accepted else None
         return CandidateOutcome(model, tuple(r for r, _ in accepted), tuple(rejected))
 

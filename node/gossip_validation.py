@@ -91,7 +91,16 @@ WINDOW_AHEAD = 8
 
 # Rejections that depend only on the bytes (and the genesis), so they can be cached.
 _DETERMINISTIC = frozenset(
-    {"undecodable", "schema", "bad-signature", "unknown-signer", "wrong-chain", "invalid"}
+    {
+        "undecodable",
+        "schema",
+        "bad-signature",
+        "unknown-signer",
+        "wrong-chain",
+        "samples-over-cap",
+        "wrong-rule",
+        "invalid",
+    }
 )
 
 ADMISSION_REASONS: dict[str, str] = {
@@ -99,6 +108,8 @@ ADMISSION_REASONS: dict[str, str] = {
     admission.UNKNOWN_SIGNER: "unknown-signer",
     admission.WRONG_CHAIN: "wrong-chain",
     admission.BAD_SIGNATURE: "bad-signature",
+    admission.SAMPLES_OVER_CAP: "samples-over-cap",
+    admission.WRONG_RULE: "wrong-rule",
 }
 """`consensus.admission` reason -> the gossip rejection reason it is counted under."""
 

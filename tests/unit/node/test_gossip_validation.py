@@ -348,6 +348,15 @@ def test_admission_rules_the_core_applies_are_invalid_at_the_edge(
     assert gv.check(Topic.RECEIPTS, encode_message(r)) == (None, "invalid")
 
 
+def test_an_inflated_sample_count_is_counted_under_its_own_reason(
+    gv: GossipValidator, signers: list[BlsSigner]
+) -> None:
+    """A receipt claiming 10^9 samples is dropped at the edge as `samples-over-cap`."""
+    r = dataclasses.replace(receipt(signers), n_samples=10**9)
+    r = dataclasses.replace(r, signature=signers[1].sign(receipt_bytes(CHAIN, r)))
+    assert gv.check(Topic.RECEIPTS, encode_message(r)) == (None, "samples-over-cap")
+
+
 # -- caches and wiring ----------------------------------------------------------------------
 
 
