@@ -21,8 +21,10 @@ Rules, in the order they are checked (a message stops at the first that fails):
 7. Shape of the payload: ``report-mismatch`` (an attestation whose eval report is another
    evaluator's or for another candidate, or names its metric with more than
    ``MAX_METRIC_NAME`` characters), ``empty-candidate`` (a candidate without updates or
-   without an aggregation rule), ``bad-statistics`` (a receipt with ``n_samples <= 0`` or a
-   negative privacy budget).
+   without an aggregation rule), ``wrong-rule`` (a candidate declaring another aggregation rule
+   than the genesis), ``bad-statistics`` (a receipt with ``n_samples <= 0`` or a negative
+   privacy budget), ``samples-over-cap`` (a receipt claiming more samples than the genesis
+   `Safeguards.max_samples_per_update`).
 8. ``bad-signature``: the signature over `consensus.signing` sign-bytes verifies under the
    signer's genesis key. ``verify=False`` skips only this rule, for a caller that verifies
    later in a batch (`batch_verified`), as the core does for votes and attestations.
@@ -38,10 +40,11 @@ from collections.abc import Sequence
 
 from consensus.codec import block_hash as compute_block_hash
 from consensus.crypto import Verifier, batch_verify_same_message
-from consensus.signing import proposal_bytes, sign_bytes
+from consensus.signing import proposal_bytes, report_bytes, sign_bytes
 from consensus.types import (
     Attestation,
     Candidate,
+    EvalReport,
     Genesis,
     Hash,
     Height,
@@ -69,6 +72,8 @@ REPORT_MISMATCH = "report-mismatch"
 EMPTY_CANDIDATE = "empty-candidate"
 BAD_STATISTICS = "bad-statistics"
 BAD_SIGNATURE = "bad-signature"
+WRONG_RULE = "wrong-rule"
+SAMPLES_OVER_CAP = "samples-over-cap"
 
 REASONS = (
     UNKNOWN_SIGNER,
@@ -81,6 +86,8 @@ REASONS = (
     EMPTY_CANDIDATE,
     BAD_STATISTICS,
     BAD_SIGNATURE,
+    WRONG_RULE,
+    SAMPLES_OVER_CAP,
 )
 """Every reason code an `Admission` check returns (closed: metric label values)."""
 
@@ -92,17 +99,37 @@ class Admission:
         chain_id: the genesis chain id (it is part of every sign-bytes).
         validator_set: the genesis members, their roles, power and proposer schedule.
         verifier: the signature verifier (`BlsVerifier` in a node, `FakeVerifier` in sims).
+        rule: the genesis aggregation rule (None: any rule; for callers without a genesis).
+        max_samples: the genesis cap on a receipt's sample count.
     """
 
-    def __init__(self, chain_id: str, validator_set: ValidatorSet, verifier: Verifier) -> None:
+    def __init__(
+        self,
+        chain_id: str,
+        validator_set: ValidatorSet,
+        verifier: Verifier,
+        *,
+        rule: str | None = None,
+        max_samples: int | None = None,
+    ) -> None:
         self.chain_id = chain_id
         self.validator_set = validator_set
         self.verifier = verifier
+        self.rule = rule
+        self.max_samples = max_samples
 
     @classmethod
-    def for_genesis(cls, genesis: Genesis, verifier: Verifier) -> Admission:
+    def for_genesis(
+        cls, genesis: Genesis, verifier: Verifier, validator_set: ValidatorSet | None = None
+    ) -> Admission:
         """The admission checks of `genesis` (which the caller has validated)."""
-        return cls(genesis.chain_id, ValidatorSet(genesis.validators), verifier)
+        return cls(
+            genesis.chain_id,
+            validator_set or ValidatorSet(genesis.validators),
+            verifier,
+            rule=genesis.aggregation_rule,
+            max_samples=genesis.safeguards.max_samples_per_update,
+        )
 
     # -- one check per message type ----------------------------------------------------------
 
@@ -153,6 +180,8 @@ class Admission:
             return UNKNOWN_SIGNER
         if receipt.n_samples <= 0 or receipt.epsilon_spent < 0:
             return BAD_STATISTICS
+        if self.max_samples is not None and receipt.n_samples > self.max_samples:
+            return SAMPLES_OVER_CAP
         return self._signature_reason(receipt, verify)
 
     def candidate(
@@ -172,6 +201,8 @@ class Admission:
             return NOT_PROPOSER
         if not candidate.receipts or not candidate.rule:
             return EMPTY_CANDIDATE
+        if self.rule is not None and candidate.rule != self.rule:
+            return WRONG_RULE
         return self._signature_reason(candidate, verify)
 
     def attestation(self, attestation: Attestation, *, verify: bool = True) -> str | None:
@@ -185,6 +216,8 @@ class Admission:
             or len(report.metric_name) > MAX_METRIC_NAME
         ):
             return REPORT_MISMATCH
+        if verify and not self.report_signature_ok(report):
+            return BAD_SIGNATURE
         return self._signature_reason(attestation, verify)
 
     def admit(
@@ -223,6 +256,13 @@ class Admission:
             return False
         key = self.validator_set.public_keys[message.signer]
         return self.verifier.verify(key, self._sign_bytes(message, block_hash), message.signature)
+
+    def report_signature_ok(self, report: EvalReport) -> bool:
+        """True when the eval report's numbers are signed by its evaluator."""
+        if not 0 <= report.evaluator < len(self.validator_set):
+            return False
+        key = self.validator_set.public_keys[report.evaluator]
+        return self.verifier.verify(key, report_bytes(self.chain_id, report), report.signature)
 
     def batch_verified(self, messages: Sequence[Vote | Attestation]) -> list[bool]:
         """Rule 8 for many votes or attestations, one aggregate check per distinct sign-bytes.

@@ -71,9 +71,16 @@ class BlockBuilder:
             rejected=candidate.rejected,
             rule=candidate.rule,
             certificate=certificate,
-            reports=tuple(a.report for a in attestations),
+            reports=self._signed_reports(attestations),
             reason="",
         )
+
+    def _signed_reports(self, attestations: Sequence[Attestation]) -> tuple[EvalReport, ...]:
+        """The attesters' reports whose numbers their evaluators signed (a forged report is
+        left out: the verdict's signature does not cover the numbers)."""
+        reports = [a.report for a in attestations]
+        bad = {id(r) for r in self._ctx.checker.bad_report_signatures(reports)}
+        return tuple(r for r in reports if id(r) not in bad)
 
     def carry_over(self, round_: Round, reason: str, now: float) -> Block:
         """A block that keeps M(h-1) and records why."""

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import cbor2
 
+from consensus.bounds import FIELD_BOUNDS, NEWTYPE_BOUNDS
 from consensus.guard import SignerState
 from consensus.types import (
     HASH_SIZE,
@@ -57,7 +58,7 @@ DEFAULT_MAX_SIZE = 4 * 1024 * 1024
 
 MAX_OPAQUE_DEPTH = 16
 _INT_MIN = -(2**63)
-_INT_MAX = 2**64 - 1
+_INT_MAX = 2**63 - 1
 
 
 class InvalidMessage(Exception):
@@ -134,6 +135,8 @@ def _build(tp: object) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch pe
             return v
 
         return _identity, dec_fixed
+    if tp in NEWTYPE_BOUNDS:
+        return _bounded_int(*NEWTYPE_BOUNDS[tp])
     supertype = getattr(tp, "__supertype__", None)
     if supertype is not None:
         return _compile(supertype)
@@ -146,15 +149,7 @@ def _build(tp: object) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch pe
 
         return _identity, dec_bool
     if tp is int:
-
-        def dec_int(v: Any, path: str) -> Any:
-            if type(v) is not int:
-                _fail(path, "expected an integer")
-            if not _INT_MIN <= v <= _INT_MAX:
-                _fail(path, "integer out of range")
-            return v
-
-        return _identity, dec_int
+        return _bounded_int(_INT_MIN, _INT_MAX)
     if tp is float:
 
         def dec_float(v: Any, path: str) -> Any:
@@ -241,9 +236,25 @@ def _build(tp: object) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch pe
     raise TypeError(f"unsupported type in schema: {tp}")
 
 
+def _bounded_int(low: int, high: int) -> tuple[Encoder, Decoder]:
+    def dec_int(v: Any, path: str) -> Any:
+        if type(v) is not int:
+            _fail(path, "expected an integer")
+        if not low <= v <= high:
+            _fail(path, f"integer out of range [{low}, {high}]")
+        return v
+
+    return _identity, dec_int
+
+
+def _field_codec(cls: type, name: str, tp: object) -> tuple[Encoder, Decoder]:
+    bounds = FIELD_BOUNDS.get((cls, name))
+    return _bounded_int(*bounds) if bounds is not None else _compile(tp)
+
+
 def _build_dataclass(cls: type) -> tuple[Encoder, Decoder]:
     hints = typing.get_type_hints(cls)
-    fields = [(f.name, *_compile(hints[f.name])) for f in dataclasses.fields(cls)]
+    fields = [(f.name, *_field_codec(cls, f.name, hints[f.name])) for f in dataclasses.fields(cls)]
     names = frozenset(name for name, _, _ in fields)
 
     def enc_dc(v: Any) -> Any:

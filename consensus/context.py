@@ -24,6 +24,7 @@ from consensus.signing import (
     candidate_bytes,
     proposal_bytes,
     receipt_bytes,
+    report_bytes,
     vote_bytes,
 )
 from consensus.types import (
@@ -143,8 +144,10 @@ class Signatory:
             )
         except SignRefused:
             return None
+        report = attestation.report
+        report = replace(report, signature=self._signer.sign(report_bytes(self.chain_id, report)))
         message = attestation_bytes(self.chain_id, attestation)
-        attestation = replace(attestation, signature=self._signer.sign(message))
+        attestation = replace(attestation, report=report, signature=self._signer.sign(message))
         self.persist(state, out)
         return attestation
 

@@ -124,7 +124,7 @@ class ConsensusCore:
             genesis=genesis,
             validator_set=self.validator_set,
             verifier=verifier,
-            admission=Admission(genesis.chain_id, self.validator_set, verifier),
+            admission=Admission.for_genesis(genesis, verifier, self.validator_set),
             checker=self.checker,
             signatory=Signatory(genesis.chain_id, me, signer, signer_state or SignerState()),
             evidence=EvidencePool(),

@@ -41,7 +41,18 @@ SYNC_MISMATCH = "sync-mismatch"
 SYNC_INVALID = "sync-invalid"
 """A synced block whose commit certificate or body does not verify."""
 
-CORE_REASONS = (INVALID_BLOCK, WRONG_BASE, INVALID_RECEIPTS, SYNC_MISMATCH, SYNC_INVALID)
+UNTIMELY_PROPOSAL = "untimely-proposal"
+"""A fresh proposal whose block time is outside the genesis precision and message delay of the
+receiver's clock (proposer-based timestamps, consensus/tendermint.py `_timely`)."""
+
+CORE_REASONS = (
+    INVALID_BLOCK,
+    WRONG_BASE,
+    INVALID_RECEIPTS,
+    SYNC_MISMATCH,
+    SYNC_INVALID,
+    UNTIMELY_PROPOSAL,
+)
 """The reason codes of `Rejected` actions beyond `consensus.admission.REASONS`."""
 
 _DETAILS = {

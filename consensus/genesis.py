@@ -18,6 +18,7 @@ from consensus.types import (
     ROLES,
     Genesis,
     Hash,
+    Safeguards,
     Timeouts,
     ValidatorInfo,
     VerdictRule,
@@ -45,6 +46,7 @@ def make_genesis(
     initial_model_hash: bytes = bytes(HASH_SIZE),
     expected_trainers: int | None = None,
     genesis_time_ms: int = 0,
+    safeguards: Safeguards | None = None,
 ) -> Genesis:
     """A genesis where member i is `signers[i]` (default: power 1, validator + trainer)."""
     n = len(signers)
@@ -68,11 +70,12 @@ def make_genesis(
         task=dict(task or {"name": "test"}),
         aggregation_rule=aggregation_rule,
         aggregation_params=dict(aggregation_params or {}),
-        verdict_rule=verdict_rule or VerdictRule(metric="loss", tolerance=0.0),
+        verdict_rule=verdict_rule or VerdictRule(metric="loss", noise_margin=0.0),
         timeouts=timeouts or Timeouts(),
         initial_model_hash=Hash(bytes(initial_model_hash)),
         expected_trainers=n_trainers if expected_trainers is None else expected_trainers,
         genesis_time_ms=genesis_time_ms,
+        safeguards=safeguards or Safeguards(),
     )
 
 
@@ -111,4 +114,11 @@ def validate_genesis(genesis: Genesis, verifier: Verifier) -> ValidatorSet:
     t = genesis.timeouts
     if min(t.propose, t.prevote, t.precommit, t.update_window, t.attestation) <= 0:
         raise InvalidGenesis("every timeout must be positive")
+    g = genesis.safeguards
+    if g.max_samples_per_update < 1:
+        raise InvalidGenesis("safeguards.max_samples_per_update must be at least 1")
+    if g.timestamp_precision_ms < 0 or g.message_delay_ms < 0:
+        raise InvalidGenesis("safeguards timestamp bounds must not be negative")
+    if not 0.0 <= g.max_regression < float("inf"):
+        raise InvalidGenesis("safeguards.max_regression must be a finite number >= 0")
     return valset

@@ -13,6 +13,7 @@ from consensus.codec import block_hash, candidate_hash, canonical
 from consensus.types import (
     Attestation,
     Candidate,
+    EvalReport,
     Hash,
     Height,
     Proposal,
@@ -29,6 +30,7 @@ DOMAIN_PROPOSAL = "bcfl/proposal/v1"
 DOMAIN_RECEIPT = "bcfl/receipt/v1"
 DOMAIN_CANDIDATE = "bcfl/candidate/v1"
 DOMAIN_ATTESTATION = "bcfl/attestation/v1"
+DOMAIN_EVAL_REPORT = "bcfl/eval-report/v1"
 
 
 def vote_sign_bytes(
@@ -93,6 +95,25 @@ def attestation_bytes(chain_id: str, attestation: Attestation) -> bytes:
     """Sign-bytes of an attestation."""
     return attestation_sign_bytes(
         chain_id, attestation.height, attestation.candidate_hash, attestation.improved
+    )
+
+
+def report_bytes(chain_id: str, report: EvalReport) -> bytes:
+    """What an evaluator signs for its numbers and the name of the metric they measure (the
+    candidate hash binds height and model)."""
+    return canonical(
+        [
+            DOMAIN_EVAL_REPORT,
+            chain_id,
+            report.evaluator,
+            report.candidate_hash,
+            report.n_samples,
+            float(report.loss_before),
+            float(report.loss_after),
+            float(report.metric_before),
+            float(report.metric_after),
+            report.metric_name,
+        ]
     )
 
 

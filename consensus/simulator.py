@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +100,8 @@ class Summary:
             "model_blocks": sum(r.model_blocks for r in results),
             "carry_over_blocks": sum(r.carry_over_blocks for r in results),
             "evidence_reported": sum(r.evidence for r in results),
+            "rejections": _sum_counts(r.rejections for r in results),
+            "max_message_bytes": _max_counts(r.max_message_bytes for r in results),
             "messages_sent": sum(r.messages_sent for r in results),
             "messages_dropped": sum(r.messages_dropped for r in results),
             "virtual_seconds_max": round(max((r.virtual_seconds for r in results), default=0), 3),
@@ -159,3 +162,18 @@ def run_many(config: SimConfig, seeds: Iterable[int]) -> Summary:
         summary.results.append(run_one(config, seed))
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def _max_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    most: dict[str, int] = {}
+    for count in counts:
+        for key, value in count.items():
+            most[key] = max(most.get(key, 0), value)
+    return dict(sorted(most.items()))
+
+
+def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for count in counts:
+        total.update(count)
+    return dict(sorted(total.items()))

@@ -63,7 +63,7 @@ from typing import Protocol
 from consensus.admission import BAD_SIGNATURE
 from consensus.codec import block_hash
 from consensus.context import Context
-from consensus.errors import INVALID_BLOCK, refusal
+from consensus.errors import INVALID_BLOCK, UNTIMELY_PROPOSAL, refusal
 from consensus.events import Action, Broadcast, Rejected, ScheduleTimeout, TimeoutFired
 from consensus.types import (
     Block,
@@ -137,6 +137,7 @@ class Tendermint:
             ctx.validator_set, ctx.admission, ctx.evidence, parent.ledger.punished
         )
         self._proposals: dict[int, tuple[Proposal, Hash]] = {}
+        self._received_at: dict[int, float] = {}  # round -> when a peer's proposal arrived
         self._blocks: dict[Hash, Block] = {}
         self._valid_cache: dict[Hash, bool] = {}
         self._prevote_timeout_done: set[int] = set()
@@ -238,6 +239,7 @@ class Tendermint:
             out.append(Rejected(BAD_SIGNATURE, "proposal with a bad signature"))
             return
         self._store_proposal(proposal, bhash)
+        self._received_at[proposal.round] = now
         if proposal.valid_round >= 0:
             for vote in proposal.polka_votes[: len(self._ctx.validator_set)]:
                 if (
@@ -262,6 +264,29 @@ class Tendermint:
                 out.append(Rejected(INVALID_BLOCK, f"invalid block: {problem}"))
             cached = self._valid_cache[bhash] = problem is None
         return cached
+
+    def _timely(self, round_: int, out: list[Action]) -> bool:
+        """Proposer-based timestamps (CometBFT PBTS): a fresh proposal's block time is within
+        the genesis precision and message delay of our clock when it arrived. Only fresh
+        proposals are checked; a re-proposal's polka shows >2/3 found it timely. Our own
+        proposal is timely by construction. Without this a proposer could stamp a time so far
+        ahead that no later block can follow it (docs/THREAT-MODEL.md "Halt by timestamp")."""
+        received = self._received_at.get(round_)
+        if received is None:
+            return True
+        g = self._ctx.genesis.safeguards
+        time_ms = self._proposals[round_][0].block.header.time_ms
+        clock_ms = int(received * 1000)
+        earliest = clock_ms - g.message_delay_ms - g.timestamp_precision_ms
+        if earliest <= time_ms <= clock_ms + g.timestamp_precision_ms:
+            return True
+        out.append(
+            Rejected(
+                UNTIMELY_PROPOSAL,
+                f"untimely proposal: block time {time_ms} ms, our clock {clock_ms} ms",
+            )
+        )
+        return False
 
     # -- the upon-rules ------------------------------------------------------------------------
 
@@ -293,7 +318,11 @@ class Tendermint:
         vr = proposal.valid_round
         locked_hash = self.locked_hash
         if vr == -1:
-            ok = self._valid(bhash, out) and (self.locked_round == -1 or locked_hash == bhash)
+            ok = (
+                self._timely(self.round, out)
+                and self._valid(bhash, out)
+                and (self.locked_round == -1 or locked_hash == bhash)
+            )
         elif vr < self.round and self._votes.quorum_for(vr, PV, bhash, out):
             ok = self._valid(bhash, out) and (self.locked_round <= vr or locked_hash == bhash)
         else:

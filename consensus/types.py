@@ -13,9 +13,10 @@ Choices where the issue is silent :
   member has power 0, signs update receipts, and never votes.
 - Eval reports ride in the block body next to the improvement certificate rather than inside it,
   so that the certificate's size stays 32 + 96 + ceil(n/8) bytes whatever n is. Attestation
-  signatures cover the verdict (candidate hash, improved) and not the report numbers, so that all
-  "improved" attestations sign one message and the certificate is checked with a single
-  aggregate verification; the numbers are the evaluator's claim, carried for audit.
+  signatures cover the verdict (candidate hash, improved), so that all "improved" attestations
+  sign one message and the certificate is checked with a single aggregate verification; each
+  report's numbers carry their own signature by the evaluator (`EvalReport.signature`), checked
+  by valid(v), so nobody can put numbers in another validator's mouth.
 - A carry-over block keeps the parent's model hash, carries no improvement certificate and records
   why (`carry_over_reason`, non-empty); it includes no update receipts.
 """
@@ -156,6 +157,14 @@ class EvalReport:
     metric_before: float
     metric_after: float
     metric_name: str = "loss"
+    signature: Signature = EMPTY_SIGNATURE
+    """The evaluator's signature over these numbers and the metric's name
+    (`consensus.signing.report_bytes`)."""
+
+    @property
+    def signer(self) -> ValidatorIndex:
+        """The validator who measured and signed the numbers (`evaluator`)."""
+        return self.evaluator
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +324,7 @@ class VerdictRule:
     """How a validator turns its eval numbers into "improved" (applied in learning/, not here)."""
 
     metric: str
-    tolerance: float
+    noise_margin: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +347,27 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class Safeguards:
+    """Bounds on what one member may claim, fixed in the genesis (docs/THREAT-MODEL.md).
+
+    - `max_samples_per_update`: the largest `n_samples` a receipt may claim; a larger claim is
+      refused (`samples-over-cap`) and a block carrying one is invalid. Aggregation weights are
+      further clipped to the round's median claim (learning/aggregate.py).
+    - `timestamp_precision_ms`, `message_delay_ms`: proposer-based timestamps (CometBFT PBTS):
+      a fresh proposal is timely at a validator whose clock reads `t` on receipt when
+      `t - message_delay - precision <= block time <= t + precision`; an untimely one is
+      prevoted nil. valid(v) itself only requires time above the parent's.
+    - `max_regression`: a candidate's attested metric may be at most this much worse than the
+      best model the chain certified (not merely its parent), so small steps cannot add up.
+    """
+
+    max_samples_per_update: int = 1_000_000
+    timestamp_precision_ms: int = 2_000
+    message_delay_ms: int = 30_000
+    max_regression: float = 0.01
+
+
+@dataclass(frozen=True, slots=True)
 class Genesis:
     """Everything every node agrees on before block 1.
 
@@ -356,6 +386,7 @@ class Genesis:
     initial_model_hash: Hash
     expected_trainers: int
     genesis_time_ms: int = 0
+    safeguards: Safeguards = Safeguards()
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,12 +25,19 @@ from consensus.codec import (
 )
 from consensus.crypto import Verifier
 from consensus.ledger import apply_block
-from consensus.signing import attestation_sign_bytes, receipt_bytes, vote_bytes, vote_sign_bytes
+from consensus.signing import (
+    attestation_sign_bytes,
+    receipt_bytes,
+    report_bytes,
+    vote_bytes,
+    vote_sign_bytes,
+)
 from consensus.types import (
     HASH_SIZE,
     Block,
     CommitCertificate,
     DuplicateVoteEvidence,
+    EvalReport,
     Genesis,
     Hash,
     Ledger,
@@ -83,6 +90,8 @@ class BlockChecker:
                 return f"two receipts of member {receipt.author}"
             if receipt.n_samples <= 0 or receipt.epsilon_spent < 0:
                 return f"receipt of member {receipt.author} has impossible statistics"
+            if receipt.n_samples > self.genesis.safeguards.max_samples_per_update:
+                return f"receipt of member {receipt.author} claims more samples than the cap"
             authors.add(receipt.author)
             if receipt_hash(receipt) not in self._good_receipts:
                 unchecked.append(receipt)
@@ -112,6 +121,40 @@ class BlockChecker:
             else:
                 bad.append(receipt)
         return bad
+
+    def bad_report_signatures(self, reports: Sequence[EvalReport]) -> list[EvalReport]:
+        """Check eval report signatures in one aggregate verification; return the bad ones."""
+        members = len(self.validator_set)
+        reports = list(reports)
+        inside = [r for r in reports if 0 <= r.evaluator < members]
+        bad = [r for r in reports if not 0 <= r.evaluator < members]
+        if not inside:
+            return bad
+        chain = self.genesis.chain_id
+        keys = [self.validator_set.public_keys[r.evaluator] for r in inside]
+        messages = [report_bytes(chain, r) for r in inside]
+        ok = False
+        if len(inside) > 1:
+            try:
+                aggregate = self.verifier.aggregate([r.signature for r in inside])
+                ok = self.verifier.verify_distinct_messages(keys, messages, aggregate)
+            except ValueError:
+                ok = False
+        if not ok:
+            bad += [
+                r
+                for r, key, message in zip(inside, keys, messages, strict=True)
+                if not self.verifier.verify(key, message, r.signature)
+            ]
+        return bad
+
+    def reports_problem(self, reports: Sequence[EvalReport]) -> str | None:
+        """Why the eval reports of a block are not their evaluators' own numbers, or None
+        (docs/THREAT-MODEL.md "Unsigned numbers")."""
+        bad = self.bad_report_signatures(reports)
+        if bad:
+            return f"eval report signature of member {bad[0].evaluator} does not verify"
+        return None
 
     # -- certificates ------------------------------------------------------------------------
 
@@ -190,6 +233,13 @@ class BlockChecker:
                 return "evidence vote signature does not verify"
         return None
 
+    def rule_problem(self, rule: str) -> str | None:
+        """Why a block or candidate may not declare `rule`: only the genesis rule is the
+        chain's (docs/THREAT-MODEL.md "Rule swap")."""
+        if rule != self.genesis.aggregation_rule:
+            return f"declares aggregation rule {rule[:40]!r}, the genesis rule is {self.genesis.aggregation_rule!r}"
+        return None
+
     # -- blocks ------------------------------------------------------------------------------
 
     def block_problem(self, block: Block, parent: Parent) -> str | None:  # noqa: C901
@@ -234,6 +284,9 @@ class BlockChecker:
                 return "model block with a carry-over reason"
             if not block.receipts or not block.rule:
                 return "model block without updates or rule"
+            problem = self.rule_problem(block.rule)
+            if problem:
+                return problem
             if len(header.model_hash) != HASH_SIZE:
                 return "malformed model hash"
             problem = self.receipts_problem(
@@ -252,6 +305,9 @@ class BlockChecker:
                 if report.candidate_hash != block.improvement_certificate.candidate_hash:
                     return "eval report for another candidate"
                 evaluators.add(report.evaluator)
+            problem = self.reports_problem(block.eval_reports)
+            if problem:
+                return problem
         if len(block.evidence) > MAX_EVIDENCE_PER_BLOCK:
             return "too much evidence in one block"
         punished = set(parent.ledger.punished)

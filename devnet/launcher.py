@@ -18,6 +18,11 @@ validators admit them through `network.observers`.
 Byzantine nodes (`--byzantine KIND:COUNT`) are the last COUNT nodes: `poison` sign-flips its
 updates, `garbage` floods every topic with malformed messages and RPC frames, `equivocate`
 also signs a nil vote for every block it votes for (caught as evidence, then slashed).
+The insider kinds of issue 10 (docs/THREAT-MODEL.md): `timestamp` stamps its proposals far in the
+future, `inflate` claims 10^9 samples, `rule-swap` declares the rule "median", `double-propose`
+signs two versions of each proposal (consensus/sim/insider.py, applied by node/driver.py),
+`forge-rejection` rejects an honest update as an outlier when it proposes, and `drift` adds
+noise of the update's own norm to its update, small enough to pass screening (node/app.py).
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import median
 from typing import Any
 
 from devnet.linkproxy import LINKS_FILE, write_links
@@ -49,7 +53,17 @@ from devnet.processes import (
 )
 from devnet.resources import ResourceMonitor
 
-BYZANTINE_KINDS = ("poison", "garbage", "equivocate")
+BYZANTINE_KINDS = (
+    "poison",
+    "garbage",
+    "equivocate",
+    "timestamp",
+    "inflate",
+    "forge-rejection",
+    "drift",
+    "rule-swap",
+    "double-propose",
+)
 
 
 class DevnetError(Exception):
@@ -81,7 +95,7 @@ class DevnetSpec:
 
 
 def parse_byzantine(value: str | None, nodes: int) -> tuple[str, int] | None:
-    """Parse "KIND:COUNT" (KIND poison or garbage)."""
+    """Parse "KIND:COUNT" (KIND one of BYZANTINE_KINDS)."""
     if not value:
         return None
     kind, _, count = value.partition(":")
@@ -362,113 +376,6 @@ def wait_for_blocks(
         if blocks is not None and time.monotonic() > deadline:
             raise DevnetError(f"the devnet did not reach {blocks} blocks within {timeout_s:.0f} s")
         time.sleep(0.5)
-
-
-def collect(
-    spec: DevnetSpec,
-    nodes: list[DevnetNode],
-    blocks: int | None,
-    monitor: ResourceMonitor | None = None,
-) -> dict[str, Any]:
-    """The `--json` result, from the nodes' APIs and the first honest node's blob store.
-
-    With `monitor`, each node also gets `cpu_seconds_per_height` and `peak_rss_bytes`
-    (devnet/resources.py).
-    """
-    from learning import (
-        apply_delta,
-        builtin_task,
-        default_train_config,
-        evaluate,
-        global_test,
-        initial_weights,
-        pooled_train,
-        train,
-    )
-    from node.blobs import BlobCorruptError
-    from node.chain import Chain
-    from node.home import NodeHome
-    from node.store import ChainStore
-
-    task = builtin_task(spec.dataset, model=spec.model)
-    metric = task.metric
-    test = global_test(task, spec.seed)
-    chains = {n.name: (n.get("/chain", timeout=10.0) or []) for n in nodes}
-    node_rows = [
-        {
-            "name": n.name,
-            "byzantine": n.byzantine or None,
-            "observer": n.observer,
-            "block_hashes": {str(b["height"]): b["hash"] for b in chains[n.name]},
-            **(monitor or ResourceMonitor()).report(n.name),
-        }
-        for n in nodes
-    ]
-    reference = next(n for n in nodes if not n.byzantine)
-    store = ChainStore.open(NodeHome(reference.home))
-    chain = Chain(store)
-    init = initial_weights(task, spec.seed)
-    genesis_metric = evaluate(task, init, test)[metric]
-    rows = []
-    try:
-        for summary in chains[reference.name]:
-            if blocks is not None and summary["height"] > blocks:
-                break
-            model_hash = bytes.fromhex(summary["model_hash"])
-            try:
-                model = chain.blob(model_hash)
-            except BlobCorruptError:
-                model = None  # a damaged blob has no metric; `bcfl chain verify` reports it
-            value = None if model is None else evaluate(task, model, test)[metric]
-            rows.append(
-                {
-                    "height": summary["height"],
-                    "metric": value,
-                    "carry_over": summary["kind"] != "model",
-                    "carry_over_reason": summary.get("carry_over_reason"),
-                    "updates": summary.get("updates"),
-                    "rejected": summary.get("rejected"),
-                    "phases": summary.get("phases") or {},
-                    "reputation": summary.get("reputation"),
-                }
-            )
-    finally:
-        store.close()
-    cfg = default_train_config(task)
-    epochs = max(1, len(rows)) * cfg.epochs
-    from dataclasses import replace
-
-    delta, _, _ = train(task, init, pooled_train(task, spec.seed), replace(cfg, epochs=epochs))
-    centralized = evaluate(task, apply_delta(init, delta), test)[metric]
-    final = next((r["metric"] for r in reversed(rows) if r["metric"] is not None), genesis_metric)
-    return {
-        "metric_name": metric,
-        "nodes": node_rows,
-        "blocks": rows,
-        "genesis_metric": genesis_metric,
-        "final_metric": final,
-        "centralized_metric": centralized,
-        "phase_medians": _phase_medians(rows),
-    }
-
-
-def _phase_medians(rows: list[dict[str, Any]]) -> dict[str, float]:
-    names = sorted({k for r in rows for k in r["phases"]})
-    out = {}
-    for name in names:
-        values = [r["phases"][name] for r in rows if name in r["phases"]]
-        if values:
-            out[name] = median(values)
-    intervals = [
-        r["phases"]["block_interval"]
-        - r["phases"].get("train", 0.0)
-        - r["phases"].get("evaluate", 0.0)
-        for r in rows
-        if "block_interval" in r["phases"]
-    ]
-    if intervals:
-        out["coordination_overhead"] = median(intervals)
-    return out
 
 
 def down(directory: Path) -> int:

@@ -11,7 +11,7 @@ from learning.attacks import ATTACKS, attack_update, parse_attack
 from learning.csvdata import load_csv
 from learning.data import DataError, SiteData, Split, parse_partition, split_train_val
 from learning.dp import DpConfig, PrivacyBudget, epsilon_after, noise_for_rounds
-from learning.evaluate import VerdictRule, evaluate, improved, verdict_metric
+from learning.evaluate import VerdictRule, best_of, evaluate, improved, verdict_metric
 from learning.models import build_model, initial_weights
 from learning.plugin import (
     BUILTIN_TASKS,
@@ -62,6 +62,7 @@ __all__ = [
     "epsilon_after",
     "evaluate",
     "global_test",
+    "best_of",
     "improved",
     "initial_weights",
     "load_csv",

@@ -20,6 +20,10 @@ Rules, applied to the update DELTAS (see trainer.py):
   neighbours, keep the m lowest scores and average them sample-weighted (Blanchard et al. 2017);
   f defaults to the largest value with n >= 2f + 3, m to n - f.
 - `clip_norm` (any rule): scale each delta down to at most that L2 norm first.
+- `median_weight_cap` (fedavg, multi-krum): a site's weight is its sample count clipped to the
+  median count of the round's updates, so a site that claims more samples than it has cannot
+  own the average (docs/THREAT-MODEL.md "Hijack by sample count"). With equal sites the
+  weights are unchanged; a site larger than the median weighs as much as the median site.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class AggregationRule:
     krum_f: int | None = None
     krum_m: int | None = None
     clip_norm: float | None = None
+    median_weight_cap: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in RULES:
@@ -63,7 +68,11 @@ class AggregationRule:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the rule as a plain map for the genesis (absent options are omitted)."""
-        out: dict[str, Any] = {"name": self.name, "trim_fraction": float(self.trim_fraction)}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "trim_fraction": float(self.trim_fraction),
+            "median_weight_cap": self.median_weight_cap,
+        }
         if self.krum_f is not None:
             out["krum_f"] = self.krum_f
         if self.krum_m is not None:
@@ -82,6 +91,7 @@ class AggregationRule:
             krum_f=None if data.get("krum_f") is None else int(data["krum_f"]),
             krum_m=None if data.get("krum_m") is None else int(data["krum_m"]),
             clip_norm=None if clip is None else float(clip),
+            median_weight_cap=bool(data.get("median_weight_cap", True)),
         )
 
 
@@ -131,7 +141,7 @@ def aggregate(
             if norms[i] > rule.clip_norm:
                 scale[i] = rule.clip_norm / norms[i]
 
-    samples = np.array([u[2] for u in ordered], dtype=np.float64)
+    samples = sample_weights(rule, [u[2] for u in ordered])
     selected = list(range(n))
     if rule.name == "multi-krum":
         selected = _krum_select(rule, n, spans, rows, scale)
@@ -166,6 +176,15 @@ def aggregate(
         )
         target[:] = (g + agg).astype(np.float32)
     return bytes(out)
+
+
+def sample_weights(rule: AggregationRule, counts: Sequence[int]) -> F64:
+    """The unnormalised weight of each update: its claimed sample count, clipped to the round's
+    median claim under `median_weight_cap`."""
+    samples = np.array(counts, dtype=np.float64)
+    if rule.median_weight_cap and len(samples):
+        samples = np.minimum(samples, float(np.median(samples)))
+    return samples
 
 
 def _krum_select(

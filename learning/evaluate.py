@@ -4,11 +4,14 @@ Metrics are the task plugin's (`learning.metrics` for the defaults of each kind)
 plus e.g. `auc` for a binary task (only when both classes are present), `macro_auc` for a
 multiclass one, `rmse`, `mae` and `r2` for a regression task.
 
-The verdict `improved(before, after, rule)` compares one metric with a tolerance from the genesis:
-a candidate counts as improved when it is not worse than the current model by more than the
-tolerance. A positive tolerance keeps the chain accepting models once learning has converged and
-metric changes are noise; a poisoned candidate is worse by far more than that. When the rule's
-metric is absent (a validation split with one class has no AUC) the verdict uses the loss.
+The verdict `improved(before, after, rule, best=...)` compares one metric on two bounds from the
+genesis: the candidate may be at most `noise_margin` worse than the current model (metric changes
+of a converged model are noise; a poisoned candidate is worse by far more), and at most
+`max_regression` worse than the best model the chain certified so far (`best`). The second
+bound is what stops slow drift: a poisoner who degrades the model by just under the noise margin
+every block passes the first bound every time, but after a few blocks falls outside the second
+(docs/THREAT-MODEL.md "Slow drift"). When the rule's metric is absent (a validation split with
+one class has no AUC) the verdict uses the loss.
 """
 
 from __future__ import annotations
@@ -29,28 +32,39 @@ from learning.task import TaskSpec
 
 @dataclass(frozen=True, slots=True)
 class VerdictRule:
-    """Which metric decides "improved" and how much worse a candidate may be (absolute)."""
+    """Which metric decides "improved", and how much worse (absolute) a candidate may measure:
+    than its parent (`noise_margin`), and than the best certified model (`max_regression`)."""
 
     metric: str = "loss"
-    tolerance: float = 0.005
+    noise_margin: float = 0.005
+    max_regression: float = 0.01
 
     def __post_init__(self) -> None:
         if self.metric not in LOWER_IS_BETTER:
             raise ValueError(f"verdict metric must be one of {sorted(LOWER_IS_BETTER)}")
-        if not np.isfinite(self.tolerance):
-            raise ValueError("verdict tolerance must be finite")
+        if not np.isfinite(self.noise_margin):
+            raise ValueError("verdict noise_margin must be finite")
+        if not (np.isfinite(self.max_regression) and self.max_regression >= 0):
+            raise ValueError("verdict max_regression must be a finite number >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the rule as a plain map for the genesis."""
-        return {"metric": self.metric, "tolerance": float(self.tolerance)}
+        return {
+            "metric": self.metric,
+            "noise_margin": float(self.noise_margin),
+            "max_regression": float(self.max_regression),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VerdictRule:
         """Build a rule from a genesis map."""
-        tolerance = data.get("tolerance", 0.005)
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float):
-            raise ValueError("verdict tolerance must be a number")
-        return cls(metric=str(data.get("metric", "loss")), tolerance=float(tolerance))
+        values = {}
+        for key, default in (("noise_margin", 0.005), ("max_regression", 0.01)):
+            value = data.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"verdict {key} must be a number")
+            values[key] = float(value)
+        return cls(metric=str(data.get("metric", "loss")), **values)
 
 
 def predict(task: TaskSpec, weights_blob: bytes, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -77,18 +91,42 @@ def evaluate(task: TaskSpec, weights_blob: bytes, split: Split) -> dict[str, flo
     return metrics_from_outputs(task, predict(task, weights_blob, split.x), split.y)
 
 
+def _gain(before: dict[str, float], after: dict[str, float], metric: str) -> float:
+    gain = after[metric] - before[metric]
+    return -gain if LOWER_IS_BETTER[metric] else gain
+
+
 def verdict_metric(before: dict[str, float], after: dict[str, float], rule: VerdictRule) -> str:
-    """The metric the verdict uses: the rule's, or "loss" where the rule's is undefined."""
+    """The metric the verdict compares: the rule's, or the loss when either side lacks it."""
     return rule.metric if rule.metric in before and rule.metric in after else "loss"
 
 
-def improved(before: dict[str, float], after: dict[str, float], rule: VerdictRule) -> bool:
-    """Return the attestation verdict: is `after` no worse than `before` beyond the tolerance."""
+def improved(
+    before: dict[str, float],
+    after: dict[str, float],
+    rule: VerdictRule,
+    *,
+    best: dict[str, float] | None = None,
+) -> bool:
+    """Return the attestation verdict: `after` is no worse than `before` beyond the noise margin
+    and no worse than `best` (the best certified model's metrics) beyond `max_regression`."""
     metric = verdict_metric(before, after, rule)
-    tolerance = rule.tolerance if metric == rule.metric else 0.0
-    gain = after[metric] - before[metric]
-    if LOWER_IS_BETTER[metric]:
-        gain = -gain
-    if not np.isfinite(gain):
+    margin = rule.noise_margin if metric == rule.metric else 0.0
+    gain = _gain(before, after, metric)
+    if not np.isfinite(gain) or gain < -margin:
         return False
-    return gain >= -tolerance
+    if best is not None and metric in best:
+        from_best = _gain(best, after, metric)
+        if not np.isfinite(from_best) or from_best < -rule.max_regression:
+            return False
+    return True
+
+
+def best_of(
+    best: dict[str, float] | None, candidate: dict[str, float], rule: VerdictRule
+) -> dict[str, float]:
+    """The better of two certified models' metrics under the rule's metric (loss if absent)."""
+    if best is None:
+        return dict(candidate)
+    metric = verdict_metric(best, candidate, rule)
+    return dict(candidate) if _gain(best, candidate, metric) > 0 else best

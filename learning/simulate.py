@@ -106,7 +106,7 @@ def run_simulation(
     init = initial_weights(task, config.seed)
     cfg = _train_config(task, config)
     rule = AggregationRule(name=config.rule)
-    verdict = VerdictRule(config.verdict_metric, config.verdict_tolerance)
+    verdict = VerdictRule(config.verdict_metric, noise_margin=config.verdict_tolerance)
     attackers = set(range(config.attackers)) if config.attack else set()
 
     long_cfg = replace(cfg, epochs=config.rounds * config.local_epochs)

@@ -21,11 +21,16 @@ Choices (docs/ARCHITECTURE.md "Proof of learning" is silent on them):
   poisoned site costs its own update (and reputation), not the whole height.
 - The "poison" test behaviour sign-flips this site's update (global - 5 x delta), exactly the
   attack of `bcfl simulate learning --attack signflip`.
+- The "drift" test behaviour adds Gaussian noise of the update's own norm to it (cosine about
+  0.7 with the honest direction, norm about 1.4 x: it passes screening) so every aggregate it
+  joins is a little worse; "forge-rejection" makes this site, when it proposes, reject the first
+  honest update it accepted as an "outlier" (docs/THREAT-MODEL.md).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +41,8 @@ from consensus.types import EvalReport, Genesis, Hash, UpdateReceipt, ValidatorI
 from learning.screening import screen_outliers
 from learning.serialize import Blob
 from node.config import NodeConfig
+
+log = logging.getLogger("bcfl.app")
 
 MAX_UPDATE_NORM = 1e4
 """Updates whose L2 norm exceeds this are rejected as "norm-exceeded" (a sane, wide bound)."""
@@ -103,7 +110,9 @@ class LearningApp:
                 name=genesis.aggregation_rule, **genesis.aggregation_params
             )
             self.verdict = learning.VerdictRule(
-                metric=genesis.verdict_rule.metric, tolerance=genesis.verdict_rule.tolerance
+                metric=genesis.verdict_rule.metric,
+                noise_margin=genesis.verdict_rule.noise_margin,
+                max_regression=genesis.safeguards.max_regression,
             )
         except (learning.TaskError, ValueError, TypeError) as exc:
             raise DataConfigError(f"the genesis task or rules are not usable here: {exc}") from None
@@ -135,7 +144,12 @@ class LearningApp:
                 )
             )
         self.poison = config.byzantine.behaviour == "poison"
+        self.drift = config.byzantine.behaviour == "drift"
+        self.forge_rejection = config.byzantine.behaviour == "forge-rejection"
         self._eval_cache: dict[bytes, dict[str, float]] = {}
+        # the best certified model's metrics on our split: every base we are asked to judge a
+        # candidate against is a committed model (docs/THREAT-MODEL.md "Slow drift")
+        self.best_certified: dict[str, float] | None = None
         self._lock = threading.Lock()  # torch thread settings are process-wide
 
     def _load_data(self, config: NodeConfig, home: Path) -> learning.SiteData:
@@ -167,6 +181,8 @@ class LearningApp:
         epsilon = 0.0
         if self.poison:
             update = learning.attack_update("signflip", base_model, update, seed=height)
+        if self.drift:
+            update = learning.attack_update("drift", base_model, update, seed=height)
         if self.budget is not None:
             update = self.budget.privatize(update, seed=height)
             epsilon = self.budget.spent()
@@ -187,8 +203,26 @@ class LearningApp:
         verdicts = screen_outliers([blob for _, blob in accepted])
         rejected += [(r, v) for (r, _), v in zip(accepted, verdicts, strict=True) if v]
         accepted = [item for item, v in zip(accepted, verdicts, strict=True) if not v]
+        if self.forge_rejection:
+            victim = next((i for i, (r, _) in enumerate(accepted) if r.author != self.me), None)
+            if victim is not None:
+                receipt = accepted.pop(victim)[0]
+                rejected.append((receipt, "outlier"))
+                log.warning("forge-rejection: rejecting member %d's update", receipt.author)
         model = self._aggregate(base_model, accepted) if accepted else None
         return CandidateOutcome(model, tuple(r for r, _ in accepted), tuple(rejected))
+
+    def forged_rejection(
+        self,
+        base_model: bytes,
+        updates: Sequence[tuple[UpdateReceipt, Blob | None]],
+        rejected: Sequence[tuple[UpdateReceipt, Blob | None]],
+    ) -> bool:
+        """True when the proposer excluded an update that our own screening of all the
+        candidate's updates accepts (screening is deterministic given the blobs)."""
+        recomputed = self.build_candidate(base_model, [*updates, *rejected])
+        kept = {bytes(r.blob_hash) for r in recomputed.accepted}
+        return any(bytes(r.blob_hash) in kept for r, _ in rejected)
 
     def _check(self, base_model: bytes, blob: Blob) -> str:
         return learning.validate_update(self.task, base_model, blob, MAX_UPDATE_NORM) or ""
@@ -205,21 +239,33 @@ class LearningApp:
         candidate_hash: Hash,
         model_hash: Hash,
         updates: Sequence[tuple[UpdateReceipt, Blob | None]],
+        rejected: Sequence[tuple[UpdateReceipt, Blob | None]] | None = None,
     ) -> Evaluation:
-        """Recompute the candidate from its updates and judge it on the local validation split."""
+        """Recompute the candidate from its updates and judge it on the local validation split.
+
+        `rejected` are the updates the proposer excluded: each exclusion must reproduce here
+        (the update is unavailable, invalid, or a screening outlier among all the candidate's
+        updates), else the verdict is "not improved", so a proposer cannot silently drop an
+        honest site and debit its reputation (docs/THREAT-MODEL.md "Forged rejections").
+        """
         before = self.metrics_of(base_model)
+        self.best_certified = learning.best_of(self.best_certified, before, self.verdict)
         refusal = ""
         model: bytes | None = None
         if any(blob is None for _, blob in updates):
             refusal = "update blob unavailable"
         elif any(self._check(base_model, blob) for _, blob in updates if blob is not None):
             refusal = "candidate includes an invalid update"
+        elif rejected and self.forged_rejection(base_model, updates, rejected):
+            refusal = "a rejection does not reproduce"
         else:
             model = self._aggregate(base_model, [(r, b) for r, b in updates if b is not None])
             if sha256(model) != model_hash:
                 refusal, model = "aggregation mismatch", None
         after = self.metrics_of(model) if model is not None else dict(before)
-        verdict = model is not None and learning.improved(before, after, self.verdict)
+        verdict = model is not None and learning.improved(
+            before, after, self.verdict, best=self.best_certified
+        )
         metric = learning.verdict_metric(before, after, self.verdict)
         report = EvalReport(
             evaluator=ValidatorIndex(self.me if self.me is not None else 0),

@@ -52,7 +52,9 @@ def block_summary(
     Keys: height, hash, round, time_ms, proposer, proposer_name, kind ("model"|"carry-over"),
     model_hash, updates (accepted receipts), rejected, carry_over_reason, evidence,
     commit_signers (None without `cert`), metric (median eval report, None when carry-over),
-    reputation ({name: value}, only with `ledger`).
+    reputation ({name: value}, only with `ledger`), ledger ({name: {reputation, accepted,
+    rejected, samples, epsilon_spent, power}} after this block, only with `ledger`; power is
+    the genesis power: evidence changes only reputation today).
     """
     header = block.header
     signers = None
@@ -77,6 +79,17 @@ def block_summary(
     if ledger is not None:
         summary["reputation"] = {
             _member_name(genesis, i): rec.reputation for i, rec in enumerate(ledger.participants)
+        }
+        summary["ledger"] = {
+            _member_name(genesis, i): {
+                "reputation": rec.reputation,
+                "accepted": rec.accepted_updates,
+                "rejected": rec.rejected_updates,
+                "samples": rec.samples_contributed,
+                "epsilon_spent": rec.epsilon_spent,
+                "power": genesis.validators[i].power if genesis is not None else None,
+            }
+            for i, rec in enumerate(ledger.participants)
         }
     return summary
 

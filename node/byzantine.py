@@ -93,6 +93,23 @@ _PUBSUB_PROTOCOLS = [PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID]
 _ZERO = Hash(bytes(32))
 
 
+async def publish_unchecked(net: NodeNetwork, chain_id: str, topic: Topic, data: bytes) -> None:
+    """Sign and push a pubsub message through the router, past our own topic validators (which
+    would refuse what an attacker means to send, so a real attacker would skip them too)."""
+    pubsub = net.pubsub
+    msg = rpc_pb2.Message(
+        data=data,
+        topicIDs=[topic.wire_name(chain_id)],
+        from_id=net.peer_id.to_bytes(),
+        seqno=libp2p_compat.next_seqno(pubsub),
+    )
+    key = net.host.get_private_key()
+    prefix = libp2p_compat.pubsub_signing_prefix().encode()
+    msg.signature = key.sign(prefix + msg.SerializeToString())
+    msg.key = net.host.get_public_key().serialize()
+    await net.router.publish(net.peer_id, msg)
+
+
 class GarbageSpammer:
     """Publishes a rotating mix of invalid gossip and malformed RPC frames, paced at `rate`/s.
 
@@ -195,19 +212,7 @@ class GarbageSpammer:
             logger.debug("garbage %s on %s not sent: %r", kind, topic.value, exc)
 
     async def _publish_unchecked(self, topic: Topic, data: bytes) -> None:
-        """Sign and push a pubsub message through the router, past our own validators."""
-        pubsub = self.net.pubsub
-        msg = rpc_pb2.Message(
-            data=data,
-            topicIDs=[topic.wire_name(self.chain_id)],
-            from_id=self.net.peer_id.to_bytes(),
-            seqno=libp2p_compat.next_seqno(pubsub),
-        )
-        key = self.net.host.get_private_key()
-        prefix = libp2p_compat.pubsub_signing_prefix().encode()
-        msg.signature = key.sign(prefix + msg.SerializeToString())
-        msg.key = self.net.host.get_public_key().serialize()
-        await self.net.router.publish(self.net.peer_id, msg)
+        await publish_unchecked(self.net, self.chain_id, topic, data)
 
     def garbage(self, kind: str, topic: Topic) -> bytes | None:
         """The bytes of one garbage message of `kind` for `topic` (None: nothing to replay)."""

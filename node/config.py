@@ -92,7 +92,18 @@ class StorageSection:
     keep_last_models: int = 10
 
 
-BYZANTINE_BEHAVIOURS = ("", "poison", "garbage", "equivocate")
+BYZANTINE_BEHAVIOURS = (
+    "",
+    "poison",
+    "garbage",
+    "equivocate",
+    "timestamp",
+    "inflate",
+    "forge-rejection",
+    "drift",
+    "rule-swap",
+    "double-propose",
+)
 BUILTIN_DATASETS = ("breast-cancer", "diabetes", "digits", "surveillance")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -275,8 +286,8 @@ def validate(config: NodeConfig) -> None:
         )
     if config.byzantine.behaviour not in BYZANTINE_BEHAVIOURS:
         raise ConfigError(
-            "byzantine.behaviour must be empty or one of poison, garbage, equivocate, "
-            f"got {config.byzantine.behaviour!r}"
+            "byzantine.behaviour must be empty or one of "
+            f"{', '.join(BYZANTINE_BEHAVIOURS[1:])}, got {config.byzantine.behaviour!r}"
         )
     if config.log.level not in ("debug", "info", "warning", "error"):
         raise ConfigError(

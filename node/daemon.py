@@ -25,7 +25,7 @@ from consensus.core import ChainTip, ConsensusCore
 from consensus.crypto import BlsSigner, BlsVerifier
 from consensus.genesis import InvalidGenesis, validate_genesis
 from consensus.guard import SignerState
-from consensus.types import Genesis, ValidatorIndex
+from consensus.types import ROLE_VALIDATOR, Genesis, ValidatorIndex
 from node.chain import Chain
 from node.config import NodeConfig, load_config
 from node.errors import UserError
@@ -49,9 +49,20 @@ class Identity:
 
 
 def find_me(genesis: Genesis, public_key: bytes, config: NodeConfig) -> Identity:
-    """This node's member index and effective roles (genesis roles the config also enables)."""
+    """This node's member index and effective roles (genesis roles the config also enables).
+
+    A genesis validator whose config drops `validator` is refused: the core would go on
+    voting with the genesis power (the chain counts on it for quorums), so the config would lie
+    (docs/THREAT-MODEL.md "A config that lies").
+    """
     for index, member in enumerate(genesis.validators):
         if member.public_key == public_key:
+            if ROLE_VALIDATOR in member.roles and ROLE_VALIDATOR not in config.node.roles:
+                raise UserError(
+                    f"node.roles omits validator, but the genesis gives member {member.name!r} "
+                    "voting power; add validator to node.roles (a seat's power changes only "
+                    "with a new genesis)"
+                )
             roles = tuple(r for r in member.roles if r in config.node.roles)
             return Identity(ValidatorIndex(index), roles, member.name)
     if "observer" in config.node.roles:
@@ -155,6 +166,7 @@ async def run_node(home_dir: Path) -> None:
         is_trainer=is_trainer,
         keep_last_models=config.storage.keep_last_models,
         equivocator=signer if config.byzantine.behaviour == "equivocate" and signs else None,
+        insider=(config.byzantine.behaviour, signer) if signs and signer is not None else None,
         on_height=lambda h, r: log_ctx.set(height=h, round=r),
     )
     api = HttpApi(host=config.api.host, port=config.api.port)

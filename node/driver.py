@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
@@ -50,6 +51,7 @@ from consensus.shell import (
     Train,
 )
 from consensus.signing import sign_bytes
+from consensus.sim.insider import REWRITE_KINDS, rewrite
 from consensus.types import EMPTY_SIGNATURE, Attestation, Candidate, Proposal, UpdateReceipt, Vote
 from node.app import LearningApp
 from node.chain import Chain
@@ -86,6 +88,7 @@ class Driver:
         is_trainer: bool,
         keep_last_models: int = 10,
         equivocator: Signer | None = None,
+        insider: tuple[str, Signer] | None = None,
         on_height: Callable[[int, int], None] = lambda h, r: None,
         clock: Callable[[], float] | None = None,
     ) -> None:
@@ -95,6 +98,9 @@ class Driver:
         self.net = net
         self.metrics = metrics
         self.equivocator = equivocator
+        # test networks only: an insider kind of consensus/sim/insider.py rewrites what we send
+        self.insider = insider if insider is not None and insider[0] in REWRITE_KINDS else None
+        self.publish_failures: Counter[str] = Counter()  # topic -> publishes that failed
         self.on_height = on_height
         self._clock = clock
         policy = ShellPolicy(resend_after=TICK_S)
@@ -220,12 +226,43 @@ class Driver:
                 self.observer.evidence(request)
 
     async def _publish(self, request: Publish) -> None:
+        if self.insider is not None:
+            for message in rewrite(self.insider[0], request.message, self._resign):
+                if message is request.message:
+                    await self._publish_one(request)
+                else:
+                    await self._publish_rewritten(Topic(request.topic), message)
+            return
+        await self._publish_one(request)
+
+    async def _publish_rewritten(self, topic: Topic, message: Any) -> None:
+        """Test networks only: an insider's rewritten message, past our own topic validators
+        (they would refuse it here, and the point is that the honest nodes do)."""
+        from node.byzantine import publish_unchecked
+
+        try:
+            await publish_unchecked(
+                self.net, self.core.genesis.chain_id, topic, codec.encode_message(message)
+            )
+        except Exception as exc:
+            self.publish_failures[topic.value] += 1
+            log.warning("could not publish a rewritten %s: %s", type(message).__name__, exc)
+
+    def _resign(self, message: Any) -> Any:
+        """Test networks only: `message` re-signed with our key, outside the signer guard."""
+        assert self.insider is not None
+        chain_id = self.core.genesis.chain_id
+        unsigned = replace(message, signature=EMPTY_SIGNATURE)
+        return replace(unsigned, signature=self.insider[1].sign(sign_bytes(chain_id, unsigned)))
+
+    async def _publish_one(self, request: Publish) -> None:
         message = request.message
         data = codec.encode_message(message)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("send %s %s", type(message).__name__, codec.sha256(data).hex()[:12])
         self.observer.published(request)
-        await self.net.publish(Topic(request.topic), data)  # counted by the network's counters
+        if not await self._gossip(Topic(request.topic), data):
+            return
         if (
             self.equivocator is not None
             and not request.resend
@@ -244,7 +281,19 @@ class Driver:
         twin = replace(vote, block_hash=None, signature=EMPTY_SIGNATURE)
         chain_id = self.core.genesis.chain_id
         twin = replace(twin, signature=self.equivocator.sign(sign_bytes(chain_id, twin)))
-        await self.net.publish(Topic.CONSENSUS, codec.encode_message(twin))
+        await self._gossip(Topic.CONSENSUS, codec.encode_message(twin))
+
+    async def _gossip(self, topic: Topic, data: bytes) -> bool:
+        """Gossip `data`; a failure (a message over its topic cap, a pubsub error) is logged
+        and counted, never the end of the process: the shell re-sends what we signed, and
+        the core's timeouts move the height on (docs/THREAT-MODEL.md "Oversized proposals")."""
+        try:
+            await self.net.publish(topic, data)  # counted by the network's counters
+        except Exception as exc:
+            self.publish_failures[topic.value] += 1
+            log.warning("could not publish a %d-byte %s message: %s", len(data), topic.value, exc)
+            return False
+        return True
 
     async def _timer(self, request: StartTimer) -> None:
         await trio.sleep(request.delay)

@@ -114,7 +114,7 @@ def build_genesis(
         aggregation_rule=rule.name,
         aggregation_params=params,
         verdict_rule=ConsensusVerdictRule(
-            metric=verdict.metric, tolerance=float(verdict.tolerance)
+            metric=verdict.metric, noise_margin=float(verdict.noise_margin)
         ),
         timeouts=timeouts or Timeouts(),
         initial_model_hash=Hash(hashlib.sha256(model_bytes).digest()),
@@ -272,7 +272,9 @@ def genesis_verdict(genesis: Genesis) -> VerdictRule:
     """The verdict rule of a genesis as learning's `VerdictRule`."""
     from learning import VerdictRule
 
-    return VerdictRule(metric=genesis.verdict_rule.metric, tolerance=genesis.verdict_rule.tolerance)
+    return VerdictRule(
+        metric=genesis.verdict_rule.metric, noise_margin=genesis.verdict_rule.noise_margin
+    )
 
 
 def genesis_summary(genesis: Genesis) -> dict[str, Any]:
@@ -289,9 +291,15 @@ def genesis_summary(genesis: Genesis) -> dict[str, Any]:
         "aggregation_rule": genesis.aggregation_rule,
         "verdict_rule": {
             "metric": genesis.verdict_rule.metric,
-            "tolerance": genesis.verdict_rule.tolerance,
+            "noise_margin": genesis.verdict_rule.noise_margin,
         },
         "expected_trainers": genesis.expected_trainers,
         "initial_model_hash": genesis.initial_model_hash.hex(),
         "genesis_time_ms": genesis.genesis_time_ms,
+        "safeguards": {
+            "max_samples_per_update": genesis.safeguards.max_samples_per_update,
+            "timestamp_precision_ms": genesis.safeguards.timestamp_precision_ms,
+            "message_delay_ms": genesis.safeguards.message_delay_ms,
+            "max_regression": genesis.safeguards.max_regression,
+        },
     }

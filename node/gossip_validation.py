@@ -70,7 +70,16 @@ WINDOW_AHEAD = 8
 
 # Rejections that depend only on the bytes (and the genesis), so they can be cached.
 _DETERMINISTIC = frozenset(
-    {"undecodable", "schema", "bad-signature", "unknown-signer", "wrong-chain", "invalid"}
+    {
+        "undecodable",
+        "schema",
+        "bad-signature",
+        "unknown-signer",
+        "wrong-chain",
+        "samples-over-cap",
+        "wrong-rule",
+        "invalid",
+    }
 )
 
 ADMISSION_REASONS: dict[str, str] = {
@@ -78,6 +87,8 @@ ADMISSION_REASONS: dict[str, str] = {
     admission.UNKNOWN_SIGNER: "unknown-signer",
     admission.WRONG_CHAIN: "wrong-chain",
     admission.BAD_SIGNATURE: "bad-signature",
+    admission.SAMPLES_OVER_CAP: "samples-over-cap",
+    admission.WRONG_RULE: "wrong-rule",
 }
 """`consensus.admission` reason -> the gossip rejection reason it is counted under."""
 
@@ -138,7 +149,7 @@ class GossipValidator:
         self.verifier = verifier
         self.current_height = current_height
         self.validator_set = ValidatorSet(genesis.validators)
-        self.admission = Admission(self.chain_id, self.validator_set, verifier)
+        self.admission = Admission.for_genesis(genesis, verifier, self.validator_set)
         self.size_caps = dict(DEFAULT_SIZE_CAPS if size_caps is None else size_caps)
         self.local_peer_id = local_peer_id
         self.cache_size = cache_size

@@ -40,6 +40,10 @@ GOSSIP_REJECT_REASONS = (
     "duplicate",
     "rate-limited",
     "malformed-rpc",
+    # admission rules that name an insider attack (docs/THREAT-MODEL.md), kept apart from
+    # "invalid" so an operator sees which one was tried
+    "samples-over-cap",
+    "wrong-rule",
     "invalid",
 )
 """Why a topic validator (or the guarded pubsub handler) dropped a message."""

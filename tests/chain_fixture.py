@@ -128,7 +128,7 @@ class ChainBuilder:
             task=task,
             init_seed=0,
             rule="fedavg",
-            verdict=VerdictRule(metric="loss", tolerance=0.05),
+            verdict=VerdictRule(metric="loss", noise_margin=0.05),
             timeouts=Timeouts(update_window=30.0, attestation=30.0),
             genesis_time_ms=1_700_000_000_000,
         )

@@ -8,7 +8,8 @@ It answers the core's app actions the way the real node + learning/ would, but f
   blob hashes): a pure function of the receipts, like a real aggregation (the node shell
   assembles the candidate from them, as it does for the real app);
 - `EvaluateCandidate(c)` -> a verdict and an EvalReport: "not improved" when the model hash does not
-  match the recomputed aggregation (a forged candidate), else "improved" for about 90 % of
+  match the recomputed aggregation (a forged candidate) or the candidate rejects a receipt (the
+  fake aggregation screens nothing, so no rejection reproduces: a forged one), else "improved" for about 90 % of
   (validator, candidate) pairs, so that some heights exercise the carry-over path when more than
   1/3 of the power disagrees.
 
@@ -82,7 +83,11 @@ class FakeLearningApp:
         """Recompute the aggregation and give this member's deterministic verdict."""
         expected = aggregate_model_hash(candidate.base_model_hash, candidate.receipts)
         verdict_byte = _sha(b"fake-verdict", candidate_hash, self.member.to_bytes(4, "big"))[0]
-        improved = candidate.model_hash == expected and verdict_byte >= NOT_IMPROVED_BELOW
+        improved = (
+            candidate.model_hash == expected
+            and not candidate.rejected
+            and verdict_byte >= NOT_IMPROVED_BELOW
+        )
         report = EvalReport(
             evaluator=ValidatorIndex(self.member),
             candidate_hash=candidate_hash,

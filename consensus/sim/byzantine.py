@@ -17,6 +17,13 @@ leaves the process (and, for `silent`, what enters). The faulty validators form 
   carry-over proposal is turned into a model block with a forged certificate. Honest nodes must
   prevote nil; the checker fails the run if such a block is ever committed.
 - `withhold`: never sends attestations, update receipts or precommits, and answers no sync.
+- `timestamp`, `inflate`, `rule-swap`, `double-propose`: the insider rewrites of
+  consensus/sim/insider.py (far-future block time, 10^9 samples claimed, rule "median", a
+  second signed version of every proposal sent to everyone).
+- `forge-rejection`: a candidate moves one honest receipt to `rejected` and aggregates without
+  it (model hash recomputed, re-signed); honest evaluators do not reproduce the rejection.
+- `drift`: a candidate whose model is not the aggregation of its receipts (the simulator has no
+  metric; the learning-side bound on drift is tested in tests/unit/learning).
 - `twins`: two live copies of one validator key, each an unmodified core (an operator who
   started a fail-over node while the primary still runs). With `--partition` the copies sit on
   opposite sides.
@@ -31,8 +38,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from consensus import codec
+from consensus.sim.app import aggregate_model_hash
+from consensus.sim.insider import rewrite
 from consensus.types import (
     Attestation,
+    Candidate,
     Hash,
     ImprovementCertificate,
     Proposal,
@@ -200,7 +210,52 @@ class BadCertificate(Behaviour):
         return [(peers, self._sign(dataclasses.replace(message, block=forged_block)))]
 
 
+class Insider(Behaviour):
+    """One of the message rewrites of consensus/sim/insider.py, named by `kind`."""
+
+    kind = ""
+
+    def outgoing(self, message: Any, peers: list[NodeId], now: float) -> Outgoing:
+        return [(peers, m) for m in rewrite(self.kind, message, self._sign)]
+
+
+def _insider(name: str) -> type[Behaviour]:
+    return type(f"Insider[{name}]", (Insider,), {"kind": name})
+
+
+class ForgeRejection(Behaviour):
+    def outgoing(self, message: Any, peers: list[NodeId], now: float) -> Outgoing:
+        if not isinstance(message, Candidate):
+            return [(peers, message)]
+        victims = [r for r in message.receipts if int(r.author) != self.member]
+        if not victims:
+            return [(peers, message)]
+        victim = victims[0]
+        kept = tuple(r for r in message.receipts if r is not victim)
+        forged = dataclasses.replace(
+            message,
+            receipts=kept,
+            rejected=(*message.rejected, victim),
+            model_hash=aggregate_model_hash(message.base_model_hash, kept),
+        )
+        return [(peers, self._sign(forged))]
+
+
+class Drift(Behaviour):
+    def outgoing(self, message: Any, peers: list[NodeId], now: float) -> Outgoing:
+        if not isinstance(message, Candidate):
+            return [(peers, message)]
+        drifted = Hash(hashlib.sha256(b"drifted model" + message.model_hash).digest())
+        return [(peers, self._sign(dataclasses.replace(message, model_hash=drifted)))]
+
+
 _BEHAVIOURS: dict[str, type[Behaviour]] = {
+    "timestamp": _insider("timestamp"),
+    "inflate": _insider("inflate"),
+    "rule-swap": _insider("rule-swap"),
+    "double-propose": _insider("double-propose"),
+    "forge-rejection": ForgeRejection,
+    "drift": Drift,
     "equivocate": Equivocate,
     "silent": Silent,
     "bad-certificate": BadCertificate,

@@ -8,11 +8,24 @@ time plus 60 virtual seconds per height.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from consensus.sim.checker import LIVENESS, Violation
 
-BEHAVIOURS = ("equivocate", "silent", "bad-certificate", "withhold", "twins")
+BEHAVIOURS = (
+    "equivocate",
+    "silent",
+    "bad-certificate",
+    "withhold",
+    "twins",
+    "timestamp",
+    "inflate",
+    "forge-rejection",
+    "drift",
+    "rule-swap",
+    "double-propose",
+)
+INSIDER_BEHAVIOURS = BEHAVIOURS[5:]  # issue 10: one insider, docs/THREAT-MODEL.md
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,8 @@ class RunResult:
     messages_dropped: int
     violations: list[Violation]
     trace_digest: str
+    rejections: dict[str, int] = field(default_factory=dict)  # honest nodes' refusals by reason
+    max_message_bytes: dict[str, int] = field(default_factory=dict)  # largest encoding, by type
 
     @property
     def safety_violations(self) -> list[Violation]:

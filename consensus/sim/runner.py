@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from consensus import codec
 from consensus.events import Commit, Message, TimeoutFired, TrainingFinished
 from consensus.shell import (
     Aggregate,
+    CountRejection,
     Evaluate,
     FetchBlocks,
     NodeShell,
@@ -151,8 +153,8 @@ class SimNode:
         return len(self.chain)
 
 
-def _digest(message: Any) -> bytes:
-    return hashlib.sha256(codec.encode_message(message)).digest()
+def _encoded(message: Any) -> bytes:
+    return codec.encode_message(message)
 
 
 class Simulation:
@@ -169,6 +171,8 @@ class Simulation:
         self._trace = hashlib.sha256()
         self._digests: dict[int, tuple[Message, bytes]] = {}
         self.evidence = 0
+        self.rejections: Counter[str] = Counter()  # by reason, at honest nodes
+        self.max_message_bytes: Counter[str] = Counter()  # by message type, every send
         self.max_round = 0
         self.commit_certificate_bytes = 0
         self.improvement_certificate_bytes = 0
@@ -331,7 +335,7 @@ class Simulation:
 
     def _perform(self, node: SimNode, requests: Iterable[Request]) -> None:
         """The simulator's side of the shell's requests (PersistSigner: durable in memory;
-        FetchUpdate: there are no blobs; CountRejection: nothing to count)."""
+        FetchUpdate: there are no blobs; CountRejection: counted by reason at honest nodes)."""
         now = self.now
         for request in requests:
             if isinstance(request, Publish):
@@ -355,6 +359,8 @@ class Simulation:
                 self._commit(node, request.commit)
             elif isinstance(request, NoteEvidence):
                 self.evidence += 1
+            elif isinstance(request, CountRejection) and node.honest:
+                self.rejections[request.reason] += 1
             elif isinstance(request, FetchBlocks):
                 self._request_sync(node, request)
 
@@ -379,7 +385,11 @@ class Simulation:
         """SHA-256 of the canonical encoding, cached per message object for this run."""
         cached = self._digests.get(id(message))
         if cached is None:
-            cached = (message, _digest(message))  # keeps the object alive: its id stays unique
+            data = _encoded(message)
+            kind = type(message).__name__
+            self.max_message_bytes[kind] = max(self.max_message_bytes[kind], len(data))
+            # the tuple keeps the object alive: its id stays unique
+            cached = (message, hashlib.sha256(data).digest())
             self._digests[id(message)] = cached
         return cached[1]
 
@@ -468,6 +478,8 @@ class Simulation:
             model_blocks=self.model_blocks,
             carry_over_blocks=self.carry_over_blocks,
             evidence=self.evidence,
+            rejections=dict(sorted(self.rejections.items())),
+            max_message_bytes=dict(sorted(self.max_message_bytes.items())),
             messages_sent=self.network.sent,
             messages_dropped=self.network.dropped,
             violations=list(self.checker.violations),

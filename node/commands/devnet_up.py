@@ -32,7 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--observers", type=int, default=0, help="also run K observer nodes (follow, verify)"
     )
     parser.add_argument(
-        "--byzantine", default=None, help="KIND:COUNT, KIND poison, garbage or equivocate"
+        "--byzantine",
+        default=None,
+        help=(
+            "KIND:COUNT, KIND poison, garbage, equivocate, timestamp, inflate, "
+            "forge-rejection, drift, rule-swap or double-propose"
+        ),
     )
     parser.add_argument(
         "--update-window",
@@ -71,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     from devnet.launcher import (
         DevnetError,
         DevnetSpec,
-        collect,
         create,
         parse_byzantine,
         start,
@@ -80,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from devnet.monitoring import LiveTable, Steps, start_prometheus, write_scrape_config
     from devnet.processes import NodeProcess, stop_all
     from devnet.resources import ResourceMonitor
+    from devnet.summary import collect
     from node.errors import UserError
 
     if args.nodes < 1 or args.nodes > 64:

@@ -51,7 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trim-fraction", type=float, default=0.25)
     parser.add_argument("--krum-f", type=int, default=None)
     parser.add_argument("--verdict-metric", default="loss", help="metric deciding 'improved'")
-    parser.add_argument("--tolerance", type=float, default=0.005, help="allowed worsening")
+    parser.add_argument(
+        "--noise-margin",
+        "--tolerance",
+        dest="noise_margin",
+        type=float,
+        default=0.005,
+        help="how much worse than its parent a candidate may measure and still count as improved",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial model")
     parser.add_argument("--update-window", type=float, default=None, help="seconds")
     parser.add_argument("--attestation-timeout", type=float, default=None, help="seconds")
@@ -109,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     task = _task(args)
     try:
         rule = AggregationRule(name=args.rule, trim_fraction=args.trim_fraction, krum_f=args.krum_f)
-        verdict = VerdictRule(metric=args.verdict_metric, tolerance=args.tolerance)
+        verdict = VerdictRule(metric=args.verdict_metric, noise_margin=args.noise_margin)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     defaults = Timeouts()
@@ -147,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"  chain {genesis.chain_id}: {len(genesis.validators)} members, task {task.name} "
         f"({task.model}), rule {genesis.aggregation_rule}, verdict {verdict.metric}"
-        f" +/- {verdict.tolerance}"
+        f" +/- {verdict.noise_margin}"
     )
     for path in written:
         print(f"  wrote {path}")

@@ -12,9 +12,8 @@ import argparse
 import json
 import sys
 
+from consensus.sim.config import BEHAVIOURS
 from node.errors import UserError
-
-BEHAVIOURS = ("equivocate", "silent", "bad-certificate", "withhold", "twins")
 
 
 def _probability(text: str) -> float:

@@ -232,9 +232,15 @@ class LearningWorker:
         if inputs is None:
             return
         app, base, updates = inputs
+        rejected = await self._updates(candidate.rejected)
         started = self.clock()
         result = await trio.to_thread.run_sync(
-            app.evaluate_candidate, base, request.candidate_hash, candidate.model_hash, updates
+            app.evaluate_candidate,
+            base,
+            request.candidate_hash,
+            candidate.model_hash,
+            updates,
+            rejected,
         )
         seconds = self.clock() - started
         self.metrics.observe_evaluation(seconds)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from devnet.launcher import DevnetSpec, collect, create, start, wait_for_blocks
+from devnet.launcher import DevnetSpec, create, start, wait_for_blocks
 from devnet.processes import stop_all
+from devnet.summary import collect
 from learning import TaskSpec, check_installed, code_hash
 from node.genesis_files import load_genesis
 

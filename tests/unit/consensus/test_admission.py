@@ -16,8 +16,9 @@ from consensus.admission import MAX_ROUND_AHEAD, REASONS, Admission
 from consensus.codec import block_hash
 from consensus.crypto import FakeSigner, FakeVerifier
 from consensus.genesis import make_genesis
-from consensus.signing import sign_bytes
+from consensus.signing import report_bytes, sign_bytes
 from consensus.types import (
+    EMPTY_SIGNATURE,
     Attestation,
     Block,
     Candidate,
@@ -94,8 +95,13 @@ def candidate(h: int = 5, r: int = 0, **kw: Any) -> Candidate:
     return signed(dataclasses.replace(c, **kw))  # type: ignore[no-any-return]
 
 
+def signed_report(report: EvalReport) -> EvalReport:
+    key = SIGNERS[report.evaluator if 0 <= report.evaluator < len(SIGNERS) else 0]
+    return dataclasses.replace(report, signature=key.sign(report_bytes(CHAIN, report)))
+
+
 def attestation(who: int = 1, **kw: Any) -> Attestation:
-    report = EvalReport(ValidatorIndex(who), H, 50, 0.7, 0.6, 0.8, 0.85)
+    report = signed_report(EvalReport(ValidatorIndex(who), H, 50, 0.7, 0.6, 0.8, 0.85))
     a = Attestation(Height(5), H, True, ValidatorIndex(who), kw.pop("report", report))
     return signed(dataclasses.replace(a, **kw))  # type: ignore[no-any-return]
 
@@ -231,11 +237,14 @@ def test_attestation_with_someone_elses_report_is_report_mismatch(admission: Adm
 
 
 def test_attestation_with_overlong_metric_name_is_report_mismatch(admission: Admission) -> None:
-    """A report names its metric in at most 32 characters; a fallback "loss" name is admitted."""
-    own = EvalReport(ValidatorIndex(1), H, 50, 0.7, 0.6, 0.7, 0.6, "loss")
-    long_name = EvalReport(ValidatorIndex(1), H, 50, 0.7, 0.6, 0.7, 0.6, "x" * 33)
+    """A report names its metric in at most 32 characters; a fallback "loss" name is admitted;
+    the name is covered by the evaluator's signature."""
+    own = signed_report(EvalReport(ValidatorIndex(1), H, 50, 0.7, 0.6, 0.7, 0.6, "loss"))
+    long_name = signed_report(EvalReport(ValidatorIndex(1), H, 50, 0.7, 0.6, 0.7, 0.6, "x" * 33))
     assert admission.attestation(attestation(report=own)) is None
     assert admission.attestation(attestation(report=long_name)) == "report-mismatch"
+    renamed = dataclasses.replace(own, metric_name="auc")  # the signature was over "loss"
+    assert admission.attestation(attestation(report=renamed)) == "bad-signature"
 
 
 def test_candidate_without_updates_or_rule_is_empty_candidate(admission: Admission) -> None:
@@ -306,3 +315,14 @@ def test_reason_codes_are_closed_and_kebab_case() -> None:
     constants = {v for k, v in vars(adm).items() if k.isupper() and isinstance(v, str)}
     assert constants == set(REASONS) and len(REASONS) == len(set(REASONS))
     assert all(r == r.lower() and " " not in r and "_" not in r for r in REASONS)
+
+
+def test_eval_report_numbers_must_carry_their_evaluators_signature(admission: Admission) -> None:
+    """Numbers changed after signing, or never signed, are bad-signature (the verdict's
+    signature does not cover them)."""
+    good = attestation()
+    altered = dataclasses.replace(good.report, metric_after=0.99)
+    unsigned = dataclasses.replace(good.report, signature=EMPTY_SIGNATURE)
+    assert admission.attestation(good) is None
+    assert admission.attestation(attestation(report=altered)) == "bad-signature"
+    assert admission.attestation(attestation(report=unsigned)) == "bad-signature"

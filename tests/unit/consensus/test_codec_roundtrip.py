@@ -10,7 +10,7 @@ from consensus_harness import InstantNet, make_cluster
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus import codec
+from consensus import bounds, codec
 from consensus.codec import InvalidMessage, decode, decode_message, encode, encode_message
 from consensus.guard import SignerState
 from consensus.shell import Publish, StoreCommit
@@ -29,20 +29,21 @@ from consensus.types import (
 hashes = st.binary(min_size=32, max_size=32).map(Hash)
 sigs = st.binary(min_size=96, max_size=96).map(Signature)
 small = st.integers(min_value=0, max_value=2**40)
+members = st.integers(min_value=0, max_value=bounds.MAX_MEMBERS - 1)
 floats = st.floats(allow_nan=False, allow_infinity=False)
 
 votes = st.builds(
     Vote,
     vote_type=st.sampled_from(list(VoteType)),
     height=small.map(Height),
-    round=small.map(Round),
+    round=st.integers(min_value=0, max_value=bounds.MAX_ROUND).map(Round),
     block_hash=st.none() | hashes,
-    validator=small.map(ValidatorIndex),
+    validator=members.map(ValidatorIndex),
     signature=sigs,
 )
 receipts = st.builds(
     UpdateReceipt,
-    author=small.map(ValidatorIndex),
+    author=members.map(ValidatorIndex),
     height=small.map(Height),
     base_model_hash=hashes,
     blob_hash=hashes,
@@ -53,7 +54,7 @@ receipts = st.builds(
 )
 reports = st.builds(
     EvalReport,
-    evaluator=small.map(ValidatorIndex),
+    evaluator=members.map(ValidatorIndex),
     candidate_hash=hashes,
     n_samples=small,
     loss_before=floats,
@@ -258,3 +259,40 @@ def test_hashes_are_sha256_of_canonical_bytes(chain_messages) -> None:  # type: 
 
     block = next(m for m in chain_messages if isinstance(m, Block))
     assert codec.block_hash(block) == hashlib.sha256(encode(block)).digest()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("height", bounds.MAX_HEIGHT + 1), ("round", -2), ("validator", bounds.MAX_MEMBERS)],
+)
+def test_domain_integers_outside_their_bounds_are_refused(field: str, value: int) -> None:
+    """A height, round or member index outside its domain bound does not decode."""
+    vote = Vote(
+        VoteType.PREVOTE, Height(1), Round(0), None, ValidatorIndex(0), Signature(bytes(96))
+    )
+    raw = cbor2.loads(encode(vote))
+    raw[1][field] = value
+    with pytest.raises(InvalidMessage, match="out of range"):
+        decode(codec.canonical(raw))
+
+
+def test_a_block_time_that_leaves_no_successor_does_not_decode() -> None:
+    """2^64 - 1 ms (the halt-by-timestamp stamp) is above MAX_TIME_MS and refused."""
+    from consensus.types import Header
+
+    header = Header(
+        "c",
+        Height(1),
+        Round(0),
+        1,
+        Hash(bytes(32)),
+        ValidatorIndex(0),
+        Hash(bytes(32)),
+        Hash(bytes(32)),
+        Hash(bytes(32)),
+        Hash(bytes(32)),
+    )
+    raw = cbor2.loads(encode(header))
+    raw[1]["time_ms"] = 2**64 - 1
+    with pytest.raises(InvalidMessage, match="time_ms: integer out of range"):
+        decode(codec.canonical(raw))

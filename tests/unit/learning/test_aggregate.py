@@ -48,12 +48,33 @@ def test_same_bytes_under_any_permutation(
 
 
 def test_fedavg_is_the_sample_weighted_mean() -> None:
-    """FedAvg weights each delta by its sample count."""
+    """FedAvg weights each delta by its sample count (without the median cap)."""
     a = weights_to_bytes({k: np.full(s, 1.0, "f4") for k, s in SHAPES.items()})
     b = weights_to_bytes({k: np.full(s, 4.0, "f4") for k, s in SHAPES.items()})
     ups = [(hashlib.sha256(a).digest(), a, 2), (hashlib.sha256(b).digest(), b, 1)]
-    out = bytes_to_weights(aggregate("fedavg", GLOBAL, ups))
+    rule = AggregationRule("fedavg", median_weight_cap=False)
+    out = bytes_to_weights(aggregate(rule, GLOBAL, ups))
     assert np.allclose(out["net.0.bias"], 0.5 + 2.0)
+
+
+def _constant(value: float) -> tuple[bytes, bytes]:
+    blob = weights_to_bytes({k: np.full(s, value, "f4") for k, s in SHAPES.items()})
+    return hashlib.sha256(blob).digest(), blob
+
+
+@pytest.mark.parametrize("rule", ["fedavg", "multi-krum"])
+def test_an_inflated_sample_count_gets_no_more_than_a_fair_share(rule: str) -> None:
+    """Three honest sites (delta 0, 100 samples each) and one claiming 10^9 samples (delta 1):
+    with the median cap the liar's weight is 1/4 (its fair share), without it ~1."""
+    honest = [(*_constant(0.0), 100) for _ in range(3)]
+    liar = (*_constant(1.0), 10**9)
+    krum = {"krum_f": 0, "krum_m": 4} if rule == "multi-krum" else {}
+    capped = AggregationRule(rule, **krum)  # type: ignore[arg-type]
+    uncapped = AggregationRule(rule, median_weight_cap=False, **krum)  # type: ignore[arg-type]
+    share = bytes_to_weights(aggregate(capped, GLOBAL, [*honest, liar]))["net.0.bias"][0] - 0.5
+    owned = bytes_to_weights(aggregate(uncapped, GLOBAL, [*honest, liar]))["net.0.bias"][0] - 0.5
+    assert share == pytest.approx(0.25, abs=1e-6)
+    assert owned > 0.99
 
 
 @pytest.mark.parametrize("rule", ["median", "trimmed-mean", "multi-krum"])

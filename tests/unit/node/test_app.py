@@ -22,7 +22,7 @@ def _app(tmp_path: Path, partition: str, site: int, verdict: str) -> tuple[Learn
         [BlsSigner(bytes([7]) * 32)],
         task=task.to_dict(),
         initial_model_hash=codec.sha256(model),
-        verdict_rule=GenesisVerdict(metric=verdict, tolerance=0.0),
+        verdict_rule=GenesisVerdict(metric=verdict, noise_margin=0.0),
     )
     config = NodeConfig()
     config.data.partition, config.data.site_index, config.data.site_count = partition, site, 4

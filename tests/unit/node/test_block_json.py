@@ -41,5 +41,9 @@ def test_block_json_is_json_and_names_the_block(tmp_path_factory: Any, tmp_path:
     assert model["kind"] == "model" and model["updates"] == 4 and model["hash"] == stored_hash
     assert model["commit_signers"] >= 3 and 0.5 < model["metric"]["after"] <= 1.0
     assert model["reputation"] == {f"site-{i}": 10 for i in range(4)}
+    row = model["ledger"]["site-1"]
+    assert row["accepted"] == 1 and row["rejected"] == 0 and row["reputation"] == 10
+    assert row["samples"] > 0 and row["power"] == genesis.validators[1].power
+    assert set(row) == {"reputation", "accepted", "rejected", "samples", "epsilon_spent", "power"}
     assert carry["kind"] == "carry-over" and carry["metric"] is None
     assert "not improved" in carry["carry_over_reason"]

@@ -21,7 +21,7 @@ from consensus import codec
 from consensus.core import ConsensusCore
 from consensus.crypto import BlsSigner, BlsVerifier
 from consensus.genesis import make_genesis
-from consensus.types import Block, Timeouts, ValidatorIndex
+from consensus.types import Block, Proposal, Timeouts, ValidatorIndex
 from learning import builtin_task, initial_weights
 from node.app import LearningApp
 from node.chain import Chain
@@ -193,4 +193,23 @@ async def test_timers_run_on_the_injected_clock(tmp_path: Path, mock_clock: Any)
         nursery.cancel_scope.cancel()
     block = codec.decode_as(store.get_block(1).block, Block)  # type: ignore[union-attr]
     assert block.is_carry_over and block.carry_over_reason.startswith("too few updates")
+    store.close()
+
+
+@pytest.mark.slow
+async def test_a_publish_failure_does_not_end_the_driver(tmp_path: Path, mock_clock: Any) -> None:
+    """Every proposal publish raises (as an over-cap message does): the failure is counted and
+    the driver goes on to commit; before, the ValueError ended the daemon."""
+    driver, store, net, _ = single_validator(tmp_path)
+    plain = net.publish
+
+    async def publish(topic: Topic, data: bytes) -> None:
+        if isinstance(codec.decode_message(data), Proposal):
+            raise ValueError("consensus message of 70000 bytes exceeds its cap of 65536")
+        await plain(topic, data)
+
+    net.publish = publish  # type: ignore[method-assign]
+    await run_until_height(driver, 1)
+    assert driver.publish_failures["consensus"] >= 1
+    assert store.tip_height() == 1
     store.close()

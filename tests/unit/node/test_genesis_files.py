@@ -44,7 +44,7 @@ def _genesis(infos: list[dict[str, Any]]) -> tuple[Any, bytes]:
         task=builtin_task("breast-cancer"),
         init_seed=3,
         rule=AggregationRule(name="multi-krum", krum_f=1),
-        verdict=VerdictRule(metric="auc", tolerance=0.01),
+        verdict=VerdictRule(metric="auc", noise_margin=0.01),
         genesis_time_ms=1_000,
     )
 
@@ -58,7 +58,7 @@ def _genesis(infos: list[dict[str, Any]]) -> tuple[Any, bytes]:
         task=builtin_task("breast-cancer"),
         init_seed=3,
         rule=AggregationRule(name="multi-krum", krum_f=1),
-        verdict=VerdictRule(metric="auc", tolerance=0.01),
+        verdict=VerdictRule(metric="auc", noise_margin=0.01),
         genesis_time_ms=1_000,
     )
 
@@ -86,7 +86,7 @@ def test_genesis_carries_the_rules_learning_reads_back() -> None:
     rule = genesis_rule(genesis)
     assert (rule.name, rule.krum_f) == ("multi-krum", 1)
     verdict = genesis_verdict(genesis)
-    assert (verdict.metric, verdict.tolerance) == ("auc", 0.01)
+    assert (verdict.metric, verdict.noise_margin) == ("auc", 0.01)
     assert genesis.expected_trainers == 3
 
 

@@ -18,6 +18,7 @@ from consensus.signing import (
     candidate_bytes,
     proposal_bytes,
     receipt_bytes,
+    report_bytes,
     vote_bytes,
 )
 from consensus.types import (
@@ -134,6 +135,9 @@ def candidate(signers: list[BlsSigner], who: int = 2, h: int = 5) -> Candidate:
 
 def attestation(signers: list[BlsSigner], who: int = 1, h: int = 5, **kw: Any) -> Attestation:
     report = kw.pop("report", EvalReport(ValidatorIndex(who), H, 50, 0.7, 0.6, 0.8, 0.85))
+    report = dataclasses.replace(
+        report, signature=signers[report.evaluator].sign(report_bytes(CHAIN, report))
+    )
     a = Attestation(Height(h), H, True, ValidatorIndex(who), report)
     return dataclasses.replace(a, signature=signers[who].sign(attestation_bytes(CHAIN, a)))
 
@@ -215,12 +219,13 @@ def test_bad_signature(gv: GossipValidator, signers: list[BlsSigner]) -> None:
 
 
 def test_unknown_signer(gv: GossipValidator, signers: list[BlsSigner]) -> None:
-    """A non-member index, an observer voting, or an observer's receipt is unknown-signer."""
+    """A non-member index, an observer voting, or an observer's receipt is unknown-signer; a
+    negative index is outside the codec's bound for member indices (schema)."""
     outsider = vote(signers, who=0, validator=ValidatorIndex(99), signature=Signature(bytes(96)))
     negative = vote(signers, who=0, validator=ValidatorIndex(-1), signature=Signature(bytes(96)))
     observer_vote = vote(signers, who=3)
     assert gv.check(Topic.CONSENSUS, encode_message(outsider)) == (None, "unknown-signer")
-    assert gv.check(Topic.CONSENSUS, encode_message(negative)) == (None, "unknown-signer")
+    assert gv.check(Topic.CONSENSUS, encode_message(negative)) == (None, "schema")
     assert gv.check(Topic.CONSENSUS, encode_message(observer_vote)) == (None, "unknown-signer")
     assert gv.check(Topic.RECEIPTS, encode_message(receipt(signers, who=3))) == (
         None,
@@ -297,6 +302,15 @@ def test_admission_rules_the_core_applies_are_invalid_at_the_edge(
     assert gv.check(Topic.CANDIDATES, encode_message(not_proposer)) == (None, "invalid")
     assert gv.check(Topic.CANDIDATES, encode_message(empty)) == (None, "invalid")
     assert gv.check(Topic.RECEIPTS, encode_message(r)) == (None, "invalid")
+
+
+def test_an_inflated_sample_count_is_counted_under_its_own_reason(
+    gv: GossipValidator, signers: list[BlsSigner]
+) -> None:
+    """A receipt claiming 10^9 samples is dropped at the edge as `samples-over-cap`."""
+    r = dataclasses.replace(receipt(signers), n_samples=10**9)
+    r = dataclasses.replace(r, signature=signers[1].sign(receipt_bytes(CHAIN, r)))
+    assert gv.check(Topic.RECEIPTS, encode_message(r)) == (None, "samples-over-cap")
 
 
 # -- caches and wiring ----------------------------------------------------------------------

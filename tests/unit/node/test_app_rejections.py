@@ -1,0 +1,71 @@
+"""A proposer's rejections must reproduce at every validator (issue 10, attack 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from consensus import codec
+from consensus.crypto import BlsSigner
+from consensus.genesis import make_genesis
+from consensus.types import Hash, Height, UpdateReceipt, ValidatorIndex
+from learning import builtin_task, initial_weights
+from node.app import LearningApp
+from node.config import NodeConfig
+
+
+def _setup(tmp_path: Path):  # type: ignore[no-untyped-def]
+    task = builtin_task("breast-cancer")
+    model = initial_weights(task, 0)
+    signers = [BlsSigner(bytes([i + 1]) * 32) for i in range(4)]
+    genesis = make_genesis(
+        "rej", signers, task=task.to_dict(), initial_model_hash=codec.sha256(model)
+    )
+    app = LearningApp(genesis, NodeConfig(), tmp_path, ValidatorIndex(0))
+    updates = []
+    for i in range(4):
+        blob = app.train(model, 1 + i).update
+        assert blob is not None
+        receipt = UpdateReceipt(
+            ValidatorIndex(i), Height(1), codec.sha256(model), codec.sha256(blob), 100, 0.5, 0.0
+        )
+        updates.append((receipt, blob))
+    return app, model, updates
+
+
+def _candidate_hash(app: LearningApp, model: bytes, accepted):  # type: ignore[no-untyped-def]
+    outcome = app.build_candidate(model, accepted)
+    assert outcome.model is not None
+    return Hash(codec.sha256(outcome.model))
+
+
+def test_an_honest_update_listed_as_rejected_makes_the_verdict_not_improved(
+    tmp_path: Path,
+) -> None:
+    """Site 3's honest update is dropped and listed as rejected: the validator's own screening
+    accepts it, so it refuses the candidate."""
+    app, model, updates = _setup(tmp_path)
+    accepted, dropped = updates[:3], updates[3:]
+    model_hash = _candidate_hash(app, model, accepted)
+    result = app.evaluate_candidate(model, Hash(bytes(32)), model_hash, accepted, dropped)
+    assert result.refusal == "a rejection does not reproduce"
+    assert not result.improved
+
+
+def test_without_the_recheck_the_forged_rejection_is_attested(tmp_path: Path) -> None:
+    """Check skipped (the rejected list not recomputed): the same candidate is recomputed,
+    matches, and the verdict has no refusal, so the forged rejection would reach the chain."""
+    app, model, updates = _setup(tmp_path)
+    accepted = updates[:3]
+    model_hash = _candidate_hash(app, model, accepted)
+    result = app.evaluate_candidate(model, Hash(bytes(32)), model_hash, accepted, None)
+    assert result.refusal == ""
+
+
+def test_a_reproducible_rejection_is_accepted(tmp_path: Path) -> None:
+    """An update that is unavailable to the validator too is a rejection that reproduces."""
+    app, model, updates = _setup(tmp_path)
+    accepted = updates[:3]
+    unavailable = [(updates[3][0], None)]
+    model_hash = _candidate_hash(app, model, accepted)
+    result = app.evaluate_candidate(model, Hash(bytes(32)), model_hash, accepted, unavailable)
+    assert result.refusal == ""
