@@ -52,18 +52,10 @@ from devnet.processes import (
     write_pids,
 )
 from devnet.resources import ResourceMonitor
+from node.config import BYZANTINE_BEHAVIOURS
 
-BYZANTINE_KINDS = (
-    "poison",
-    "garbage",
-    "equivocate",
-    "timestamp",
-    "inflate",
-    "forge-rejection",
-    "drift",
-    "rule-swap",
-    "double-propose",
-)
+BYZANTINE_KINDS = tuple(kind for kind in BYZANTINE_BEHAVIOURS if kind)
+"""What `--byzantine KIND:N` accepts: the behaviours a node config may name."""
 
 
 class DevnetError(Exception):

@@ -5,38 +5,17 @@ Real `bcfl devnet up` runs (separate processes, real libp2p on 127.0.0.1), issue
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from devnet_run import devnet_json
 
 pytestmark = pytest.mark.slow
 
 
 def devnet(tmp_path: Path, *args: str) -> dict:
     """Run `bcfl devnet up ... --json` to completion and return its JSON."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "node.cli",
-            "devnet",
-            "up",
-            "--dir",
-            str(tmp_path / "dn"),
-            "--json",
-            "--timeout",
-            "240",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
+    return devnet_json(tmp_path, *args)
 
 
 def test_poisoned_updates_are_rejected_and_visible_in_the_ledger(tmp_path: Path) -> None:

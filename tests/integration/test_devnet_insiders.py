@@ -8,13 +8,11 @@ without its defence (docs/THREAT-MODEL.md): the far-future proposal would be pre
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from devnet_run import devnet_json
 
 pytestmark = pytest.mark.slow
 
@@ -24,31 +22,9 @@ HONEST = ("node0", "node1", "node2")
 
 def devnet(tmp_path: Path, kind: str) -> dict[str, Any]:
     """Run a 4-node devnet with node3 as a `kind` insider to BLOCKS blocks; its JSON."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "node.cli",
-            "devnet",
-            "up",
-            "--dir",
-            str(tmp_path / "dn"),
-            "--json",
-            "--timeout",
-            "240",
-            "--nodes",
-            "4",
-            "--blocks",
-            str(BLOCKS),
-            "--byzantine",
-            f"{kind}:1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=290,
+    result = devnet_json(
+        tmp_path, "--nodes", "4", "--blocks", str(BLOCKS), "--byzantine", f"{kind}:1"
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result: dict[str, Any] = json.loads(done.stdout)
     assert [b["height"] for b in result["blocks"][:BLOCKS]] == list(range(1, BLOCKS + 1))
     hashes = [n["block_hashes"] for n in result["nodes"]]
     for height in map(str, range(1, BLOCKS + 1)):
