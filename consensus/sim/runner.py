@@ -353,8 +353,8 @@ class Simulation:
                 self.queue.push(now + BUILD_DELAY, answer)
             elif isinstance(request, Evaluate):
                 improved, report = node.app.evaluate(request.candidate, request.candidate_hash)
-                answer2 = _Evaluated(node.node_id, request, improved, report)
-                self.queue.push(now + EVALUATE_DELAY, answer2)
+                verdict = _Evaluated(node.node_id, request, improved, report)
+                self.queue.push(now + EVALUATE_DELAY, verdict)
             elif isinstance(request, StoreCommit):
                 self._commit(node, request.commit)
             elif isinstance(request, NoteEvidence):

@@ -17,7 +17,7 @@ import pytest
 
 from consensus.sim.config import INSIDER_BEHAVIOURS
 from consensus.sim.setup import SIM_INITIAL_MODEL
-from consensus.simulator import BEHAVIOURS, SimConfig, Simulation, run_many, run_one
+from consensus.simulator import BEHAVIOURS, SimConfig, Simulation, Summary, run_many, run_one
 from consensus.types import Signature
 from node.cli import main
 
@@ -37,10 +37,9 @@ INSIDER_REFUSALS = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("behaviour", INSIDER_BEHAVIOURS)
-def test_insider_mix_is_safe_and_live_and_refused(behaviour: str) -> None:
-    """n=7, f=2 insiders, drop 0.2, partition: safe, live, and the attack is refused by reason."""
+def _safe_and_live_mix(behaviour: str, seeds: int) -> Summary:
+    """Run the CI mix (n=7, f=2, drop 0.2, partition) for `seeds` seeds; assert no safety
+    violation and every run at MIX_HEIGHTS; return the summary."""
     config = SimConfig(
         validators=7,
         byzantine=2,
@@ -49,10 +48,18 @@ def test_insider_mix_is_safe_and_live_and_refused(behaviour: str) -> None:
         drop=0.2,
         partition=True,
     )
-    summary = run_many(config, range(1000, 1000 + INSIDER_SEEDS))
+    summary = run_many(config, range(1000, 1000 + seeds))
     problems = [v.describe() for v in summary.safety_violations + summary.liveness_failures]
     assert problems == []
     assert all(r.committed_height >= MIX_HEIGHTS for r in summary.results)
+    return summary
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("behaviour", INSIDER_BEHAVIOURS)
+def test_insider_mix_is_safe_and_live_and_refused(behaviour: str) -> None:
+    """n=7, f=2 insiders, drop 0.2, partition: safe, live, and the attack is refused by reason."""
+    summary = _safe_and_live_mix(behaviour, INSIDER_SEEDS)
     expected = INSIDER_REFUSALS[behaviour]
     if expected == "carry-over":
         assert sum(r.carry_over_blocks for r in summary.results) > 0
@@ -64,18 +71,7 @@ def test_insider_mix_is_safe_and_live_and_refused(behaviour: str) -> None:
 @pytest.mark.parametrize("behaviour", CLASSIC)
 def test_mix_is_safe_and_live(behaviour: str) -> None:
     """n=7, f=2, drop 0.2, partition: no safety violation and every run reaches the height."""
-    config = SimConfig(
-        validators=7,
-        byzantine=2,
-        behaviour=behaviour,
-        heights=MIX_HEIGHTS,
-        drop=0.2,
-        partition=True,
-    )
-    summary = run_many(config, range(1000, 1000 + MIX_SEEDS))
-    problems = [v.describe() for v in summary.safety_violations + summary.liveness_failures]
-    assert problems == []
-    assert all(r.committed_height >= MIX_HEIGHTS for r in summary.results)
+    _safe_and_live_mix(behaviour, MIX_SEEDS)
 
 
 @pytest.mark.slow
