@@ -21,6 +21,7 @@ import torch
 
 from learning.data import Split
 from learning.models import build_model
+from learning.optim import Adam, Optimizer, Sgd
 from learning.plugin import resolve
 from learning.serialize import TensorView, bytes_to_weights, safetensors_header, weights_to_bytes
 from learning.task import TaskSpec
@@ -105,11 +106,11 @@ def train(
     model.to(device)
     # the FedProx anchor is a second copy of the weights: only kept when the term is used
     anchor = [p.detach().clone() for p in model.parameters()] if config.fedprox_mu > 0 else []
-    optimizer: torch.optim.Optimizer
+    optimizer: Optimizer
     if config.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        optimizer = Adam(model.parameters(), lr=config.lr)
     else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+        optimizer = Sgd(model.parameters(), lr=config.lr, momentum=config.momentum)
     plugin = resolve(task)
 
     def loss_fn(out: torch.Tensor, target: torch.Tensor) -> Any:
@@ -128,7 +129,7 @@ def train(
         total = 0.0
         for start in range(0, n, config.batch_size):
             batch = order[start : start + config.batch_size]
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss = loss_fn(model(x[batch]), y[batch])
             total += float(loss.detach()) * len(batch)
             if config.fedprox_mu > 0:
