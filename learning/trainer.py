@@ -20,7 +20,7 @@ import numpy.typing as npt
 import torch
 
 from learning.data import Split
-from learning.models import build_model
+from learning.models import build_model, load_view
 from learning.optim import Adam, Optimizer, Sgd
 from learning.plugin import resolve
 from learning.serialize import TensorView, bytes_to_weights, safetensors_header, weights_to_bytes
@@ -102,7 +102,7 @@ def train(
     device = torch.device(config.device)
     base = TensorView(global_blob)
     model = build_model(task)
-    _load_from_view(model, base)
+    load_view(model, base)
     model.to(device)
     # the FedProx anchor is a second copy of the weights: only kept when the term is used
     anchor = [p.detach().clone() for p in model.parameters()] if config.fedprox_mu > 0 else []
@@ -153,19 +153,6 @@ def train(
         update_norm=norm,
     )
     return delta_blob, n, stats
-
-
-def _load_from_view(model: torch.nn.Module, base: TensorView) -> None:
-    """Copy the blob's tensors into the model one at a time (no second copy of the model)."""
-    state = model.state_dict()
-    if sorted(state) != base.names:
-        raise ValueError("the model blob's tensors do not match the task's model")
-    for name, tensor in state.items():
-        if tuple(tensor.shape) != base.shape(name):
-            raise ValueError(
-                f"tensor {name!r} has shape {base.shape(name)}, expected {tuple(tensor.shape)}"
-            )
-        tensor.reshape(-1).numpy()[:] = base.read(name, 0, base.count(name))
 
 
 def _delta_blob(model: torch.nn.Module, base: TensorView) -> tuple[bytes, float]:
