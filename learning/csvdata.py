@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from learning.data import DataError, Split, normalise
 from learning.task import TaskSpec
@@ -25,6 +26,14 @@ MAX_CSV_BYTES = 1024 * 1024 * 1024
 
 def load_csv(task: TaskSpec, path: str | Path) -> Split:
     """Read and validate a site's CSV; raise DataError with a one-line reason."""
+    x, y = read_csv(task, path)
+    return Split(normalise(task, x), y.astype(np.float32))
+
+
+def read_csv(
+    task: TaskSpec, path: str | Path
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The validated raw feature values (float64, not normalised) and labels of a site's CSV."""
     path = Path(path)
     name = path.name
     try:
@@ -70,7 +79,7 @@ def load_csv(task: TaskSpec, path: str | Path) -> Split:
                 raise DataError(
                     f"{name}: column {task.label!r} row {line}: label {y[r]:g} is not 0 or 1"
                 )
-    return Split(normalise(task, values[:, :-1]), y.astype(np.float32))
+    return values[:, :-1], y
 
 
 def _number(cell: str, name: str, column: str, line: int) -> float:

@@ -18,6 +18,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("simulate", "consensus"), "simulate_consensus", "run the consensus simulator"),
     (("simulate", "learning"), "simulate_learning", "run the in-process federation simulator"),
     (("init",), "init", "create a node home with keys and a config"),
+    (("data", "summary"), "data_summary", "a site's feature summary for the genesis"),
     (("genesis",), "genesis", "create a genesis from validators' keys, the task and the rules"),
     (("run",), "run", "run the node daemon"),
     (("status",), "status", "print a running node's status"),

@@ -46,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="task spec map (JSON) for --dataset csv: features, label, ...",
     )
     parser.add_argument("--model", default=None, help="a model of the task (default: its own)")
+    parser.add_argument(
+        "--feature-stats",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="SUMMARY.json",
+        help="every site's `bcfl data summary`: the normalisation is their exact pooled mean/std",
+    )
     parser.add_argument("--hidden", default="32", help="MLP hidden sizes, comma separated")
     parser.add_argument("--rule", choices=RULES, default="trimmed-mean", help="aggregation rule")
     parser.add_argument("--trim-fraction", type=float, default=0.25)
@@ -103,6 +111,29 @@ def _task(args: argparse.Namespace):  # noqa: ANN202 - learning.TaskSpec, import
         raise UserError(f"{args.task_json}: {exc}") from None
 
 
+def _declared(task, paths: list[Path]):  # type: ignore[no-untyped-def]  # learning.TaskSpec
+    """`task` with the normalisation pooled from the sites' summaries (unchanged without any)."""
+    from learning import TaskError
+    from learning.normalisation import FeatureSummary, declare
+
+    if not paths:
+        return task
+    summaries = []
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read {path} as a JSON site summary: {exc}") from None
+        try:
+            summaries.append(FeatureSummary.from_dict(data, str(path)))
+        except TaskError as exc:
+            raise UserError(str(exc)) from None
+    try:
+        return declare(task, summaries)
+    except TaskError as exc:
+        raise UserError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from consensus.codec import genesis_hash
     from consensus.types import Timeouts
@@ -113,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None and not args.install:
         raise UserError("give --out DIR|FILE or --install HOME (or both)")
     infos = [read_node_info(path) for path in args.node_infos]
-    task = _task(args)
+    task = _declared(_task(args), args.feature_stats)
     try:
         rule = AggregationRule(name=args.rule, trim_fraction=args.trim_fraction, krum_f=args.krum_f)
         verdict = VerdictRule(metric=args.verdict_metric, noise_margin=args.noise_margin)
