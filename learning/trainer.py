@@ -23,7 +23,13 @@ from learning.data import Split
 from learning.models import build_model, load_view
 from learning.optim import Adam, Optimizer, Sgd
 from learning.plugin import resolve
-from learning.serialize import TensorView, bytes_to_weights, safetensors_header, weights_to_bytes
+from learning.serialize import (
+    Blob,
+    TensorView,
+    bytes_to_weights,
+    safetensors_header,
+    weights_to_bytes,
+)
 from learning.task import TaskSpec
 
 OPTIMIZERS = ("sgd", "adam")
@@ -94,7 +100,7 @@ def _targets(
 
 
 def train(
-    task: TaskSpec, global_blob: bytes, data: Split, config: TrainConfig
+    task: TaskSpec, global_blob: Blob, data: Split, config: TrainConfig
 ) -> tuple[bytes, int, TrainStats]:
     """Train the global model on `data`; return (delta blob, number of samples, stats)."""
     started = time.perf_counter()

@@ -169,7 +169,7 @@ class LearningApp:
         except learning.DataError as exc:
             raise DataConfigError(str(exc)) from None
 
-    def train(self, base_model: bytes, height: int) -> TrainingOutcome:
+    def train(self, base_model: Blob, height: int) -> TrainingOutcome:
         """Train the global model on this site's data for one height."""
         if self.budget is not None and not self.budget.can_release():
             return TrainingOutcome(None, 0, float("nan"), self.budget.spent(), 0.0, "dp-budget")

@@ -171,7 +171,9 @@ class LearningWorker:
         action = request.action
         app = self.app
         async with self._compute:
-            base = await self.blob(action.base_model_hash)
+            # the base model as a verified file of the store: training reads it a tensor at a
+            # time, so the daemon does not hold a second copy of the model while it trains
+            base = await self.update_file(action.base_model_hash, None)
             if app is None or base is None:
                 log.warning("cannot train at height %d: base model unavailable", action.height)
                 return
