@@ -105,6 +105,7 @@ class Summary:
             "max_message_bytes": _max_counts(r.max_message_bytes for r in results),
             "message_caps": gossip_size_caps(self.config.validators),
             "oversized_messages": _sum_counts(r.oversized_messages for r in results),
+            "reproposals": sum(r.reproposals for r in results),
             "messages_sent": sum(r.messages_sent for r in results),
             "messages_dropped": sum(r.messages_dropped for r in results),
             "virtual_seconds_max": round(max((r.virtual_seconds for r in results), default=0), 3),

@@ -83,6 +83,7 @@ class RunResult:
     rejections: dict[str, int] = field(default_factory=dict)  # honest nodes' refusals by reason
     max_message_bytes: dict[str, int] = field(default_factory=dict)  # largest encoding, by type
     oversized_messages: dict[str, int] = field(default_factory=dict)  # above the topic cap
+    reproposals: int = 0  # proposals with a valid round, i.e. carrying a polka certificate
 
     @property
     def safety_violations(self) -> list[Violation]:

@@ -467,6 +467,7 @@ class Simulation:
             rejections=dict(sorted(self.rejections.items())),
             max_message_bytes=dict(sorted(self.wire.max_message_bytes.items())),
             oversized_messages=dict(sorted(self.wire.oversized_messages.items())),
+            reproposals=self.wire.reproposals,
             messages_sent=self.network.sent,
             messages_dropped=self.network.dropped,
             violations=list(self.checker.violations),

@@ -25,12 +25,15 @@ class Wire:
         self.max_message_bytes: Counter[str] = Counter()  # by message type, every send
         self.size_caps = gossip_size_caps(members)
         self.oversized_messages: Counter[str] = Counter()  # by message type
+        self.reproposals = 0  # distinct proposals with a valid round (they carry a polka)
 
     def _entry(self, message: Message) -> tuple[Message, bytes, int]:
         cached = self._seen.get(id(message))
         if cached is None:
             data = codec.encode_message(message)
             kind = type(message).__name__
+            if kind == "Proposal" and getattr(message, "valid_round", -1) >= 0:
+                self.reproposals += 1
             self.max_message_bytes[kind] = max(self.max_message_bytes[kind], len(data))
             # the tuple keeps the object alive: its id stays unique
             cached = (message, hashlib.sha256(data).digest(), len(data))
