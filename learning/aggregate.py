@@ -128,7 +128,10 @@ def aggregate(
     spans = list(base.spans(CHUNK))
 
     def rows(name: str, start: int, stop: int) -> F64:
-        return np.stack([d.read(name, start, stop).astype(np.float64) for d in deltas])
+        block = np.empty((n, stop - start), dtype=np.float64)
+        for i, d in enumerate(deltas):
+            block[i] = d.read(name, start, stop)  # float32 -> float64 in place, exact
+        return block
 
     scale = np.ones(n, dtype=np.float64)
     if rule.clip_norm is not None:
@@ -157,7 +160,8 @@ def aggregate(
         offsets[name] = position
         position += 4 * base.count(name)
     for name, start, stop in spans:
-        block = rows(name, start, stop) * scale[:, None]
+        block = rows(name, start, stop)
+        block *= scale[:, None]
         if rule.name == "median":
             agg = np.median(block, axis=0)
         elif rule.name == "trimmed-mean":
