@@ -64,6 +64,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attestation-timeout", type=float, default=None, help="seconds")
     parser.add_argument("--propose-timeout", type=float, default=None, help="seconds")
     parser.add_argument("--expected-trainers", type=int, default=None)
+    dp = add_dp_arguments(parser)
+    dp.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="trainers mask their updates; only the sum is readable (needs --rule fedavg)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the genesis summary as JSON")
+
+
+def add_dp_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The --dp-* flags of the genesis privacy policy (also `bcfl devnet up`'s)."""
     dp = parser.add_argument_group("privacy policy (docs/THREAT-MODEL.md: every site applies it)")
     dp.add_argument(
         "--dp-clip", type=float, default=None, help="per-update L2 clip norm; turns DP on"
@@ -79,12 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=20,
         help="releases the budget should last when --dp-noise is not given (default 20)",
     )
-    dp.add_argument(
-        "--secure-aggregation",
-        action="store_true",
-        help="trainers mask their updates; only the sum is readable (needs --rule fedavg)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the genesis summary as JSON")
+    return dp
 
 
 DEFAULT_DP_CLIP = 1.0
@@ -95,9 +101,10 @@ def privacy_policy(args: argparse.Namespace):  # noqa: ANN201 - consensus.types.
     """The genesis privacy policy of the command line; calibrates the noise to a budget."""
     from consensus.types import Privacy
 
+    secure = bool(getattr(args, "secure_aggregation", False))
     dp_on = args.dp_clip is not None or args.dp_noise is not None or args.dp_epsilon is not None
     if not dp_on:
-        return Privacy(delta=args.dp_delta, secure_aggregation=args.secure_aggregation)
+        return Privacy(delta=args.dp_delta, secure_aggregation=secure)
     clip = DEFAULT_DP_CLIP if args.dp_clip is None else args.dp_clip
     if not clip > 0:
         raise UserError(f"--dp-clip must be positive, got {args.dp_clip}")
@@ -121,7 +128,7 @@ def privacy_policy(args: argparse.Namespace):  # noqa: ANN201 - consensus.types.
         noise_multiplier=float(noise),
         delta=float(args.dp_delta),
         epsilon_budget=float(args.dp_epsilon or 0.0),
-        secure_aggregation=args.secure_aggregation,
+        secure_aggregation=secure,
     )
 
 
