@@ -87,10 +87,10 @@ class DpNet(InstantNet):
         self.queue.append((node, lambda s: s.trained(done, seconds=0.0, now=now)))
 
 
-def _run(max_height: int) -> tuple[Cluster, list[ConsensusCore], DpNet]:
+def _run(max_height: int, **kwargs: object) -> tuple[Cluster, list[ConsensusCore], DpNet]:
     cluster = _cluster()
     cores = [_core(cluster, i) for i in range(4)]
-    net = DpNet(cluster, cores, max_height=max_height)
+    net = DpNet(cluster, cores, max_height=max_height, **kwargs)  # type: ignore[arg-type]
     net.start()
     return cluster, cores, net
 
@@ -116,6 +116,17 @@ def test_ledger_epsilon_equals_the_accountants() -> None:
     increments = [r.epsilon_spent for r in receipts]
     expected = [_opacus_epsilon(k) - _opacus_epsilon(k - 1) for k in (1, 2, 3)]
     assert increments == pytest.approx(expected, rel=1e-9)  # the increment, not the total
+
+
+def test_releases_in_a_not_improved_height_are_spent_on_the_ledger() -> None:
+    """No candidate is certified, yet every carry-over block carries the height's receipts and
+    the ledger spends their epsilon: two heights, two releases per site."""
+    _, cores, net = _run(max_height=2, verdict=lambda node, candidate: False)
+    blocks = [c.block for c in net.commits[1]]
+    assert all(b.is_carry_over and len(b.receipts) == 4 for b in blocks)
+    for record in cores[1].ledger.participants:
+        assert record.accepted_updates == 0
+        assert record.epsilon_spent == pytest.approx(_opacus_epsilon(2), rel=1e-9)
 
 
 def test_spent_budgets_stop_the_sites_and_the_chain_stays_live() -> None:
