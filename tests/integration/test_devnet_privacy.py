@@ -1,6 +1,6 @@
 """The genesis DP budget on a real 4-node devnet: spent, never overspent, and the chain goes on.
 
-One short `bcfl devnet up --blocks 6 --dp-epsilon E --dp-rounds 2 --json` run (separate
+One short `bcfl devnet up --blocks 4 --dp-epsilon E --dp-rounds 2 --json` run (separate
 processes, real libp2p on 127.0.0.1): the noise is calibrated so the budget lasts two
 releases, so every site spends it in the first heights and the rest are carry-over blocks
 (docs/THREAT-MODEL.md "Differential privacy").
@@ -15,7 +15,7 @@ from devnet_run import devnet_json
 
 pytestmark = pytest.mark.slow
 
-BLOCKS = 6
+BLOCKS = 4
 BUDGET = 0.8
 
 

@@ -43,14 +43,14 @@ BUDGET = ACCOUNTANT.epsilon_after(3) + 1e-6  # three releases fit, a fourth does
 POLICY = Privacy(clip_norm=1.0, noise_multiplier=NOISE, delta=DELTA, epsilon_budget=BUDGET)
 
 
-def _cluster(n: int = 4) -> Cluster:
+def _cluster(n: int = 4, policy: Privacy = POLICY) -> Cluster:
     signers = fake_signers(n)
     genesis = make_genesis(
         CHAIN,
         signers,
         timeouts=TIMEOUTS,
         initial_model_hash=hashlib.sha256(b"model-0").digest(),
-        privacy=POLICY,
+        privacy=policy,
     )
     return Cluster(genesis, signers, FakeVerifier.for_signers(signers))
 
@@ -200,14 +200,16 @@ def test_a_receipt_past_the_budget_is_refused_and_accepted_without_the_check(
 @pytest.mark.parametrize(
     ("claim", "what"),
     [
-        (ACCOUNTANT.epsilon_after(3), "the running total (the old receipts)"),
+        (ACCOUNTANT.epsilon_after(2), "the running total (the old receipts)"),
         (0.001, "a made-up small increment"),
         (0.0, "no increment at all"),
     ],
+    ids=["running-total", "made-up", "zero"],
 )
 def test_a_receipt_whose_increment_is_not_a_release_is_refused(claim: float, what: str) -> None:
-    """Site 1 at one release: only eps(j) - eps(1) for some j > 1 is an increment."""
-    cluster = _cluster()
+    """Site 1 at one release: only eps(j) - eps(1) for some j > 1 is an increment (a budget
+    wide enough that only the increment rule can refuse)."""
+    cluster = _cluster(policy=replace(POLICY, epsilon_budget=100.0))
     core = _core(cluster, 0, _tip_at_budget(cluster, 1))
     assert [r.reason for r in _deliver(core, _receipt(cluster, 1, claim))] == [DP_INCREMENT], what
 

@@ -76,3 +76,15 @@ def test_a_site_config_cannot_set_its_own_dp(key: str) -> None:
     with pytest.raises(ConfigError, match="genesis privacy policy") as caught:
         from_dict({"training": {key: 0.1}})
     assert "\n" not in str(caught.value)
+
+
+def test_bcfl_status_says_when_the_budget_is_spent() -> None:
+    """The status table names the ledger's epsilon and that the site stopped contributing."""
+    from node.commands.status import format_status
+
+    spent = {"epsilon_spent": 1.99, "epsilon_budget": 2.0, "delta": 1e-5, "budget_exhausted": True}
+    text = format_status({"privacy": spent})
+    assert "epsilon 1.9900 of 2.0" in text and "no longer contributes" in text
+    assert "differential privacy off" in format_status({"privacy": None})
+    live = format_status({"privacy": {**spent, "budget_exhausted": False}})
+    assert "no longer contributes" not in live
