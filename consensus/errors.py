@@ -20,6 +20,7 @@ from consensus.admission import (
     VALID_ROUND,
 )
 from consensus.events import Rejected
+from consensus.privacy import DP_BUDGET, DP_INCREMENT
 
 
 class ConsensusInvariantError(Exception):
@@ -57,6 +58,8 @@ CORE_REASONS = (
     SYNC_INVALID,
     UNTIMELY_PROPOSAL,
     BAD_POLKA,
+    DP_BUDGET,
+    DP_INCREMENT,
 )
 """The reason codes of `Rejected` actions beyond `consensus.admission.REASONS`."""
 

@@ -23,7 +23,7 @@ TASK = {
 
 
 def _site_csv(path: Path, rows: np.ndarray, labels: np.ndarray) -> Path:
-    lines = ["age,bmi,sick"] + [f"{a},{b},{int(y)}" for (a, b), y in zip(rows, labels)]
+    lines = ["age,bmi,sick"] + [f"{a},{b},{int(y)}" for (a, b), y in zip(rows, labels, strict=True)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
