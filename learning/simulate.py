@@ -5,6 +5,8 @@ N sites in one process share a built-in data set split by a partitioner. Each ro
    sites (the first COUNT sites of `--attack KIND:COUNT`) poison their update;
    a DP site clips and noises its update and stops contributing when its budget is spent;
 2. updates are validated (rejections are recorded with their reason) and aggregated with the rule;
+   with `secure_aggregation` the sites run one session of learning/secagg per round (masked,
+   quantised updates; the aggregate is the exact sum, unmasked) and the candidate is the mean;
 3. every site evaluates the current model and the candidate on its private validation split and
    attests `improved(before, after, verdict)`; Byzantine sites always attest "improved" (the worst
    case for the gate);
@@ -34,6 +36,8 @@ from learning.evaluate import VerdictRule, evaluate, improved
 from learning.metrics import LOWER_IS_BETTER
 from learning.models import initial_weights
 from learning.plugin import all_sites, builtin_task, global_test, pooled_train
+from learning.secagg import SecAggParams, secure_mean
+from learning.secagg.primitives import session_id
 from learning.serialize import blob_hash
 from learning.task import TaskSpec
 from learning.trainer import TrainConfig, apply_delta, default_train_config, train
@@ -64,6 +68,8 @@ class SimConfig:
     fedprox_mu: float = 0.0
     seed: int = 0
     threads: int = 1
+    secure_aggregation: bool = False
+    secagg_neighbours: int = 0
 
 
 def _train_config(task: TaskSpec, config: SimConfig) -> TrainConfig:
@@ -100,6 +106,10 @@ def run_simulation(
     """Run the federation; return the result map (`on_round` sees each round as it ends)."""
     if config.attackers > config.nodes:
         raise ValueError("there cannot be more attackers than sites")
+    if config.secure_aggregation and config.rule != "fedavg":
+        raise ValueError(
+            f"secure aggregation sums the updates: rule {config.rule!r} needs each one"
+        )
     task = builtin_task(config.dataset, model=config.model)
     sites = all_sites(task, config.nodes, config.partition, config.seed)
     test = global_test(task, config.seed)
@@ -164,7 +174,12 @@ def run_simulation(
             if on_round:
                 on_round(entry)
             continue
-        candidate = aggregate(rule, model, updates)
+        if config.secure_aggregation:
+            params = SecAggParams(neighbours=config.secagg_neighbours)
+            session = session_id(f"simulate-{config.seed}", r, blob_hash(model))
+            candidate, _ = secure_mean(params, session, model, [u for _h, u, _n in updates])
+        else:
+            candidate = aggregate(rule, model, updates)
         votes = 0
         for i, site in enumerate(sites):
             if i in attackers:
