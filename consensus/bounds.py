@@ -11,6 +11,7 @@ from consensus.types import (
     Genesis,
     Header,
     Height,
+    Privacy,
     Round,
     Safeguards,
     UpdateReceipt,
@@ -23,6 +24,8 @@ MAX_MEMBERS = 2**16
 MAX_TIME_MS = 2**50
 """Block times in Unix milliseconds end in year ~37 000; bounded so `time + 1` stays encodable."""
 MAX_SAMPLES = 2**40
+MAX_MODULUS_BITS = 62
+"""Secure-aggregation sums stay below 2^62, so they fit int64 on every platform."""
 
 # Domain integers have domain bounds: a value outside them is a peer's lie, never a chain state.
 NEWTYPE_BOUNDS: dict[object, tuple[int, int]] = {
@@ -39,4 +42,8 @@ FIELD_BOUNDS: dict[tuple[type, str], tuple[int, int]] = {
     (Safeguards, "max_samples_per_update"): (1, MAX_SAMPLES),
     (Safeguards, "timestamp_precision_ms"): (0, MAX_TIME_MS),
     (Safeguards, "message_delay_ms"): (0, MAX_TIME_MS),
+    (Privacy, "secagg_neighbours"): (0, MAX_MEMBERS),
+    (Privacy, "secagg_threshold"): (0, MAX_MEMBERS),
+    (Privacy, "secagg_quant_range"): (1, 2**MAX_MODULUS_BITS),
+    (Privacy, "secagg_modulus_bits"): (1, MAX_MODULUS_BITS),
 }

@@ -50,6 +50,7 @@ from consensus.guard import SignerState
 from consensus.learning_round import LearningRound
 from consensus.learning_state import ProposerStage
 from consensus.ledger import apply_block, genesis_ledger
+from consensus.privacy import Accountant
 from consensus.tendermint import Decision, Tendermint
 from consensus.types import (
     Block,
@@ -109,11 +110,12 @@ class ConsensusCore:
         signer: Signer | None = None,
         signer_state: SignerState | None = None,
         tip: ChainTip | None = None,
+        accountant: Accountant | None = None,
     ) -> None:
         self.genesis = genesis
         self.validator_set = validate_genesis(genesis, verifier)
         self.verifier = verifier
-        self.checker = BlockChecker(genesis, self.validator_set, verifier)
+        self.checker = BlockChecker(genesis, self.validator_set, verifier, accountant)
         self.me = me
         if me is not None:
             if signer is None:

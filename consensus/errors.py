@@ -20,6 +20,7 @@ from consensus.admission import (
     VALID_ROUND,
 )
 from consensus.events import Rejected
+from consensus.privacy import DP_BUDGET, DP_INCREMENT
 
 
 class ConsensusInvariantError(Exception):
@@ -52,6 +53,8 @@ CORE_REASONS = (
     SYNC_MISMATCH,
     SYNC_INVALID,
     UNTIMELY_PROPOSAL,
+    DP_BUDGET,
+    DP_INCREMENT,
 )
 """The reason codes of `Rejected` actions beyond `consensus.admission.REASONS`."""
 

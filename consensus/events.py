@@ -54,7 +54,12 @@ class ReceiptReceived:
 
 @dataclass(frozen=True, slots=True)
 class TrainingFinished:
-    """The node finished `StartTraining`; the core signs and gossips the receipt."""
+    """The node finished `StartTraining`; the core signs and gossips the receipt.
+
+    `epsilon_spent` is this site's epsilon after this release, as its accountant counts every
+    release it made; with the genesis DP policy on, the receipt carries the increment over
+    the ledger's (consensus/privacy.py).
+    """
 
     height: Height
     base_model_hash: Hash
@@ -167,10 +172,18 @@ class ScheduleTimeout:
 
 @dataclass(frozen=True, slots=True)
 class StartTraining:
-    """Train the model `base_model_hash` for `height`; answer with `TrainingFinished`."""
+    """Train the model `base_model_hash` for `height`; answer with `TrainingFinished`.
+
+    With the genesis DP policy on, `dp_releases` and `dp_epsilon_spent` are this site's
+    releases and epsilon as the parent ledger accounts them (consensus/privacy.py), and
+    `dp_exhausted` says its budget allows no further release.
+    """
 
     height: Height
     base_model_hash: Hash
+    dp_releases: int = 0
+    dp_epsilon_spent: float = 0.0
+    dp_exhausted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

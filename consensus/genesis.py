@@ -18,6 +18,7 @@ from consensus.types import (
     ROLES,
     Genesis,
     Hash,
+    Privacy,
     Safeguards,
     Timeouts,
     ValidatorInfo,
@@ -47,6 +48,7 @@ def make_genesis(
     expected_trainers: int | None = None,
     genesis_time_ms: int = 0,
     safeguards: Safeguards | None = None,
+    privacy: Privacy | None = None,
 ) -> Genesis:
     """A genesis where member i is `signers[i]` (default: power 1, validator + trainer)."""
     n = len(signers)
@@ -76,6 +78,7 @@ def make_genesis(
         expected_trainers=n_trainers if expected_trainers is None else expected_trainers,
         genesis_time_ms=genesis_time_ms,
         safeguards=safeguards or Safeguards(),
+        privacy=privacy or Privacy(),
     )
 
 
@@ -121,4 +124,58 @@ def validate_genesis(genesis: Genesis, verifier: Verifier) -> ValidatorSet:
         raise InvalidGenesis("safeguards timestamp bounds must not be negative")
     if not 0.0 <= g.max_regression < float("inf"):
         raise InvalidGenesis("safeguards.max_regression must be a finite number >= 0")
+    check_privacy(genesis, len(valset.trainers))
     return valset
+
+
+SECAGG_REFUSED_RULES = frozenset({"median", "trimmed-mean", "multi-krum"})
+"""Rules that read individual updates, which secure aggregation hides."""
+
+
+def check_privacy(genesis: Genesis, n_trainers: int) -> None:
+    """Check the genesis privacy policy (consensus.types.Privacy), or raise InvalidGenesis."""
+    p = genesis.privacy
+    if not 0.0 < p.delta < 1.0:
+        raise InvalidGenesis(f"privacy.delta must be in (0, 1), got {p.delta}")
+    if p.clip_norm < 0 or p.noise_multiplier < 0 or p.epsilon_budget < 0:
+        raise InvalidGenesis("privacy.clip_norm, noise_multiplier and epsilon_budget must be >= 0")
+    if p.dp_enabled and not p.noise_multiplier > 0:
+        raise InvalidGenesis(
+            "privacy.clip_norm turns differential privacy on, so privacy.noise_multiplier must be"
+            " positive"
+        )
+    if not p.dp_enabled and (p.noise_multiplier > 0 or p.epsilon_budget > 0):
+        raise InvalidGenesis(
+            "privacy.noise_multiplier and privacy.epsilon_budget need privacy.clip_norm > 0"
+            " (noise without clipping bounds nothing)"
+        )
+    if not p.secure_aggregation:
+        return
+    if genesis.aggregation_rule in SECAGG_REFUSED_RULES:
+        raise InvalidGenesis(
+            "secure aggregation hides individual updates, so rule"
+            f" {genesis.aggregation_rule!r} cannot be used; use fedavg"
+        )
+    if genesis.aggregation_params.get("clip_norm") is not None:
+        raise InvalidGenesis(
+            "secure aggregation hides individual updates, so the proposer cannot clip them"
+            " (aggregation_params.clip_norm); clip at the source with privacy.clip_norm"
+        )
+    if p.secagg_neighbours > max(0, n_trainers - 1):
+        raise InvalidGenesis(
+            f"privacy.secagg_neighbours is {p.secagg_neighbours} but there are only"
+            f" {n_trainers} trainers; use at most {max(0, n_trainers - 1)} (0 pairs all)"
+        )
+    neighbours = p.secagg_neighbours or max(0, n_trainers - 1)
+    if p.secagg_threshold > neighbours:
+        raise InvalidGenesis(
+            f"privacy.secagg_threshold {p.secagg_threshold} exceeds the {neighbours} neighbours"
+            " that hold a trainer's mask shares"
+        )
+    if not p.secagg_clip_range > 0:
+        raise InvalidGenesis("privacy.secagg_clip_range must be positive")
+    if p.secagg_quant_range * max(1, n_trainers) >= 2**p.secagg_modulus_bits:
+        raise InvalidGenesis(
+            "privacy.secagg_quant_range times the number of trainers must stay below"
+            " 2^secagg_modulus_bits, or the masked sum wraps"
+        )

@@ -56,6 +56,7 @@ from consensus.events import (
     TrainingFinished,
 )
 from consensus.learning_state import LearningState, ProposerStage
+from consensus.privacy import problem_reason
 from consensus.signing import attestation_bytes
 from consensus.types import (
     Attestation,
@@ -112,6 +113,10 @@ class LearningRound:
         self._blocks = BlockBuilder(height, parent, last_commit, ctx)
         self._ctx = ctx
         self._started_at = started_at
+        self._privacy = ctx.checker.privacy
+        # trainers whose DP budget is spent stop contributing: nobody waits for them
+        active = self._privacy.active_trainers(ctx.validator_set.trainers, parent.ledger)
+        self._expected = min(ctx.genesis.expected_trainers, active)
 
     @property
     def model_hash(self) -> Hash:
@@ -130,8 +135,19 @@ class LearningRound:
                 self.height, Round(0), Step.UPDATE_WINDOW, self._ctx.timeouts.update_window
             )
         )
-        if self._ctx.is_trainer:
-            out.append(StartTraining(self.height, self.model_hash))
+        me = self._ctx.me
+        if self._ctx.is_trainer and me is not None:
+            record = self._parent.ledger.participants[me]
+            releases = self._privacy.releases_behind(record.epsilon_spent)
+            out.append(
+                StartTraining(
+                    self.height,
+                    self.model_hash,
+                    dp_releases=releases or 0,
+                    dp_epsilon_spent=record.epsilon_spent,
+                    dp_exhausted=self._privacy.exhausted(record),
+                )
+            )
 
     # -- the ValueSource of Algorithm 1 (consensus/tendermint.py) ---------------------------
 
@@ -208,17 +224,22 @@ class LearningRound:
             or me is None
         ):
             return None
-        receipt = self._ctx.signatory.sign_receipt(
-            UpdateReceipt(
-                author=me,
-                height=self.height,
-                base_model_hash=self.model_hash,
-                blob_hash=event.blob_hash,
-                n_samples=event.n_samples,
-                train_loss=finite(event.train_loss),
-                epsilon_spent=finite(event.epsilon_spent),
-            )
+        record = self._parent.ledger.participants[me]
+        epsilon = finite(event.epsilon_spent)
+        if self._privacy.enabled:  # the receipt carries this release's increment
+            epsilon -= record.epsilon_spent
+        unsigned = UpdateReceipt(
+            author=me,
+            height=self.height,
+            base_model_hash=self.model_hash,
+            blob_hash=event.blob_hash,
+            n_samples=event.n_samples,
+            train_loss=finite(event.train_loss),
+            epsilon_spent=epsilon,
         )
+        if self._privacy.receipt_problem(unsigned, record) is not None:
+            return None  # never release past the budget, nor a claim the chain would refuse
+        receipt = self._ctx.signatory.sign_receipt(unsigned)
         if receipt is None:
             return None
         self.state.trained = True
@@ -243,6 +264,12 @@ class LearningRound:
         if reason is not None:
             out.append(refusal("receipt", reason))
             return None
+        dp_problem = self._privacy.receipt_problem(
+            receipt, self._parent.ledger.participants[receipt.author]
+        )
+        if dp_problem is not None:
+            out.append(Rejected(*dp_problem))
+            return None
         receipts[receipt.author] = receipt
         return self._advance(now, step, out)
 
@@ -254,9 +281,12 @@ class LearningRound:
         if st.stage_round != self.round or step != Step.PROPOSE:
             return None
         if st.stage == ProposerStage.WAITING_FOR_UPDATES:
-            expected = self._ctx.genesis.expected_trainers
+            expected = self._expected
             if expected == 0:
-                return self._blocks.carry_over(self.round, "no trainers expected", now)
+                reason = "no trainers expected"
+                if self._ctx.genesis.expected_trainers:
+                    reason = "every trainer's privacy budget is spent"
+                return self._blocks.carry_over(self.round, reason, now)
             if len(st.receipts) < expected and not st.window_closed:
                 return None
             for receipt in self._ctx.checker.bad_receipt_signatures(list(st.receipts.values())):
@@ -326,7 +356,10 @@ class LearningRound:
             return self._blocks.carry_over(self.round, "every update was rejected", now)
         candidate = replace(candidate, round=self.round, proposer=me)
         problem = self._ctx.checker.receipts_problem(
-            (*candidate.receipts, *candidate.rejected), self.height, self.model_hash
+            (*candidate.receipts, *candidate.rejected),
+            self.height,
+            self.model_hash,
+            self._parent.ledger,
         )
         if problem or not candidate.rule:
             raise ConsensusInvariantError(f"the node built an invalid candidate: {problem}")
@@ -390,10 +423,14 @@ class LearningRound:
             return
         if known is None:
             problem = self._ctx.checker.receipts_problem(
-                (*candidate.receipts, *candidate.rejected), self.height, self.model_hash
+                (*candidate.receipts, *candidate.rejected),
+                self.height,
+                self.model_hash,
+                self._parent.ledger,
             )
             if problem:
-                out.append(Rejected(INVALID_RECEIPTS, f"candidate refused: {problem}"))
+                reason = problem_reason(problem, INVALID_RECEIPTS)
+                out.append(Rejected(reason, f"candidate refused: {problem}"))
                 return
         candidates[chash] = candidate
         self._request_evaluation(chash, candidate, out)

@@ -65,6 +65,7 @@ from consensus.codec import block_hash
 from consensus.context import Context
 from consensus.errors import INVALID_BLOCK, UNTIMELY_PROPOSAL, refusal
 from consensus.events import Action, Broadcast, Rejected, ScheduleTimeout, TimeoutFired
+from consensus.privacy import problem_reason
 from consensus.types import (
     Block,
     CommitCertificate,
@@ -261,7 +262,8 @@ class Tendermint:
         if cached is None:
             problem = self._ctx.checker.block_problem(self._blocks[bhash], self._parent)
             if problem:
-                out.append(Rejected(INVALID_BLOCK, f"invalid block: {problem}"))
+                reason = problem_reason(problem, INVALID_BLOCK)
+                out.append(Rejected(reason, f"invalid block: {problem}"))
             cached = self._valid_cache[bhash] = problem is None
         return cached
 

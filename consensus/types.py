@@ -368,6 +368,46 @@ class Safeguards:
 
 
 @dataclass(frozen=True, slots=True)
+class Privacy:
+    """The consortium's privacy policy, fixed in the genesis (docs/THREAT-MODEL.md "Differential
+    privacy"): every site and validator applies this one; a site's config cannot weaken it.
+
+    Differential privacy (DP-FedAvg at the site, Gaussian mechanism, sampling rate 1):
+
+    - `clip_norm`: each site clips its update to this L2 norm; 0 turns DP off.
+    - `noise_multiplier`: the site adds N(0, (noise_multiplier * clip_norm)^2) per coordinate.
+    - `delta`: the delta at which epsilon is accounted (RDP, learning/dp.py).
+    - `epsilon_budget`: the per-site epsilon a site may spend over the chain's life; validators
+      refuse a receipt that would take its site past it (`dp-budget`); 0 means no budget.
+
+    Secure aggregation (trainers mask their clipped, quantised updates; only the sum is public):
+
+    - `secure_aggregation`: the switch; it needs the "fedavg" rule (nothing may read one update).
+    - `secagg_neighbours`: how many masking neighbours each trainer pairs with (0: all pairs).
+    - `secagg_threshold`: how many of a trainer's neighbours must survive to recover its masks.
+    - `secagg_clip_range`, `secagg_quant_range`, `secagg_modulus_bits`: fixed-point quantisation
+      of each coordinate in [-clip_range, clip_range] to [0, quant_range], summed modulo
+      2^modulus_bits.
+    """
+
+    clip_norm: float = 0.0
+    noise_multiplier: float = 0.0
+    delta: float = 1e-5
+    epsilon_budget: float = 0.0
+    secure_aggregation: bool = False
+    secagg_neighbours: int = 0
+    secagg_threshold: int = 0
+    secagg_clip_range: float = 8.0
+    secagg_quant_range: int = 2**22
+    secagg_modulus_bits: int = 32
+
+    @property
+    def dp_enabled(self) -> bool:
+        """True when sites clip and noise their updates (and receipts account epsilon)."""
+        return self.clip_norm > 0
+
+
+@dataclass(frozen=True, slots=True)
 class Genesis:
     """Everything every node agrees on before block 1.
 
@@ -387,6 +427,7 @@ class Genesis:
     expected_trainers: int
     genesis_time_ms: int = 0
     safeguards: Safeguards = Safeguards()
+    privacy: Privacy = Privacy()
 
 
 # --------------------------------------------------------------------------------------------

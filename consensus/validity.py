@@ -25,6 +25,7 @@ from consensus.codec import (
 )
 from consensus.crypto import Verifier
 from consensus.ledger import apply_block
+from consensus.privacy import Accountant, PrivacyRules
 from consensus.signing import (
     attestation_sign_bytes,
     receipt_bytes,
@@ -64,8 +65,15 @@ class Parent:
 class BlockChecker:
     """Deterministic validity checks with signature caches."""
 
-    def __init__(self, genesis: Genesis, validator_set: ValidatorSet, verifier: Verifier) -> None:
+    def __init__(
+        self,
+        genesis: Genesis,
+        validator_set: ValidatorSet,
+        verifier: Verifier,
+        accountant: Accountant | None = None,
+    ) -> None:
         self.genesis = genesis
+        self.privacy = PrivacyRules(genesis.privacy, accountant)
         self.validator_set = validator_set
         self.verifier = verifier
         self._good_receipts: set[Hash] = set()
@@ -74,9 +82,16 @@ class BlockChecker:
     # -- receipts ----------------------------------------------------------------------------
 
     def receipts_problem(
-        self, receipts: Sequence[UpdateReceipt], height: int, base_model_hash: bytes
+        self,
+        receipts: Sequence[UpdateReceipt],
+        height: int,
+        base_model_hash: bytes,
+        ledger: Ledger | None = None,
     ) -> str | None:
-        """Why these receipts cannot be aggregated at `height` on `base_model_hash`, or None."""
+        """Why these receipts cannot be aggregated at `height` on `base_model_hash`, or None.
+
+        With the parent `ledger`, the genesis privacy rules too (consensus/privacy.py); such a
+        problem starts with its reason code ("dp-budget: ...")."""
         authors: set[int] = set()
         unchecked: list[UpdateReceipt] = []
         for receipt in receipts:
@@ -95,6 +110,10 @@ class BlockChecker:
             authors.add(receipt.author)
             if receipt_hash(receipt) not in self._good_receipts:
                 unchecked.append(receipt)
+        if ledger is not None:
+            dp_problem = self.privacy.receipts_problem(receipts, ledger)
+            if dp_problem is not None:
+                return f"{dp_problem[0]}: {dp_problem[1]}"
         bad = self.bad_receipt_signatures(unchecked)
         if bad:
             return f"bad receipt signature of member {bad[0].author}"
@@ -290,7 +309,10 @@ class BlockChecker:
             if len(header.model_hash) != HASH_SIZE:
                 return "malformed model hash"
             problem = self.receipts_problem(
-                (*block.receipts, *block.rejected), header.height, parent.ledger.model_hash
+                (*block.receipts, *block.rejected),
+                header.height,
+                parent.ledger.model_hash,
+                parent.ledger,
             )
             if problem:
                 return problem

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consensus.types import Privacy
 from devnet.linkproxy import LINKS_FILE, write_links
 from devnet.processes import (
     PIDS_FILE,
@@ -84,6 +85,7 @@ class DevnetSpec:
     link_delay_ms: float = 0.0  # one-way delay of every peer link (devnet/linkproxy.py)
     link_loss: float = 0.0  # fraction of chunks each link drops (the stream is then reset)
     extra_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    privacy: Privacy | None = None  # the genesis privacy policy (None: off)
 
 
 def parse_byzantine(value: str | None, nodes: int) -> tuple[str, int] | None:
@@ -242,6 +244,7 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
         init_seed=spec.seed,
         rule=spec.rule,
         timeouts=timeouts,
+        privacy=spec.privacy,
     )
     for node in nodes:
         write_genesis(node.home, genesis, model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from statistics import median
 from typing import Any
 
+from consensus.types import Privacy
 from devnet.launcher import DevnetNode, DevnetSpec
 from devnet.resources import ResourceMonitor
 
@@ -50,6 +51,7 @@ def collect(
             "observer": n.observer,
             "block_hashes": {str(b["height"]): b["hash"] for b in chains[n.name]},
             "rejections": rejections_of(n.get_text("/metrics", timeout=10.0) or ""),
+            "privacy": (n.get("/status", timeout=10.0) or {}).get("privacy"),
             **(monitor or ResourceMonitor()).report(n.name),
         }
         for n in nodes
@@ -102,6 +104,19 @@ def collect(
         "final_metric": final,
         "centralized_metric": centralized,
         "phase_medians": _phase_medians(rows),
+        "privacy": _privacy(spec.privacy),
+    }
+
+
+def _privacy(policy: Privacy | None) -> dict[str, Any] | None:
+    """The genesis privacy policy of the run (None with DP off)."""
+    if policy is None or not policy.dp_enabled:
+        return None
+    return {
+        "clip_norm": policy.clip_norm,
+        "noise_multiplier": policy.noise_multiplier,
+        "delta": policy.delta,
+        "epsilon_budget": policy.epsilon_budget,
     }
 
 

@@ -10,7 +10,14 @@ from learning.aggregate import RULES, AggregationError, AggregationRule, aggrega
 from learning.attacks import ATTACKS, attack_update, parse_attack
 from learning.csvdata import load_csv
 from learning.data import DataError, SiteData, Split, parse_partition, split_train_val
-from learning.dp import DpConfig, PrivacyBudget, epsilon_after, noise_for_rounds
+from learning.dp import (
+    DpConfig,
+    PolicyAccountant,
+    PrivacyBudget,
+    epsilon_after,
+    noise_for_rounds,
+    privatize_update,
+)
 from learning.evaluate import VerdictRule, best_of, evaluate, improved, verdict_metric
 from learning.models import build_model, initial_weights
 from learning.plugin import (
@@ -39,6 +46,7 @@ __all__ = [
     "BlobError",
     "DataError",
     "DpConfig",
+    "PolicyAccountant",
     "PrivacyBudget",
     "SiteData",
     "Split",
@@ -60,6 +68,7 @@ __all__ = [
     "code_hash",
     "default_train_config",
     "epsilon_after",
+    "privatize_update",
     "evaluate",
     "global_test",
     "best_of",

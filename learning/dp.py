@@ -10,12 +10,23 @@ by Opacus's `RDPAccountant` (Mironov 2017) and reported as (epsilon, delta).
 A site with a budget never exceeds it: `can_release()` is False once one more release would push
 epsilon past the budget, and the site then stops contributing. When no noise multiplier is given,
 `noise_for_rounds` calibrates one so that the budget lasts a planned number of rounds.
+
+The noise comes from the operating system's CSPRNG (`os.urandom`, i.e. getrandom(2)), secret to
+the site and fresh for every release: nothing public (a height, a seed in the genesis) can
+regenerate it, and two sites' noise vectors are independent (docs/THREAT-MODEL.md
+"Differential privacy"). Uniforms of 53 bits become normals by the Box-Muller transform. Only
+`bcfl simulate learning`, which needs reproducible runs, passes its own seeded generator.
+
+`PolicyAccountant` is the genesis policy's accountant that the consensus core is handed
+(`consensus.privacy.Accountant`): epsilon after k releases, cached, so validators check each
+receipt's increment cheaply and the same way on every node.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -78,6 +89,61 @@ def epsilon_after(config: DpConfig, releases: int) -> float:
         return float(accountant.get_epsilon(config.delta, alphas=RDP_ORDERS))
 
 
+def os_gaussian(shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    """N(0, sigma^2) samples of `shape` from the OS CSPRNG (Box-Muller over 53-bit uniforms)."""
+    count = int(np.prod(shape, dtype=np.int64))
+    pairs = (count + 1) // 2
+    raw = np.frombuffer(os.urandom(16 * pairs), dtype=np.uint64).reshape(2, pairs)
+    # (x >> 11) + 1 over 2^53 is uniform on (0, 1]: the logarithm below never sees 0
+    u1 = ((raw[0] >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53
+    u2 = (raw[1] >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    radius = np.sqrt(-2.0 * np.log(u1)) * sigma
+    angle = 2.0 * np.pi * u2
+    normals = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:count]
+    return normals.reshape(shape)
+
+
+def privatize_update(
+    update_blob: bytes,
+    clip_norm: float,
+    noise_multiplier: float,
+    rng: np.random.Generator | None = None,
+) -> bytes:
+    """Clip the delta to `clip_norm` and add N(0, (noise_multiplier * clip_norm)^2) noise.
+
+    The noise is from the OS CSPRNG unless a simulation passes its own `rng`.
+    """
+    update = bytes_to_weights(update_blob)
+    norm = update_norm(update)
+    factor = min(1.0, clip_norm / norm) if norm > 0 else 1.0
+    sigma = noise_multiplier * clip_norm
+    noisy = {}
+    for name, arr in sorted(update.items()):
+        noise = os_gaussian(arr.shape, sigma) if rng is None else rng.normal(0.0, sigma, arr.shape)
+        noisy[name] = (arr.astype(np.float64) * factor + noise).astype(np.float32)
+    return weights_to_bytes(noisy)
+
+
+@dataclass(slots=True)
+class PolicyAccountant:
+    """Epsilon after k releases of the genesis mechanism (noise multiplier, delta), cached.
+
+    Satisfies `consensus.privacy.Accountant`; the consensus core never imports opacus.
+    """
+
+    noise_multiplier: float
+    delta: float
+    _cache: dict[int, float] = field(default_factory=dict)
+
+    def epsilon_after(self, releases: int) -> float:
+        """Epsilon spent after `releases` releases (0 for none)."""
+        cached = self._cache.get(releases)
+        if cached is None:
+            config = DpConfig(1.0, self.delta, 1.0, self.noise_multiplier)
+            cached = self._cache[releases] = epsilon_after(config, releases)
+        return cached
+
+
 class PrivacyBudget:
     """One site's privacy ledger: privatises updates and refuses to overspend."""
 
@@ -93,20 +159,15 @@ class PrivacyBudget:
         """Return whether one more release stays within the epsilon budget."""
         return epsilon_after(self.config, self.releases + 1) <= self.config.epsilon
 
-    def privatize(self, update_blob: bytes, seed: int) -> bytes:
-        """Clip the delta, add Gaussian noise and record the release; refuse past the budget."""
+    def privatize(self, update_blob: bytes, rng: np.random.Generator | None = None) -> bytes:
+        """Clip the delta, add Gaussian noise and record the release; refuse past the budget.
+
+        The noise is from the OS CSPRNG; only a simulation passes a seeded `rng`.
+        """
         if not self.can_release():
             raise RuntimeError("privacy budget exhausted: this site must stop contributing")
-        update = bytes_to_weights(update_blob)
-        norm = update_norm(update)
-        factor = min(1.0, self.config.clip_norm / norm) if norm > 0 else 1.0
-        sigma = self.config.noise_multiplier * self.config.clip_norm
-        rng = np.random.default_rng([seed, 0xD9])
-        noisy = {
-            name: (
-                update[name].astype(np.float64) * factor + rng.normal(0.0, sigma, arr.shape)
-            ).astype(np.float32)
-            for name, arr in sorted(update.items())
-        }
+        noisy = privatize_update(
+            update_blob, self.config.clip_norm, self.config.noise_multiplier, rng
+        )
         self.releases += 1
-        return weights_to_bytes(noisy)
+        return noisy

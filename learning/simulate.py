@@ -156,7 +156,9 @@ def run_simulation(
             if i in attackers:
                 update = attack_update(str(config.attack), model, update, _seed(config.seed, r, i))
             if i in budgets:
-                update = budgets[i].privatize(update, _seed(config.seed, r, i, 0xD9))
+                # a seeded generator keeps simulations reproducible; a node's noise is from the OS
+                sim_rng = np.random.default_rng(_seed(config.seed, r, i, 0xD9))
+                update = budgets[i].privatize(update, sim_rng)
             reason = validate_update(task, model, update, config.max_update_norm)
             if reason is not None:
                 rejected[str(i)] = reason

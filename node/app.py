@@ -14,8 +14,14 @@ Choices (docs/ARCHITECTURE.md "Proof of learning" is silent on them):
   split with the genesis verdict rule; the numbers go into its `EvalReport`, whose
   `metric_name` says which metric decided (the rule's, or the loss where the rule's metric is
   undefined on this split, e.g. AUC on a one-class site).
-- A site with a differential-privacy budget clips and noises its update and stops contributing
-  once the budget is spent (`TrainingOutcome.skipped`).
+- Differential privacy follows the genesis policy alone (`Genesis.privacy`; the site's config
+  has no DP knobs): the site clips its update, adds Gaussian noise from the OS CSPRNG
+  (`learning.privatize_update`) and stops contributing once its next release would pass the
+  budget (`TrainingOutcome.skipped` "dp-budget"). Its release count is the larger of the
+  ledger's (chain state, handed in with the training request) and its own durable count
+  (`ReleaseLog`, written before the update leaves the site), which also counts releases whose
+  height ended in a carry-over block; `epsilon_spent` is the accountant's epsilon after this
+  release, whose increment over the ledger's the core puts in the receipt.
 - Before aggregating, the proposer screens the valid updates against their coordinate-wise
   median and rejects outliers (`learning.screening`: sign-flipped or far too long), so one
   poisoned site costs its own update (and reputation), not the whole height.
@@ -30,6 +36,7 @@ Choices (docs/ARCHITECTURE.md "Proof of learning" is silent on them):
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -37,10 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import learning
+from consensus.privacy import Accountant, PrivacyRules
 from consensus.types import EvalReport, Genesis, Hash, UpdateReceipt, ValidatorIndex
 from learning.screening import screen_outliers
 from learning.serialize import Blob
 from node.config import NodeConfig
+from node.fsutil import atomic_write
+from node.home import NodeHome
 
 log = logging.getLogger("bcfl.app")
 
@@ -98,11 +108,41 @@ def sha256(data: bytes) -> Hash:
     return Hash(hashlib.sha256(data).digest())
 
 
+class ReleaseLog:
+    """This site's count of DP releases, durable (fsync) before an update leaves the site."""
+
+    def __init__(self, path: Path, chain_id: str) -> None:
+        self.path = path
+        self.chain_id = chain_id
+        self.count = 0
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise DataConfigError(f"cannot read the DP release count {path}: {exc}") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("releases"), int):
+            raise DataConfigError(f"{path} is not a DP release count; restore it or remove it")
+        if raw.get("chain_id") == chain_id:
+            self.count = max(0, raw["releases"])
+
+    def record(self, count: int) -> None:
+        """Make `count` releases durable."""
+        body = json.dumps({"chain_id": self.chain_id, "releases": count}).encode()
+        atomic_write(self.path, body, mode=0o600)
+        self.count = count
+
+
 class LearningApp:
     """Local training, candidate building and evaluation for one site."""
 
     def __init__(
-        self, genesis: Genesis, config: NodeConfig, home: Path, me: ValidatorIndex | None
+        self,
+        genesis: Genesis,
+        config: NodeConfig,
+        home: Path,
+        me: ValidatorIndex | None,
+        accountant: Accountant | None = None,
     ) -> None:
         try:
             self.task = learning.TaskSpec.from_dict(genesis.task)
@@ -134,15 +174,11 @@ class LearningApp:
             seed=config.data.seed,
             device=_device(t.device),
         )
-        self.budget: learning.PrivacyBudget | None = None
-        if t.dp_clip_norm > 0 and t.dp_noise_multiplier > 0:
-            self.budget = learning.PrivacyBudget(
-                learning.DpConfig(
-                    epsilon=t.dp_epsilon,
-                    clip_norm=t.dp_clip_norm,
-                    noise_multiplier=t.dp_noise_multiplier,
-                )
-            )
+        self.policy = genesis.privacy
+        if self.policy.dp_enabled and accountant is None:
+            accountant = learning.PolicyAccountant(self.policy.noise_multiplier, self.policy.delta)
+        self.privacy = PrivacyRules(self.policy, accountant)
+        self.releases = ReleaseLog(NodeHome(home).dp_releases_path, genesis.chain_id)
         self.poison = config.byzantine.behaviour == "poison"
         self.drift = config.byzantine.behaviour == "drift"
         self.forge_rejection = config.byzantine.behaviour == "forge-rejection"
@@ -169,23 +205,32 @@ class LearningApp:
         except learning.DataError as exc:
             raise DataConfigError(str(exc)) from None
 
-    def train(self, base_model: bytes, height: int) -> TrainingOutcome:
-        """Train the global model on this site's data for one height."""
-        if self.budget is not None and not self.budget.can_release():
-            return TrainingOutcome(None, 0, float("nan"), self.budget.spent(), 0.0, "dp-budget")
+    def train(
+        self, base_model: bytes, height: int, ledger_releases: int = 0, exhausted: bool = False
+    ) -> TrainingOutcome:
+        """Train the global model on this site's data for one height.
+
+        `ledger_releases` and `exhausted` are the ledger's view of this site's DP releases.
+        """
+        release = max(self.releases.count, ledger_releases) + 1
+        epsilon = self.privacy.epsilon_after(release)
+        if self.privacy.enabled and (exhausted or self.privacy.over_budget(epsilon)):
+            spent = self.privacy.epsilon_after(release - 1)
+            return TrainingOutcome(None, 0, float("nan"), spent, 0.0, "dp-budget")
         if len(self.data.train) == 0:
             return TrainingOutcome(None, 0, float("nan"), 0.0, 0.0, "no-data")
         config = self.train_config.with_seed(self.config.data.seed * 1_000_003 + height)
         with self._lock:
             update, n, stats = learning.train(self.task, base_model, self.data.train, config)
-        epsilon = 0.0
         if self.poison:
             update = learning.attack_update("signflip", base_model, update, seed=height)
         if self.drift:
             update = learning.attack_update("drift", base_model, update, seed=height)
-        if self.budget is not None:
-            update = self.budget.privatize(update, seed=height)
-            epsilon = self.budget.spent()
+        if self.privacy.enabled:
+            update = learning.privatize_update(
+                update, self.policy.clip_norm, self.policy.noise_multiplier
+            )
+            self.releases.record(release)
         return TrainingOutcome(update, n, stats.loss_last_epoch, epsilon, stats.seconds)
 
     def build_candidate(

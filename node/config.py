@@ -82,9 +82,10 @@ class TrainingSection:
     fedprox_mu: float = 0.0
     torch_threads: int = 1
     device: str = "cpu"  # auto (cuda when available), cpu or cuda
-    dp_clip_norm: float = 0.0  # 0 disables differential privacy
-    dp_noise_multiplier: float = 0.0
-    dp_epsilon: float = 3.0  # the site's privacy budget; it stops contributing once spent
+
+
+REMOVED_DP_KEYS = frozenset({"dp_clip_norm", "dp_noise_multiplier", "dp_epsilon", "dp_delta"})
+"""Former per-site privacy knobs: the genesis privacy policy now binds every site."""
 
 
 @dataclass(slots=True)
@@ -271,11 +272,8 @@ def validate(config: NodeConfig) -> None:
             raise ConfigError(f"training.{key} must be at least 1, got {getattr(training, key)}")
     if not training.learning_rate > 0:
         raise ConfigError(f"training.learning_rate must be positive, got {training.learning_rate}")
-    if not training.dp_epsilon > 0:
-        raise ConfigError(f"training.dp_epsilon must be positive, got {training.dp_epsilon}")
-    for key in ("fedprox_mu", "dp_clip_norm", "dp_noise_multiplier"):
-        if getattr(training, key) < 0:
-            raise ConfigError(f"training.{key} must not be negative, got {getattr(training, key)}")
+    if training.fedprox_mu < 0:
+        raise ConfigError(f"training.fedprox_mu must not be negative, got {training.fedprox_mu}")
     if config.storage.keep_last_models < 1:
         raise ConfigError(
             f"storage.keep_last_models must be at least 1, got {config.storage.keep_last_models}"
@@ -309,6 +307,12 @@ def from_dict(raw: dict[str, Any]) -> NodeConfig:
         section = getattr(config, table)
         known = {f.name for f in fields(section)}
         for key, value in values.items():
+            if table == "training" and key in REMOVED_DP_KEYS:
+                raise ConfigError(
+                    f"training.{key} is no longer a site setting: the genesis privacy policy"
+                    " (bcfl genesis --dp-clip/--dp-noise/--dp-epsilon) binds every site, so"
+                    " remove the key"
+                )
             if key not in known:
                 raise ConfigError(
                     f"{table}.{key} is not a known key; known keys are {', '.join(sorted(known))}"

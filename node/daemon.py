@@ -118,9 +118,15 @@ async def run_node(home_dir: Path) -> None:
     store = ChainStore.open(home)
     signer_state_bytes = store.load_signer_state()
     signer_state = codec.decode_as(signer_state_bytes, SignerState) if signer_state_bytes else None
+    accountant = None
+    if genesis.privacy.dp_enabled:  # one cached accountant for the core and the app
+        from learning import PolicyAccountant
+
+        accountant = PolicyAccountant(genesis.privacy.noise_multiplier, genesis.privacy.delta)
     core = ConsensusCore(
         genesis,
         verifier=verifier,
+        accountant=accountant,
         me=who.me if who.me is not None and (signs or is_trainer) else None,
         signer=signer,
         signer_state=signer_state,
@@ -153,7 +159,7 @@ async def run_node(home_dir: Path) -> None:
     app = None
     if who.me is not None and (signs or is_trainer):
         try:
-            app = LearningApp(genesis, config, home.root, who.me)
+            app = LearningApp(genesis, config, home.root, who.me, accountant)
         except DataConfigError as exc:
             raise UserError(str(exc)) from None
 

@@ -25,6 +25,7 @@ Choices where the issue is silent:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,7 @@ from consensus.types import (
     ROLE_VALIDATOR,
     Genesis,
     Hash,
+    Privacy,
     PublicKey,
     Signature,
     Timeouts,
@@ -71,6 +73,7 @@ def build_genesis(
     timeouts: Timeouts | None = None,
     expected_trainers: int | None = None,
     genesis_time_ms: int | None = None,
+    privacy: Privacy | None = None,
 ) -> tuple[Genesis, bytes]:
     """The genesis of the members `node_infos` (from `read_node_info`) and its model blob.
 
@@ -124,6 +127,7 @@ def build_genesis(
             else expected_trainers
         ),
         genesis_time_ms=int(time.time() * 1000) if genesis_time_ms is None else genesis_time_ms,
+        privacy=privacy or Privacy(),
     )
     check_genesis(genesis)
     return genesis, model_bytes
@@ -301,5 +305,8 @@ def genesis_summary(genesis: Genesis) -> dict[str, Any]:
             "timestamp_precision_ms": genesis.safeguards.timestamp_precision_ms,
             "message_delay_ms": genesis.safeguards.message_delay_ms,
             "max_regression": genesis.safeguards.max_regression,
+        },
+        "privacy": {
+            f.name: getattr(genesis.privacy, f.name) for f in dataclasses.fields(genesis.privacy)
         },
     }

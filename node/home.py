@@ -70,3 +70,8 @@ class NodeHome:
     @property
     def signer_state_path(self) -> Path:
         return self.data_dir / "signer_state"
+
+    @property
+    def dp_releases_path(self) -> Path:
+        """How many DP releases this site made (node/app.py `ReleaseLog`)."""
+        return self.data_dir / "dp_releases.json"

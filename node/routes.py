@@ -23,6 +23,22 @@ from telemetry.metrics import NodeMetrics
 MAX_CHAIN_LISTING = 1000
 
 
+def privacy_status(genesis: Genesis, core: ConsensusCore) -> dict[str, Any] | None:
+    """This site's DP budget as the ledger accounts it (None with DP off or no genesis key)."""
+    policy = genesis.privacy
+    if not policy.dp_enabled or core.me is None:
+        return None
+    record = core.ledger.participants[core.me]
+    rules = core.checker.privacy
+    return {
+        "epsilon_spent": record.epsilon_spent,
+        "epsilon_budget": policy.epsilon_budget,
+        "delta": policy.delta,
+        "releases": rules.releases_behind(record.epsilon_spent),
+        "budget_exhausted": rules.exhausted(record),
+    }
+
+
 def api_routes(
     *,
     home: NodeHome,
@@ -53,6 +69,7 @@ def api_routes(
                 "last_metric": driver.state.last_metric,
                 "sync_state": driver.state.sync_state,
                 "model_hash": core.model_hash.hex(),
+                "privacy": privacy_status(genesis, core),
             }
         )
 

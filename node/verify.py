@@ -158,7 +158,12 @@ class ChainVerifier:
         return genesis
 
     def _replay(self, genesis: Genesis, chain: Chain) -> None:
-        checker = BlockChecker(genesis, self.valset, self.verifier)
+        accountant = None
+        if genesis.privacy.dp_enabled:  # receipts' epsilon increments are part of valid(v)
+            from learning import PolicyAccountant
+
+            accountant = PolicyAccountant(genesis.privacy.noise_multiplier, genesis.privacy.delta)
+        checker = BlockChecker(genesis, self.valset, self.verifier, accountant)
         ledger = genesis_ledger(genesis)
         parent = Parent(0, genesis_hash(genesis), genesis.genesis_time_ms, ledger)
         model = _blob(chain, genesis.initial_model_hash, 0, "genesis model")

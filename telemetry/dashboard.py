@@ -188,7 +188,10 @@ def build_dashboard() -> dict[str, Any]:
     )
     d.panel(
         "Differential-privacy budget spent",
-        [(f"bcfl_dp_epsilon_spent{N}", "{{node}} epsilon")],
+        [
+            (f"bcfl_dp_epsilon_spent{N}", "{{node}} epsilon"),
+            (f"bcfl_dp_budget_exhausted{N}", "{{node}} budget spent (1: stopped)"),
+        ],
         "none",
     )
     d.panel(

@@ -207,6 +207,11 @@ class MetricFamilies:
             "Differential-privacy budget (epsilon) this site has spent.",
             registry=reg,
         )
+        self._budget_exhausted = Gauge(
+            "bcfl_dp_budget_exhausted",
+            "1 when this site's privacy budget is spent and it stopped contributing.",
+            registry=reg,
+        )
 
         # --- network ---------------------------------------------------------
         self._peers = Gauge("bcfl_peers", "Connected peers.", registry=reg)

@@ -235,6 +235,11 @@ class NodeMetrics(MetricFamilies):
         if self.enabled:
             self._epsilon.set(epsilon)
 
+    def set_dp_budget_exhausted(self, exhausted: bool) -> None:
+        """1 when this site's privacy budget allows no further release (it stopped)."""
+        if self.enabled:
+            self._budget_exhausted.set(1 if exhausted else 0)
+
     # --- network ----------------------------------------------------------------
 
     def set_peers(self, n: int) -> None:

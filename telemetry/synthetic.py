@@ -54,6 +54,7 @@ def exercise_every_metric(metrics: NodeMetrics, height: int, rng: random.Random)
     for verdict in L.ATTESTATION_VERDICTS:
         m.count_attestation(verdict)
     m.set_dp_epsilon(0.1 * height)
+    m.set_dp_budget_exhausted(height > 20)
 
     m.set_peers(3)
     for topic in L.TOPICS:

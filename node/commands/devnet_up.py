@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of chunks each link loses and retransmits after a TCP timeout, e.g. 1%%",
     )
     parser.add_argument("--prometheus", action="store_true", help="also start a local Prometheus")
+    from node.commands.genesis import add_dp_arguments
+
+    add_dp_arguments(parser)
     parser.add_argument(
         "--json", action="store_true", help="print the run's result as JSON on exit"
     )
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from devnet.processes import NodeProcess, stop_all
     from devnet.resources import ResourceMonitor
     from devnet.summary import collect
+    from node.commands.genesis import privacy_policy
     from node.errors import UserError
 
     if args.nodes < 1 or args.nodes > 64:
@@ -119,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             metrics=not args.no_metrics,
             link_delay_ms=link_delay_ms,
             link_loss=link_loss,
+            privacy=privacy_policy(args),
         )
         steps = Steps(enabled=sys.stderr.isatty())
         nodes = steps.run(

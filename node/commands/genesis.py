@@ -64,7 +64,72 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attestation-timeout", type=float, default=None, help="seconds")
     parser.add_argument("--propose-timeout", type=float, default=None, help="seconds")
     parser.add_argument("--expected-trainers", type=int, default=None)
+    dp = add_dp_arguments(parser)
+    dp.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="trainers mask their updates; only the sum is readable (needs --rule fedavg)",
+    )
     parser.add_argument("--json", action="store_true", help="print the genesis summary as JSON")
+
+
+def add_dp_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The --dp-* flags of the genesis privacy policy (also `bcfl devnet up`'s)."""
+    dp = parser.add_argument_group("privacy policy (docs/THREAT-MODEL.md: every site applies it)")
+    dp.add_argument(
+        "--dp-clip", type=float, default=None, help="per-update L2 clip norm; turns DP on"
+    )
+    dp.add_argument("--dp-noise", type=float, default=None, help="Gaussian noise multiplier")
+    dp.add_argument("--dp-delta", type=float, default=1e-5, help="delta of the DP accounting")
+    dp.add_argument(
+        "--dp-epsilon", type=float, default=None, help="per-site epsilon budget (turns DP on)"
+    )
+    dp.add_argument(
+        "--dp-rounds",
+        type=int,
+        default=20,
+        help="releases the budget should last when --dp-noise is not given (default 20)",
+    )
+    return dp
+
+
+DEFAULT_DP_CLIP = 1.0
+"""Clip norm when --dp-epsilon or --dp-noise is given without --dp-clip."""
+
+
+def privacy_policy(args: argparse.Namespace):  # noqa: ANN201 - consensus.types.Privacy
+    """The genesis privacy policy of the command line; calibrates the noise to a budget."""
+    from consensus.types import Privacy
+
+    secure = bool(getattr(args, "secure_aggregation", False))
+    dp_on = args.dp_clip is not None or args.dp_noise is not None or args.dp_epsilon is not None
+    if not dp_on:
+        return Privacy(delta=args.dp_delta, secure_aggregation=secure)
+    clip = DEFAULT_DP_CLIP if args.dp_clip is None else args.dp_clip
+    if not clip > 0:
+        raise UserError(f"--dp-clip must be positive, got {args.dp_clip}")
+    if not 0 < args.dp_delta < 1:
+        raise UserError(f"--dp-delta must be in (0, 1), got {args.dp_delta}")
+    if args.dp_epsilon is not None and not args.dp_epsilon > 0:
+        raise UserError(f"--dp-epsilon must be positive, got {args.dp_epsilon}")
+    noise = args.dp_noise
+    if noise is None:
+        if args.dp_epsilon is None:
+            raise UserError("--dp-clip needs --dp-noise or --dp-epsilon (to calibrate the noise)")
+        if args.dp_rounds < 1:
+            raise UserError(f"--dp-rounds must be at least 1, got {args.dp_rounds}")
+        from learning import noise_for_rounds
+
+        noise = noise_for_rounds(args.dp_epsilon, args.dp_delta, args.dp_rounds)
+    if not noise > 0:
+        raise UserError(f"--dp-noise must be positive, got {noise}")
+    return Privacy(
+        clip_norm=float(clip),
+        noise_multiplier=float(noise),
+        delta=float(args.dp_delta),
+        epsilon_budget=float(args.dp_epsilon or 0.0),
+        secure_aggregation=secure,
+    )
 
 
 def _task(args: argparse.Namespace):  # noqa: ANN202 - learning.TaskSpec, imported lazily
@@ -134,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         verdict=verdict,
         timeouts=timeouts,
         expected_trainers=args.expected_trainers,
+        privacy=privacy_policy(args),
     )
     written: list[str] = []
     if args.out is not None:

@@ -65,6 +65,16 @@ def _metric(value: Any) -> str:
     return "-"
 
 
+def _privacy(value: Any) -> str:
+    if not isinstance(value, dict) or not isinstance(value.get("epsilon_spent"), int | float):
+        return "differential privacy off"
+    budget = value.get("epsilon_budget") or "no budget"
+    text = f"epsilon {value['epsilon_spent']:.4f} of {budget} (delta {value.get('delta')})"
+    if value.get("budget_exhausted"):
+        text += ": budget spent, this site no longer contributes"
+    return text
+
+
 def format_status(status: dict[str, Any]) -> str:
     """The human table of a `/status` object."""
     peers = status.get("peers")
@@ -78,6 +88,7 @@ def format_status(status: dict[str, Any]) -> str:
         ("sync", status.get("sync_state", "-")),
         ("roles", ",".join(status.get("roles") or []) or "-"),
         ("peer id", status.get("peer_id", "-")),
+        ("privacy", _privacy(status.get("privacy"))),
     ]
     return "\n".join(f"{key:<13} {value}" for key, value in rows)
 

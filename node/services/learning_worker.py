@@ -170,13 +170,16 @@ class LearningWorker:
         if app is None or base is None:
             log.warning("cannot train at height %d: base model unavailable", action.height)
             return
-        outcome = await trio.to_thread.run_sync(app.train, base, int(action.height))
+        outcome = await trio.to_thread.run_sync(
+            app.train, base, int(action.height), action.dp_releases, action.dp_exhausted
+        )
         self.metrics.observe_training(outcome.seconds)
+        if app.privacy.enabled:
+            self.metrics.set_dp_epsilon(outcome.epsilon_spent)
+            self.metrics.set_dp_budget_exhausted(outcome.skipped == "dp-budget")
         if outcome.update is None:
             log.info("not contributing at height %d: %s", action.height, outcome.skipped)
             return
-        if outcome.epsilon_spent:
-            self.metrics.set_dp_epsilon(outcome.epsilon_spent)
         blob_hash = await self._put_blob(outcome.update)
         loss = outcome.train_loss if math.isfinite(outcome.train_loss) else 0.0
         done = TrainingFinished(

@@ -57,16 +57,16 @@ def test_budget_stops_the_site() -> None:
     blob = weights_to_bytes({"w": np.ones(4, "f4")})
     released = 0
     while budget.can_release():
-        budget.privatize(blob, seed=released)
+        budget.privatize(blob)
         released += 1
     assert released == budget.releases > 0
     assert budget.spent() <= 2.0 < epsilon_after(budget.config, released + 1)
     with pytest.raises(RuntimeError):
-        budget.privatize(blob, seed=0)
+        budget.privatize(blob)
 
 
 def test_privatize_clips_before_adding_noise() -> None:
     """With negligible noise the released update has the clip norm."""
     budget = PrivacyBudget(DpConfig(epsilon=1e9, clip_norm=1.0, noise_multiplier=1e-4))
-    out = budget.privatize(weights_to_bytes({"w": np.full(4, 10.0, "f4")}), seed=0)
+    out = budget.privatize(weights_to_bytes({"w": np.full(4, 10.0, "f4")}))
     assert update_norm(bytes_to_weights(out)) == pytest.approx(1.0, abs=1e-3)
