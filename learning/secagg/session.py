@@ -20,6 +20,7 @@ from learning.secagg.params import SecAggError, SecAggParams
 from learning.secagg.protocol import KeyAdvert, Participant, SealedShares, UnmaskRecord
 from learning.secagg.quantize import F64, U32, dequantise_sum
 from learning.secagg.unmask import masked_sum, unmask
+from learning.secagg.wire import Transcript
 from learning.serialize import bytes_to_weights, weights_to_bytes
 
 
@@ -120,6 +121,30 @@ def secure_mean(
     """
     vectors = {i: clip_l2(flatten(u), clip_norm) for i, u in enumerate(updates)}
     result = run_session(params, session, vectors)
-    mean = dequantise_sum(result.total, len(result.masked), params) / len(result.masked)
-    base = flatten(global_blob)
-    return unflatten(base + mean, global_blob), result
+    return _mean_blob(params, result.total, len(result.masked), global_blob), result
+
+
+def _mean_blob(params: SecAggParams, total: U32, count: int, global_blob: bytes) -> bytes:
+    mean = dequantise_sum(total, count, params) / count
+    return unflatten(flatten(global_blob) + mean, global_blob)
+
+
+def transcript_of(result: SessionResult) -> Transcript:
+    """The public record of a session (what a block would carry next to the masked blobs)."""
+    return Transcript(result.adverts, result.shared, result.record)
+
+
+def recompute_mean(
+    params: SecAggParams,
+    session: bytes,
+    transcript: Transcript,
+    masked: Mapping[int, bytes],
+    global_blob: bytes,
+) -> bytes:
+    """What a validator, an observer or `bcfl chain verify` runs: global + the mean, from the
+    public transcript and the masked blobs only (same bytes as the aggregator's)."""
+    size = flatten(global_blob).size
+    total = masked_sum(
+        params, session, transcript.adverts, transcript.shared, masked, transcript.record, size
+    )
+    return _mean_blob(params, total, len(masked), global_blob)
