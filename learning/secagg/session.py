@@ -112,15 +112,18 @@ def secure_mean(
     global_blob: bytes,
     updates: Sequence[bytes],
     clip_norm: float | None = None,
+    silent_after_masking: Collection[int] = (),
 ) -> tuple[bytes, SessionResult]:
     """The candidate global + mean of the updates' deltas, computed under secure aggregation.
 
     Each participant weighs one share: the masks cancel only in an unweighted sum, and a
     self-reported sample count inside a masked vector could not be checked (the plain fedavg
-    rule's median weight cap gives equal-sized sites the same weights).
+    rule's median weight cap gives equal-sized sites the same weights). `silent_after_masking`
+    (positions in `updates`) publish their masked update and then go silent: their self masks
+    are recovered from their neighbours' shares.
     """
     vectors = {i: clip_l2(flatten(u), clip_norm) for i, u in enumerate(updates)}
-    result = run_session(params, session, vectors)
+    result = run_session(params, session, vectors, silent_after_masking=silent_after_masking)
     return _mean_blob(params, result.total, len(result.masked), global_blob), result
 
 

@@ -55,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="SecAgg+ neighbourhood size (default 0: all pairs)",
     )
+    parser.add_argument(
+        "--secagg-dropouts",
+        type=int,
+        default=0,
+        help="trainers per round silent after masking (recovered from shares; default 0)",
+    )
     parser.add_argument("--verdict-metric", default="loss")
     parser.add_argument("--verdict-tolerance", type=float, default=0.005)
     parser.add_argument("--fedprox-mu", type=float, default=0.0)
@@ -91,8 +97,8 @@ def _config(args: argparse.Namespace) -> Any:
             f"--secure-aggregation sums the updates and cannot run --rule {args.rule}, "
             "which needs each update: use --rule fedavg"
         )
-    if args.secagg_neighbours < 0:
-        raise UserError("--secagg-neighbours must be 0 (all pairs) or more")
+    if args.secagg_neighbours < 0 or args.secagg_dropouts < 0:
+        raise UserError("--secagg-neighbours and --secagg-dropouts must be 0 or more")
     return SimConfig(
         nodes=args.nodes,
         dataset=args.dataset,
@@ -115,6 +121,7 @@ def _config(args: argparse.Namespace) -> Any:
         threads=args.threads,
         secure_aggregation=args.secure_aggregation,
         secagg_neighbours=args.secagg_neighbours,
+        secagg_dropouts=args.secagg_dropouts,
     )
 
 
@@ -132,6 +139,7 @@ def compare_with_plain(config: Any, result: dict[str, Any]) -> dict[str, Any]:
         "plain_final": plain["final"][metric],
         "difference": round(abs(result["final"][metric] - plain["final"][metric]), 6),
         "neighbours": config.secagg_neighbours,
+        "dropouts_per_round": config.secagg_dropouts,
     }
 
 
@@ -150,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         verdict = "accepted" if entry.get("accepted") else "rejected"
         if not config.gate and not entry.get("accepted"):
             verdict = "applied*"
+        if entry.get("reason") == "secagg-threshold":
+            verdict = "carry"
         if entry.get("reason") == "no updates":
             verdict = "idle"
         extra = ""

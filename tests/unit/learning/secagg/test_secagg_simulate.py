@@ -49,3 +49,20 @@ def test_the_cli_refuses_a_rule_that_needs_each_update(capsys: pytest.CaptureFix
     code = main(["simulate", "learning", "--secure-aggregation", "--rule", "median"])
     assert code != 0
     assert "use --rule fedavg" in capsys.readouterr().err
+
+
+def test_a_trainer_silent_after_masking_changes_nothing() -> None:
+    """Recovered from its neighbours' shares, the round's sum is exact: the same model bytes."""
+    base = replace(SMALL, nodes=5, rounds=1, secure_aggregation=True)
+    clean = run_simulation(base)
+    dropped = run_simulation(replace(base, secagg_dropouts=1))
+    assert dropped["rounds"][0]["secagg_recovered"] == 1
+    assert dropped["model_hash"] == clean["model_hash"]
+
+
+def test_too_many_silent_trainers_carry_the_round_over() -> None:
+    """Three of five silent: fewer than t shares, the model is kept with reason secagg-threshold."""
+    base = replace(SMALL, nodes=5, rounds=1, secure_aggregation=True, secagg_dropouts=3)
+    result = run_simulation(base)
+    assert result["rounds"][0]["reason"] == "secagg-threshold"
+    assert result["accepted_rounds"] == 0
