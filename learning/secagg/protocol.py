@@ -111,6 +111,7 @@ def decode_masked(blob: bytes, length: int) -> U32:
 
 
 def check_adverts(adverts: Mapping[int, KeyAdvert]) -> None:
+    """Refuse a key advert filed under another index or with a key that is not 32 bytes."""
     for index, advert in adverts.items():
         if advert.index != index:
             raise SecAggError(f"the key advert filed under {index} is by {advert.index}")
