@@ -4,11 +4,15 @@ The learning round (consensus/learning_round.py) decides which block its propose
 this module assembles it so that valid(v) (`consensus.validity.BlockChecker.block_problem`)
 holds at every honest node: the parent link and its commit certificate, the updates root,
 pending equivocation evidence, and the ledger root after the block.
+
+With the genesis DP policy on, a carry-over block includes the update receipts the proposer
+holds (signatures checked), so that the ledger accounts the privacy those releases spent even
+though no model was certified (docs/THREAT-MODEL.md "Differential privacy").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from consensus.codec import commit_hash, ledger_root, updates_root
@@ -28,6 +32,7 @@ from consensus.types import (
     ImprovementCertificate,
     Round,
     UpdateReceipt,
+    ValidatorIndex,
 )
 from consensus.validity import Parent
 
@@ -43,11 +48,13 @@ class BlockBuilder:
         parent: Parent,
         last_commit: CommitCertificate | None,
         ctx: Context,
+        released: Mapping[ValidatorIndex, UpdateReceipt] | None = None,
     ) -> None:
         self._height = height
         self._parent = parent
         self._last_commit = last_commit
         self._ctx = ctx
+        self._released = released  # the height's receipts so far (the learning state's)
 
     def model_block(
         self,
@@ -83,12 +90,17 @@ class BlockBuilder:
         return tuple(r for r in reports if id(r) not in bad)
 
     def carry_over(self, round_: Round, reason: str, now: float) -> Block:
-        """A block that keeps M(h-1) and records why."""
+        """A block that keeps M(h-1) and records why (with DP: and the releases it saw)."""
+        receipts: tuple[UpdateReceipt, ...] = ()
+        if self._released and self._ctx.checker.privacy.enabled:
+            held = [r for _, r in sorted(self._released.items())]
+            bad = {id(r) for r in self._ctx.checker.bad_receipt_signatures(held)}
+            receipts = tuple(r for r in held if id(r) not in bad)
         return self._build(
             round_,
             now,
             model_hash=self._parent.ledger.model_hash,
-            receipts=(),
+            receipts=receipts,
             rejected=(),
             rule="",
             certificate=None,

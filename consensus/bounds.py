@@ -47,3 +47,36 @@ FIELD_BOUNDS: dict[tuple[type, str], tuple[int, int]] = {
     (Privacy, "secagg_quant_range"): (1, 2**MAX_MODULUS_BITS),
     (Privacy, "secagg_modulus_bits"): (1, MAX_MODULUS_BITS),
 }
+
+# Gossip size caps, bytes per message, per topic kind (node/network/topics.py). Proposals and
+# candidates carry one receipt (and eval report) per member, so their caps grow with the member
+# set; everything else is constant size (a re-proposal's polka is one aggregate and a bitfield).
+GOSSIP_BASE_CAPS = {
+    "consensus": 64 * 1024,
+    "receipts": 16 * 1024,
+    "candidates": 128 * 1024,
+    "attestations": 32 * 1024,
+}
+GOSSIP_PER_MEMBER_BYTES = {"consensus": 1024, "receipts": 0, "candidates": 512, "attestations": 0}
+GOSSIP_HARD_CAP = 512 * 1024
+"""No cap exceeds this: half of py-libp2p's 1 MiB RPC limit leaves room for framing (an
+oversized RPC silently kills the pubsub link, docs/libp2p-compat.md). At 1 KiB a member the
+consensus cap reaches it at 448 members."""
+
+MESSAGE_TOPIC_KINDS = {
+    "Proposal": "consensus",
+    "Vote": "consensus",
+    "UpdateReceipt": "receipts",
+    "Candidate": "candidates",
+    "Attestation": "attestations",
+    "EvalReport": "attestations",
+}
+"""The topic kind each gossiped message type travels on."""
+
+
+def gossip_size_caps(members: int) -> dict[str, int]:
+    """The byte cap of each topic kind for a member set of `members`."""
+    return {
+        kind: min(GOSSIP_HARD_CAP, base + GOSSIP_PER_MEMBER_BYTES[kind] * max(0, members))
+        for kind, base in GOSSIP_BASE_CAPS.items()
+    }

@@ -34,6 +34,7 @@ from consensus.types import (
     Genesis,
     Hash,
     Height,
+    PolkaCertificate,
     Proposal,
     Round,
     Step,
@@ -105,10 +106,10 @@ class Signatory:
         block: Block,
         block_hash: Hash,
         valid_round: Round,
-        polka_votes: tuple[Vote, ...],
+        polka: PolkaCertificate | None,
         out: list[Action],
     ) -> Proposal | None:
-        """⟨PROPOSAL, h, r, v, vr⟩, carrying the round-vr prevotes it relies on."""
+        """⟨PROPOSAL, h, r, v, vr⟩, carrying the round-vr polka it relies on (aggregated)."""
         if self.me is None or self._signer is None:
             return None
         try:
@@ -117,7 +118,7 @@ class Signatory:
             return None
         proposal = Proposal(height, round_, block, valid_round, self.me)
         signature = self._signer.sign(proposal_bytes(self.chain_id, proposal, block_hash))
-        proposal = replace(proposal, signature=signature, polka_votes=polka_votes)
+        proposal = replace(proposal, signature=signature, polka=polka)
         self.persist(state, out)
         return proposal
 

@@ -46,6 +46,10 @@ UNTIMELY_PROPOSAL = "untimely-proposal"
 """A fresh proposal whose block time is outside the genesis precision and message delay of the
 receiver's clock (proposer-based timestamps, consensus/tendermint.py `_timely`)."""
 
+BAD_POLKA = "bad-polka"
+"""A re-proposal whose polka certificate does not prove >2/3 prevotes for its block in its valid
+round (malformed bitfield, too little power, or an aggregate that does not verify)."""
+
 CORE_REASONS = (
     INVALID_BLOCK,
     WRONG_BASE,
@@ -53,6 +57,7 @@ CORE_REASONS = (
     SYNC_MISMATCH,
     SYNC_INVALID,
     UNTIMELY_PROPOSAL,
+    BAD_POLKA,
     DP_BUDGET,
     DP_INCREMENT,
 )

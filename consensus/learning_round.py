@@ -110,7 +110,7 @@ class LearningRound:
         self.round = Round(0)
         self.state = LearningState()
         self._parent = parent
-        self._blocks = BlockBuilder(height, parent, last_commit, ctx)
+        self._blocks = BlockBuilder(height, parent, last_commit, ctx, self.state.receipts)
         self._ctx = ctx
         self._started_at = started_at
         self._privacy = ctx.checker.privacy

@@ -12,7 +12,9 @@ budget spent, times slashed. Choices (the issue is silent on the numbers):
 - equivocation evidence slashes `SLASH_EVIDENCE` once per (validator, height, round, type);
 - the DP budget of every included receipt, accepted or rejected, is spent: the trainer touched
   its private data either way;
-- carry-over blocks include no receipts, so only evidence changes the ledger there.
+- carry-over blocks include no receipts, so only evidence changes the ledger there; except
+  with the genesis DP policy on, where a carry-over block includes the receipts its proposer
+  held so that their epsilon is spent (no credit, no debit: consensus/privacy.py).
 
 Reputation is an integer so the root never depends on float rounding; the epsilon sums are
 floats added in block order, which IEEE 754 makes identical on every node.
@@ -58,6 +60,12 @@ def apply_block(ledger: Ledger, block: Block) -> Ledger:
                 rejected_updates=r.rejected_updates + 1,
                 reputation=r.reputation - DEBIT_REJECTED,
                 epsilon_spent=r.epsilon_spent + float(receipt.epsilon_spent),
+            )
+    else:
+        for receipt in block.receipts:  # releases without a certified model (DP accounting)
+            r = records[receipt.author]
+            records[receipt.author] = replace(
+                r, epsilon_spent=r.epsilon_spent + float(receipt.epsilon_spent)
             )
     punished = set(ledger.punished)
     for evidence in block.evidence:

@@ -13,7 +13,8 @@ Rules, all against the parent ledger's record of the receipt's author:
    eps(k) - eps(k-1); one whose earlier release ended in a carry-over block (no receipts there)
    also accounts that release, so its ledger epsilon is always its accountant's. Anything else
    is refused as ``dp-increment``.
-2. The claim must not take the site past `Privacy.epsilon_budget`: ``dp-budget``.
+2. The claim must not take the site past `Privacy.epsilon_budget`: ``dp-budget`` (checked
+   first, so a made-up huge claim costs no search).
 3. A trainer whose next release would pass the budget is exhausted: it stops contributing, and
    the proposer no longer waits for it (`expected_trainers`), so the chain stays live.
 
@@ -119,20 +120,20 @@ class PrivacyRules:
         if not self.enabled:
             return None
         who = f"receipt of member {receipt.author}"
-        before = self.releases_behind(record.epsilon_spent)
         total = record.epsilon_spent + receipt.epsilon_spent
+        if receipt.epsilon_spent > 0 and self.over_budget(total):  # checked first: no search
+            return (
+                DP_BUDGET,
+                f"{who} would take its epsilon to {total:.6g}, past the genesis budget"
+                f" {self.policy.epsilon_budget:g}",
+            )
+        before = self.releases_behind(record.epsilon_spent)
         after = self.releases_behind(total) if receipt.epsilon_spent > 0 else None
         if before is None or after is None or after <= before:
             return (
                 DP_INCREMENT,
                 f"{who} claims epsilon {receipt.epsilon_spent:.6g}, which is not the increment"
                 " of a release under the genesis privacy policy",
-            )
-        if self.over_budget(total):
-            return (
-                DP_BUDGET,
-                f"{who} would take its epsilon to {total:.6g}, past the genesis budget"
-                f" {self.policy.epsilon_budget:g}",
             )
         return None
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from consensus.bounds import gossip_size_caps
 from consensus.sim.checker import Violation
 from consensus.sim.config import BEHAVIOURS, RunResult, SimConfig
 from consensus.sim.runner import Simulation, run_one
@@ -102,6 +103,8 @@ class Summary:
             "evidence_reported": sum(r.evidence for r in results),
             "rejections": _sum_counts(r.rejections for r in results),
             "max_message_bytes": _max_counts(r.max_message_bytes for r in results),
+            "message_caps": gossip_size_caps(self.config.validators),
+            "oversized_messages": _sum_counts(r.oversized_messages for r in results),
             "messages_sent": sum(r.messages_sent for r in results),
             "messages_dropped": sum(r.messages_dropped for r in results),
             "virtual_seconds_max": round(max((r.virtual_seconds for r in results), default=0), 3),

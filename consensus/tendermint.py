@@ -43,7 +43,9 @@ Rules as implemented, with the paper's line numbers and the code that implements
     a second, different one is equivocation evidence and still counts towards its own value's
     2f+1 (rules 4, 6, 7, 9): two quorums of signers share >1/3 of the power either way, and an
     equivocator cannot hide a polka from part of the honest nodes (`consensus.votes.VoteLog`).
-14. A re-proposal (vr >= 0) carries the round-vr prevotes it relies on (Proposal.polka_votes),
+14. A re-proposal (vr >= 0) carries the round-vr prevotes it relies on, aggregated into one BLS
+    signature and a bitfield (Proposal.polka, a `PolkaCertificate`: its size does not grow with
+    the prevotes),
     the gossip guarantee of the paper made explicit: a node that missed them can apply rule 4
     (`_propose`, `on_proposal`).
 15. The lock (lockedRound, id(lockedValue)) is persisted with the signer guard state, so a
@@ -63,14 +65,16 @@ from typing import Protocol
 from consensus.admission import BAD_SIGNATURE
 from consensus.codec import block_hash
 from consensus.context import Context
-from consensus.errors import INVALID_BLOCK, UNTIMELY_PROPOSAL, refusal
+from consensus.errors import BAD_POLKA, INVALID_BLOCK, UNTIMELY_PROPOSAL, refusal
 from consensus.events import Action, Broadcast, Rejected, ScheduleTimeout, TimeoutFired
 from consensus.privacy import problem_reason
+from consensus.signing import vote_sign_bytes
 from consensus.types import (
     Block,
     CommitCertificate,
     Hash,
     Height,
+    PolkaCertificate,
     Proposal,
     Round,
     Step,
@@ -144,6 +148,7 @@ class Tendermint:
         self._prevote_timeout_done: set[int] = set()
         self._precommit_timeout_done: set[int] = set()
         self._polka_done: set[int] = set()
+        self._certified_polkas: set[tuple[int, Hash]] = set()  # (round, block) of a valid cert
 
     def restore_lock(self, locked_round: int, locked_hash: Hash) -> None:
         """Rule 15: a validator restarted within a height keeps its lock (the value itself
@@ -183,10 +188,15 @@ class Tendermint:
     def _propose(self, block: Block, valid_round: Round, out: list[Action]) -> None:
         """Line 19: broadcast ⟨PROPOSAL, h, r, v, vr⟩ (with the round-vr polka, rule 14)."""
         bhash = block_hash(block)
-        polka: tuple[Vote, ...] = ()
+        polka = None
         prevotes = self._votes.get(valid_round, PV) if valid_round >= 0 else None
         if prevotes is not None:
-            polka = tuple(prevotes.votes_for(bhash))
+            votes = prevotes.votes_for(bhash)  # verified only: the aggregate verifies
+            polka = PolkaCertificate(
+                round=valid_round,
+                signers=self._ctx.validator_set.bitfield(v.validator for v in votes),
+                aggregate_signature=self._ctx.verifier.aggregate([v.signature for v in votes]),
+            )
         proposal = self._ctx.signatory.sign_proposal(
             self.height, self.round, block, bhash, valid_round, polka, out
         )
@@ -241,16 +251,29 @@ class Tendermint:
             return
         self._store_proposal(proposal, bhash)
         self._received_at[proposal.round] = now
-        if proposal.valid_round >= 0:
-            for vote in proposal.polka_votes[: len(self._ctx.validator_set)]:
-                if (
-                    vote.vote_type == PV
-                    and vote.height == self.height
-                    and vote.round == proposal.valid_round
-                    and vote.block_hash == bhash
-                ):
-                    self._add_vote(vote, out)
+        if proposal.valid_round >= 0 and proposal.polka is not None:
+            problem = self._polka_problem(proposal.polka, proposal.valid_round, bhash)
+            if problem is None:
+                self._certified_polkas.add((proposal.valid_round, bhash))
+            else:  # our own prevotes of that round may still show the polka
+                out.append(Rejected(BAD_POLKA, f"re-proposal with a bad polka: {problem}"))
         self.progress(now, out)
+
+    def _polka_problem(self, polka: PolkaCertificate, valid_round: int, bhash: Hash) -> str | None:
+        """Why `polka` does not prove >2/3 round-`valid_round` prevotes for `bhash`, or None."""
+        vset = self._ctx.validator_set
+        if polka.round != valid_round:
+            return f"certificate for round {polka.round}, not the valid round {valid_round}"
+        signers = vset.indices(polka.signers)
+        if signers is None:
+            return "malformed signer bitfield"
+        if not vset.has_quorum(vset.power_of(signers)):
+            return "signers without a quorum of power"
+        message = vote_sign_bytes(self._ctx.chain_id, PV, self.height, Round(valid_round), bhash)
+        keys = [vset.public_keys[i] for i in signers]
+        if not self._ctx.verifier.verify_same_message(keys, message, polka.aggregate_signature):
+            return "aggregate signature does not verify"
+        return None
 
     def _store_proposal(self, proposal: Proposal, bhash: Hash) -> None:
         self._proposals[proposal.round] = (proposal, bhash)
@@ -325,7 +348,9 @@ class Tendermint:
                 and self._valid(bhash, out)
                 and (self.locked_round == -1 or locked_hash == bhash)
             )
-        elif vr < self.round and self._votes.quorum_for(vr, PV, bhash, out):
+        elif vr < self.round and (
+            (vr, bhash) in self._certified_polkas or self._votes.quorum_for(vr, PV, bhash, out)
+        ):
             ok = self._valid(bhash, out) and (self.locked_round <= vr or locked_hash == bhash)
         else:
             return False

@@ -86,6 +86,18 @@ class VoteType(enum.IntEnum):
     PRECOMMIT = 2
 
 
+@dataclass(frozen=True, slots=True)
+class PolkaCertificate:
+    """>2/3 of voting power prevoted a re-proposal's block in its valid round: bitfield + one
+    aggregate (every prevote for one block in one round signs the same bytes, so their BLS
+    signatures aggregate; the keys' proofs of possession make that safe). Constant size but for
+    the ceil(n/8)-byte bitfield, where carrying the prevotes themselves grew by ~200 B a member."""
+
+    round: Round
+    signers: bytes
+    aggregate_signature: Signature
+
+
 # --------------------------------------------------------------------------------------------
 # Proof of learning messages
 # --------------------------------------------------------------------------------------------
@@ -278,10 +290,10 @@ class Proposal:
     """Algorithm 1's PROPOSAL message: ⟨PROPOSAL, h, r, v, vr⟩ signed by proposer(h, r).
 
     A re-proposal (vr >= 0) carries the prevotes of round vr for the block that the proposer
-    holds (`polka_votes`, the "proof of lock" of earlier Tendermint versions): a node that
-    missed some of them (they may come from a validator that has since gone quiet) can still
-    check line 28's "2f+1 prevotes in round vr". They are signed by their validators, so the
-    proposal's own signature does not cover them.
+    holds, aggregated (`polka`, the "proof of lock" of earlier Tendermint versions): a node
+    that missed some of them (they may come from a validator that has since gone quiet) can
+    still check line 28's "2f+1 prevotes in round vr". They are signed by their validators, so
+    the proposal's own signature does not cover them.
     """
 
     height: Height
@@ -290,7 +302,7 @@ class Proposal:
     valid_round: Round  # -1 when the block was not re-proposed from an earlier polka
     proposer: ValidatorIndex
     signature: Signature = EMPTY_SIGNATURE
-    polka_votes: tuple[Vote, ...] = ()
+    polka: PolkaCertificate | None = None
 
     @property
     def signer(self) -> ValidatorIndex:

@@ -294,8 +294,16 @@ class BlockChecker:
         if block.improvement_certificate is None:
             if not 0 < len(block.carry_over_reason) <= MAX_REASON_LENGTH:
                 return "carry-over block without a reason (or an overlong one)"
-            if block.receipts or block.rejected or block.rule or block.eval_reports:
+            if block.rejected or block.rule or block.eval_reports:
                 return "carry-over block with updates"
+            if block.receipts:  # with DP on: releases accounted without a model
+                if not self.privacy.enabled:
+                    return "carry-over block with updates"
+                problem = self.receipts_problem(
+                    block.receipts, header.height, parent.ledger.model_hash, parent.ledger
+                )
+                if problem:
+                    return problem
             if header.model_hash != parent.ledger.model_hash:
                 return "carry-over block changes the model"
         else:

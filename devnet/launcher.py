@@ -72,6 +72,7 @@ class DevnetSpec:
     dataset: str = "breast-cancer"
     partition: str = "iid"
     model: str | None = None  # None: the task's own default model
+    hidden: tuple[int, ...] | None = None  # the MLP's hidden widths (None: the task's own)
     rule: str = "fedavg"
     seed: int = 0
     blocks: int | None = None
@@ -156,7 +157,7 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
     from node.nodeinfo import read_node_info
 
     try:
-        task = builtin_task(spec.dataset, model=spec.model)
+        task = builtin_task(spec.dataset, model=spec.model, hidden=spec.hidden)
     except DataError as exc:
         raise DevnetError(str(exc)) from None
     directory = spec.directory

@@ -51,7 +51,7 @@ def collect(
             "observer": n.observer,
             "block_hashes": {str(b["height"]): b["hash"] for b in chains[n.name]},
             "rejections": rejections_of(n.get_text("/metrics", timeout=10.0) or ""),
-            "privacy": (n.get("/status", timeout=10.0) or {}).get("privacy"),
+            "privacy": _site_privacy(n),
             **(monitor or ResourceMonitor()).report(n.name),
         }
         for n in nodes
@@ -106,6 +106,28 @@ def collect(
         "phase_medians": _phase_medians(rows),
         "privacy": _privacy(spec.privacy),
     }
+
+
+def _site_privacy(node: DevnetNode) -> dict[str, Any] | None:
+    """A node's DP budget: the ledger's view (`/status`) and its own (`/metrics` gauges)."""
+    ledger_view = (node.get("/status", timeout=10.0) or {}).get("privacy")
+    if ledger_view is None:
+        return None
+    own = gauges_of(node.get_text("/metrics", timeout=10.0) or "", SITE_DP_GAUGES)
+    return {"ledger": ledger_view, "site": own}
+
+
+SITE_DP_GAUGES = ("bcfl_dp_epsilon_spent", "bcfl_dp_budget_exhausted")
+
+
+def gauges_of(metrics_text: str, names: tuple[str, ...]) -> dict[str, float]:
+    """name -> value of unlabelled gauges (the node's own labels aside) on a /metrics page."""
+    out: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        name = line.partition("{")[0].partition(" ")[0]
+        if name in names and not line.startswith("#"):
+            out[name] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def _privacy(policy: Privacy | None) -> dict[str, Any] | None:

@@ -24,9 +24,9 @@ import torch
 
 from learning.data import Split
 from learning.metrics import LOWER_IS_BETTER
-from learning.models import build_model, load_weights
+from learning.models import build_model, load_view
 from learning.plugin import resolve
-from learning.serialize import bytes_to_weights
+from learning.serialize import TensorView
 from learning.task import TaskSpec
 
 
@@ -70,7 +70,7 @@ class VerdictRule:
 def predict(task: TaskSpec, weights_blob: bytes, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Return raw model outputs (logits, or standardised targets) for `x` as float64."""
     model = build_model(task)
-    load_weights(model, bytes_to_weights(weights_blob))
+    load_view(model, TensorView(weights_blob))  # tensor by tensor: no second copy of the model
     model.eval()
     with torch.no_grad():
         out = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))

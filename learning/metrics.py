@@ -31,15 +31,50 @@ LOWER_IS_BETTER = {
 }
 
 
+def roc_auc(positive: np.ndarray[Any, Any], score: np.ndarray[Any, Any]) -> float:
+    """Area under the ROC curve: the chance a positive scores above a negative, ties counting half.
+
+    The Mann-Whitney statistic from mid-ranks, which equals scikit-learn's `roc_auc_score`
+    (checked in tests/unit/learning/test_metrics.py) without importing scikit-learn in a daemon.
+    Both classes must be present.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    score = np.asarray(score, dtype=np.float64).reshape(-1)
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("the AUC needs both classes")
+    order = np.argsort(score, kind="mergesort")
+    ordered = score[order]
+    # mid-rank of each run of equal scores (ranks from 1)
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(ordered)]
+    mid = (starts + ends + 1) / 2.0
+    ranks = np.empty(len(score), dtype=np.float64)
+    ranks[order] = np.repeat(mid, ends - starts)
+    u = float(ranks[positive].sum()) - n_pos * (n_pos + 1) / 2.0
+    return u / (n_pos * n_neg)
+
+
+def macro_f1(labels: np.ndarray[Any, Any], pred: np.ndarray[Any, Any]) -> float:
+    """F1 averaged over the classes present in the labels or the predictions (0 where undefined)."""
+    classes = np.union1d(labels, pred)
+    scores = []
+    for c in classes:
+        tp = float(np.sum((pred == c) & (labels == c)))
+        predicted = float(np.sum(pred == c))
+        actual = float(np.sum(labels == c))
+        scores.append(2.0 * tp / (predicted + actual) if predicted + actual > 0 else 0.0)
+    return float(np.mean(scores))
+
+
 def binary_metrics(out: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> dict[str, float]:
     """Loss, accuracy and (with both classes present) AUC of logits `out`."""
     # log(1 + e^z) - y z, computed stably
     loss = float(np.mean(np.logaddexp(0.0, out) - y * out))
     result = {"loss": loss, "accuracy": float(np.mean((out > 0) == (y > 0.5)))}
     if 0 < y.sum() < len(y):
-        from sklearn.metrics import roc_auc_score
-
-        result["auc"] = float(roc_auc_score(y, out))
+        result["auc"] = roc_auc(y > 0.5, out)
     return result
 
 
@@ -47,22 +82,18 @@ def multiclass_metrics(
     out: np.ndarray[Any, Any], y: np.ndarray[Any, Any], n_classes: int
 ) -> dict[str, float]:
     """Cross-entropy, accuracy, macro-F1 and (two or more classes present) macro-AUC."""
-    from sklearn.metrics import f1_score, roc_auc_score
-
     labels = y.astype(np.int64)
     log_prob = out - np.logaddexp.reduce(out, axis=1, keepdims=True)
     pred = np.argmax(out, axis=1)
     result = {
         "loss": float(-np.mean(log_prob[np.arange(len(labels)), labels])),
         "accuracy": float(np.mean(pred == labels)),
-        "macro_f1": float(f1_score(labels, pred, average="macro", zero_division=0.0)),
+        "macro_f1": macro_f1(labels, pred),
     }
     present = [c for c in range(n_classes) if 0 < np.sum(labels == c) < len(labels)]
     if len(present) >= 2:
         prob = np.exp(log_prob)
-        result["macro_auc"] = float(
-            np.mean([roc_auc_score(labels == c, prob[:, c]) for c in present])
-        )
+        result["macro_auc"] = float(np.mean([roc_auc(labels == c, prob[:, c]) for c in present]))
     return result
 
 

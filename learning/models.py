@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learning.serialize import Weights, weights_to_bytes
+from learning.serialize import TensorView, Weights, weights_to_bytes
 from learning.task import TaskSpec
 
 
@@ -61,6 +61,19 @@ def load_weights(model: nn.Module, weights: Weights) -> None:
         name: torch.from_numpy(np.array(arr, dtype=np.float32)) for name, arr in weights.items()
     }
     model.load_state_dict(state, strict=True)
+
+
+def load_view(model: nn.Module, base: TensorView) -> None:
+    """Copy the blob's tensors into the model one at a time (no second copy of the model)."""
+    state = model.state_dict()
+    if sorted(state) != base.names:
+        raise ValueError("the model blob's tensors do not match the task's model")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != base.shape(name):
+            raise ValueError(
+                f"tensor {name!r} has shape {base.shape(name)}, expected {tuple(tensor.shape)}"
+            )
+        tensor.reshape(-1).numpy()[:] = base.read(name, 0, base.count(name))
 
 
 def initial_weights(task: TaskSpec, seed: int) -> bytes:

@@ -132,10 +132,39 @@ def _module_file(entry_point: str) -> tuple[str, str, Path]:
     return module, attribute, Path(found.origin)
 
 
+def _package_sources(module: str, module_file: Path) -> list[tuple[str, Path]]:
+    """Every Python source of the entry point's top-level package, by path relative to it.
+
+    A task is more than the module that defines it: it calls helpers of its package (models,
+    loaders, losses). The pin covers all of them; a top-level module on its own is one file.
+    """
+    top = module.split(".", 1)[0]
+    found = importlib.util.find_spec(top)
+    locations = list(found.submodule_search_locations or []) if found else []
+    if not locations:
+        return [(module_file.name, module_file)]
+    sources = []
+    for root in sorted(Path(x) for x in locations):
+        for path in sorted(root.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                sources.append((f"{top}/{path.relative_to(root).as_posix()}", path))
+    return sorted(sources)
+
+
 def code_hash(entry_point: str) -> str:
-    """SHA-256 (hex) of the source file of the entry point's module, read without importing."""
-    _, _, path = _module_file(entry_point)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """SHA-256 (hex) over every source file of the entry point's package, read without importing.
+
+    Each file contributes its relative path and its bytes, length-prefixed, in path order, so
+    adding, removing, renaming or editing any file of the package changes the hash.
+    """
+    module, _, path = _module_file(entry_point)
+    digest = hashlib.sha256(b"bcfl-task-code-v2\0")
+    for name, source in _package_sources(module, path):
+        data = source.read_bytes()
+        for part in (name.encode(), data):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+    return digest.hexdigest()
 
 
 def load_task(entry_point: str) -> Task:

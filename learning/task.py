@@ -54,7 +54,7 @@ class TaskSpec:
         input_shape: the shape of one sample as the model sees it (empty: the flat features).
         entry_point: the task plugin, "package.module:attribute" (empty: built-in tabular).
         version: the plugin version the genesis pins.
-        code_hash: SHA-256 (hex) of the plugin module's source file the genesis pins.
+        code_hash: SHA-256 (hex) over the source files of the plugin's package (the pin).
     """
 
     name: str

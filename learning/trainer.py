@@ -20,7 +20,8 @@ import numpy.typing as npt
 import torch
 
 from learning.data import Split
-from learning.models import build_model
+from learning.models import build_model, load_view
+from learning.optim import Adam, Optimizer, Sgd
 from learning.plugin import resolve
 from learning.serialize import TensorView, bytes_to_weights, safetensors_header, weights_to_bytes
 from learning.task import TaskSpec
@@ -101,15 +102,15 @@ def train(
     device = torch.device(config.device)
     base = TensorView(global_blob)
     model = build_model(task)
-    _load_from_view(model, base)
+    load_view(model, base)
     model.to(device)
     # the FedProx anchor is a second copy of the weights: only kept when the term is used
     anchor = [p.detach().clone() for p in model.parameters()] if config.fedprox_mu > 0 else []
-    optimizer: torch.optim.Optimizer
+    optimizer: Optimizer
     if config.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        optimizer = Adam(model.parameters(), lr=config.lr)
     else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+        optimizer = Sgd(model.parameters(), lr=config.lr, momentum=config.momentum)
     plugin = resolve(task)
 
     def loss_fn(out: torch.Tensor, target: torch.Tensor) -> Any:
@@ -128,7 +129,7 @@ def train(
         total = 0.0
         for start in range(0, n, config.batch_size):
             batch = order[start : start + config.batch_size]
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss = loss_fn(model(x[batch]), y[batch])
             total += float(loss.detach()) * len(batch)
             if config.fedprox_mu > 0:
@@ -152,19 +153,6 @@ def train(
         update_norm=norm,
     )
     return delta_blob, n, stats
-
-
-def _load_from_view(model: torch.nn.Module, base: TensorView) -> None:
-    """Copy the blob's tensors into the model one at a time (no second copy of the model)."""
-    state = model.state_dict()
-    if sorted(state) != base.names:
-        raise ValueError("the model blob's tensors do not match the task's model")
-    for name, tensor in state.items():
-        if tuple(tensor.shape) != base.shape(name):
-            raise ValueError(
-                f"tensor {name!r} has shape {base.shape(name)}, expected {tuple(tensor.shape)}"
-            )
-        tensor.reshape(-1).numpy()[:] = base.read(name, 0, base.count(name))
 
 
 def _delta_blob(model: torch.nn.Module, base: TensorView) -> tuple[bytes, float]:

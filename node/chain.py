@@ -130,7 +130,11 @@ class Chain:
             codec.block_hash(block),
             codec.encode(block),
             codec.encode(cert),
-            blob_refs=(block.header.model_hash, *(r.blob_hash for r in block.receipts)),
+            # a carry-over's receipts (DP accounting) made no model: their blobs are not kept
+            blob_refs=(
+                block.header.model_hash,
+                *(() if block.is_carry_over else (r.blob_hash for r in block.receipts)),
+            ),
             ledger_snapshot=codec.encode(commit.ledger),
         )
         if phases is not None:

@@ -96,7 +96,7 @@ async def run_node(home_dir: Path) -> None:
     from node.genesis_files import load_genesis, load_genesis_model
     from node.gossip_validation import GossipValidator
     from node.httpapi import HttpApi
-    from node.network import NetworkSettings, NodeNetwork
+    from node.network import NetworkSettings, NodeNetwork, size_caps_for
     from node.network.log_levels import demote_expected_failures
     from node.routes import api_routes
     from telemetry.exporter import MetricsExporter
@@ -155,6 +155,7 @@ async def run_node(home_dir: Path) -> None:
         validators=sum(1 for v in genesis.validators if v.power > 0), quorum_peers=quorum_peers
     )
     allowed = {v.peer_id for v in genesis.validators} | set(config.network.observers)
+    caps = size_caps_for(len(genesis.validators))
     net = NodeNetwork(
         identity.key_pair(),
         NetworkSettings(
@@ -162,11 +163,16 @@ async def run_node(home_dir: Path) -> None:
             listen=config.network.listen,
             bootstrap=list(config.network.bootstrap),
             allowed_peers=allowed,
+            size_caps=caps,
         ),
         store,
     )
     GossipValidator(
-        genesis, verifier, lambda: int(core.height), local_peer_id=str(net.peer_id)
+        genesis,
+        verifier,
+        lambda: int(core.height),
+        local_peer_id=str(net.peer_id),
+        size_caps=caps,
     ).install(net)
     app = None
     if who.me is not None and (signs or is_trainer):

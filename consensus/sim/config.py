@@ -82,6 +82,7 @@ class RunResult:
     trace_digest: str
     rejections: dict[str, int] = field(default_factory=dict)  # honest nodes' refusals by reason
     max_message_bytes: dict[str, int] = field(default_factory=dict)  # largest encoding, by type
+    oversized_messages: dict[str, int] = field(default_factory=dict)  # above the topic cap
 
     @property
     def safety_violations(self) -> list[Violation]:

@@ -60,6 +60,7 @@ from consensus.sim.network import (
     SimNetwork,
 )
 from consensus.sim.setup import SimChain, build_chain
+from consensus.sim.wire import Wire
 from consensus.types import Block, CommitCertificate, EvalReport, Hash, UpdateReceipt
 
 SYNC_BATCH = 8
@@ -153,10 +154,6 @@ class SimNode:
         return len(self.chain)
 
 
-def _encoded(message: Any) -> bytes:
-    return codec.encode_message(message)
-
-
 class Simulation:
     """One seeded run; call `run()` once."""
 
@@ -169,10 +166,9 @@ class Simulation:
         self.step = 0
         self.now = 0.0
         self._trace = hashlib.sha256()
-        self._digests: dict[int, tuple[Message, bytes]] = {}
         self.evidence = 0
         self.rejections: Counter[str] = Counter()  # by reason, at honest nodes
-        self.max_message_bytes: Counter[str] = Counter()  # by message type, every send
+        self.wire = Wire(config.validators)
         self.max_round = 0
         self.commit_certificate_bytes = 0
         self.improvement_certificate_bytes = 0
@@ -368,30 +364,20 @@ class Simulation:
         if node.honest:
             slot = signed_slot(message)
             height = int(message.height)
-            self.checker.on_signed(self.step, node.member, height, slot, self._digest(message))
+            self.checker.on_signed(self.step, node.member, height, slot, self.wire.digest(message))
 
     def _send(self, node: SimNode, message: Message) -> None:
         peers = [n.node_id for n in self.nodes if n.node_id != node.node_id]
         if node.behaviour is None:
-            self.network.send(
-                self.now, node.node_id, peers, _Gossip(message, self._digest(message))
-            )
+            if self.wire.fits(message):
+                self.network.send(
+                    self.now, node.node_id, peers, _Gossip(message, self.wire.digest(message))
+                )
             return
         for receivers, variant in node.behaviour.outgoing(message, peers, self.now):
-            wire = _Gossip(variant, self._digest(variant))
-            self.network.send(self.now, node.node_id, receivers, wire)
-
-    def _digest(self, message: Message) -> bytes:
-        """SHA-256 of the canonical encoding, cached per message object for this run."""
-        cached = self._digests.get(id(message))
-        if cached is None:
-            data = _encoded(message)
-            kind = type(message).__name__
-            self.max_message_bytes[kind] = max(self.max_message_bytes[kind], len(data))
-            # the tuple keeps the object alive: its id stays unique
-            cached = (message, hashlib.sha256(data).digest())
-            self._digests[id(message)] = cached
-        return cached[1]
+            if self.wire.fits(variant):
+                wire = _Gossip(variant, self.wire.digest(variant))
+                self.network.send(self.now, node.node_id, receivers, wire)
 
     def _commit(self, node: SimNode, action: Commit) -> None:
         block = action.block
@@ -479,7 +465,8 @@ class Simulation:
             carry_over_blocks=self.carry_over_blocks,
             evidence=self.evidence,
             rejections=dict(sorted(self.rejections.items())),
-            max_message_bytes=dict(sorted(self.max_message_bytes.items())),
+            max_message_bytes=dict(sorted(self.wire.max_message_bytes.items())),
+            oversized_messages=dict(sorted(self.wire.oversized_messages.items())),
             messages_sent=self.network.sent,
             messages_dropped=self.network.dropped,
             violations=list(self.checker.violations),

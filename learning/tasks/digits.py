@@ -26,6 +26,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from learning import bundled
 from learning.data import ArrayData, Split
 from learning.images import load_image_folder
 from learning.plugin import BuiltinData, Task
@@ -37,10 +38,7 @@ PIXEL_MAX = 16.0
 
 
 def _raw() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.float64)
+    return bundled.digits()
 
 
 class SmallCnn(nn.Module):

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from torch import nn
 
+from learning import bundled
 from learning.data import ArrayData
 from learning.models import TabularModel
 from learning.plugin import BuiltinData, Task
@@ -23,17 +24,15 @@ RawData = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[str]]
 
 
 def _raw(name: str) -> RawData:
-    from sklearn.datasets import load_breast_cancer, load_diabetes
-
     if name == "breast-cancer":
-        bunch = load_breast_cancer()
+        x, target = bundled.breast_cancer()
         # sklearn codes malignant as 0; the clinical positive class (malignant) is 1 here.
-        y = 1.0 - np.asarray(bunch.target, dtype=np.float64)
+        y = 1.0 - target
+        features = bundled.BREAST_CANCER_FEATURES
     else:
-        bunch = load_diabetes()
-        y = np.asarray(bunch.target, dtype=np.float64)
-    names = [str(n).replace(" ", "_") for n in bunch.feature_names]
-    return np.asarray(bunch.data, dtype=np.float64), y, names
+        x, y = bundled.diabetes()
+        features = bundled.DIABETES_FEATURES
+    return x, y, [n.replace(" ", "_") for n in features]
 
 
 class TabularTask(Task):

@@ -15,6 +15,8 @@ def run(args: argparse.Namespace) -> int:
     import trio
 
     from node.daemon import run_node
+    from node.memory import release_large_buffers_promptly
 
+    release_large_buffers_promptly()
     trio.run(run_node, Path(args.home))
     return 0

@@ -11,11 +11,12 @@ from node.network.block_sync import SYNC_PROTOCOL, SyncBatch
 from node.network.counters import NetworkCounters
 from node.network.framing import FramingError
 from node.network.node_network import Handler, NetworkSettings, NodeNetwork, Validator
-from node.network.topics import DEFAULT_SIZE_CAPS, Topic
+from node.network.topics import DEFAULT_SIZE_CAPS, Topic, size_caps_for
 
 __all__ = [
     "BLOB_PROTOCOL",
     "DEFAULT_SIZE_CAPS",
+    "size_caps_for",
     "SYNC_PROTOCOL",
     "BlobUnavailableError",
     "FramingError",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import enum
 
+from consensus.bounds import GOSSIP_BASE_CAPS, GOSSIP_HARD_CAP, gossip_size_caps
+
 
 class Topic(enum.StrEnum):
     """The kinds of gossip message; the wire topic adds the chain id."""
@@ -23,12 +25,13 @@ class Topic(enum.StrEnum):
         return f"bcfl/{chain_id}/{self.value}"
 
 
-# Bytes per gossip message, per kind. A proposal's block carries receipts and certificates
-# (no weights).
-DEFAULT_SIZE_CAPS: dict[Topic, int] = {
-    Topic.CONSENSUS: 64 * 1024,
-    Topic.RECEIPTS: 16 * 1024,
-    Topic.CANDIDATES: 128 * 1024,
-    Topic.ATTESTATIONS: 32 * 1024,
-}
-HARD_SIZE_CAP = 512 * 1024  # no cap may exceed this: half the RPC limit leaves room for framing
+# Bytes per gossip message, per kind (consensus/bounds.py). A proposal's block carries receipts
+# and certificates (no weights), one receipt and one eval report per member: the consortium's
+# caps grow with its member set (`size_caps_for`), up to the hard cap.
+DEFAULT_SIZE_CAPS: dict[Topic, int] = {Topic(kind): cap for kind, cap in GOSSIP_BASE_CAPS.items()}
+HARD_SIZE_CAP = GOSSIP_HARD_CAP
+
+
+def size_caps_for(members: int) -> dict[Topic, int]:
+    """The caps of a consortium of `members` (what the daemon and the simulator both apply)."""
+    return {Topic(kind): cap for kind, cap in gossip_size_caps(members).items()}

@@ -59,6 +59,10 @@ class LearningWorker:
         self.clock = clock
         self.answer = answer
         self.evaluations: dict[Hash, dict[str, float]] = {}  # model hash -> metrics after
+        # One training, aggregation or evaluation at a time: each holds the base model and the
+        # model it builds in memory, so a daemon's peak is the largest job's, not their sum
+        # (they share two cores anyway). Blob fetches run outside it, concurrently.
+        self._compute = trio.Lock()
         self._send, self._receive = trio.open_memory_channel[Callable[[], Awaitable[None]]](10_000)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -166,13 +170,15 @@ class LearningWorker:
     async def _train(self, request: Train) -> None:
         action = request.action
         app = self.app
-        base = await self.blob(action.base_model_hash)
-        if app is None or base is None:
-            log.warning("cannot train at height %d: base model unavailable", action.height)
-            return
-        outcome = await trio.to_thread.run_sync(
-            app.train, base, int(action.height), action.dp_releases, action.dp_exhausted
-        )
+        async with self._compute:
+            base = await self.blob(action.base_model_hash)
+            if app is None or base is None:
+                log.warning("cannot train at height %d: base model unavailable", action.height)
+                return
+            outcome = await trio.to_thread.run_sync(
+                app.train, base, int(action.height), action.dp_releases, action.dp_exhausted
+            )
+            del base
         self.metrics.observe_training(outcome.seconds)
         if app.privacy.enabled:
             self.metrics.set_dp_epsilon(outcome.epsilon_spent)
@@ -193,28 +199,27 @@ class LearningWorker:
         seconds = outcome.seconds
         self.answer(lambda shell, now: shell.trained(done, seconds=seconds, now=now))
 
-    async def _inputs(
-        self, base_hash: Hash, receipts: tuple[UpdateReceipt, ...], what: str, height: int
-    ) -> tuple[LearningApp, bytes, list[tuple[UpdateReceipt, bytes | None]]] | None:
-        """The app, the base model and the updates a candidate is built or judged from."""
-        app = self.app
-        base = await self.blob(base_hash)
-        if app is None or base is None:
+    async def _base(self, base_hash: Hash, what: str, height: int) -> bytes | None:
+        """The base model a candidate is built or judged from (None: logged, cannot)."""
+        base = await self.blob(base_hash) if self.app is not None else None
+        if base is None:
             log.warning("cannot %s at height %d: base model unavailable", what, height)
-            return None
-        return app, base, await self._updates(receipts)
+        return base
 
     async def _aggregate(self, request: Aggregate) -> None:
         action = request.action
-        inputs = await self._inputs(
-            action.base_model_hash, action.receipts, "build a candidate", int(action.height)
-        )
-        if inputs is None:
+        app = self.app
+        if app is None:
             return
-        app, base, updates = inputs
-        started = self.clock()
-        outcome = await trio.to_thread.run_sync(app.build_candidate, base, updates)
-        self.metrics.observe_aggregation(self.clock() - started)
+        updates = await self._updates(action.receipts)
+        async with self._compute:
+            base = await self._base(action.base_model_hash, "build a candidate", action.height)
+            if base is None:
+                return
+            started = self.clock()
+            outcome = await trio.to_thread.run_sync(app.build_candidate, base, updates)
+            self.metrics.observe_aggregation(self.clock() - started)
+            del base
         for _, reason in outcome.rejected:
             self.metrics.count_update("rejected", labels.update_reason(reason))
         for _ in outcome.accepted:
@@ -229,23 +234,28 @@ class LearningWorker:
 
     async def _evaluate(self, request: Evaluate) -> None:
         candidate = request.candidate
-        inputs = await self._inputs(
-            candidate.base_model_hash, candidate.receipts, "evaluate a candidate", candidate.height
-        )
-        if inputs is None:
+        app = self.app
+        if app is None:
             return
-        app, base, updates = inputs
+        updates = await self._updates(candidate.receipts)
         rejected = await self._updates(candidate.rejected)
-        started = self.clock()
-        result = await trio.to_thread.run_sync(
-            app.evaluate_candidate,
-            base,
-            request.candidate_hash,
-            candidate.model_hash,
-            updates,
-            rejected,
-        )
-        seconds = self.clock() - started
+        async with self._compute:
+            base = await self._base(
+                candidate.base_model_hash, "evaluate a candidate", candidate.height
+            )
+            if base is None:
+                return
+            started = self.clock()
+            result = await trio.to_thread.run_sync(
+                app.evaluate_candidate,
+                base,
+                request.candidate_hash,
+                candidate.model_hash,
+                updates,
+                rejected,
+            )
+            seconds = self.clock() - started
+            del base
         self.metrics.observe_evaluation(seconds)
         if result.refusal:
             log.warning("refusing candidate at height %d: %s", candidate.height, result.refusal)

@@ -6,6 +6,8 @@ Four validators of power 1; the core under test is member 0, which does not prop
 
 from __future__ import annotations
 
+import dataclasses
+
 from consensus_harness import TIMEOUTS, Cluster, broadcasts, make_cluster, of_type
 
 from consensus.codec import block_hash
@@ -21,7 +23,7 @@ from consensus.events import (
     VoteReceived,
 )
 from consensus.guard import SignerState
-from consensus.types import Height, Proposal, Round, Step, Vote, VoteType
+from consensus.types import Hash, Height, Proposal, Round, Step, Vote, VoteType
 
 PV, PC = VoteType.PREVOTE, VoteType.PRECOMMIT
 
@@ -343,8 +345,8 @@ def test_restart_keeps_the_lock() -> None:
 
 
 def test_reproposal_carries_the_polka() -> None:
-    """A re-proposal (vr >= 0) carries the round-vr prevotes, so a node that missed them can
-    still apply line 28 and prevote the block."""
+    """A re-proposal (vr >= 0) carries the round-vr prevotes, aggregated, so a node that missed
+    them can still apply line 28 and prevote the block."""
     cluster = make_cluster(4)
     proposer = started(cluster, me=3)  # proposes round 2 of height 1
     block = cluster.carry_over(0)
@@ -354,13 +356,66 @@ def test_reproposal_carries_the_polka() -> None:
     actions = feed_votes(proposer, cluster, [1, 2], PV, 2, None)
     (proposal,) = broadcasts(actions, Proposal)
     assert proposal.valid_round == 0
-    assert {v.validator for v in proposal.polka_votes} == {1, 2, 3}
+    assert proposal.polka is not None and proposal.polka.round == 0
+    assert cluster.genesis_set().indices(proposal.polka.signers) == [1, 2, 3]
     late = started(cluster, me=0)  # saw nothing of round 0
     feed_votes(late, cluster, [1], PV, 2, None)
     feed_votes(late, cluster, [2], PC, 2, None)
     assert late.round == 2
     actions = late.handle(ProposalReceived(proposal), 3.0)
     assert [v.block_hash for v in my_votes(actions, PV)] == [block_hash(block)]
+
+
+def _late_node_sees(cluster: Cluster, proposal: Proposal) -> tuple[list[Hash | None], list[str]]:
+    """What a node that saw nothing of round 0 prevotes on `proposal`, and what it rejected."""
+    late = started(cluster, me=0)
+    feed_votes(late, cluster, [1], PV, 2, None)
+    feed_votes(late, cluster, [2], PC, 2, None)
+    actions = late.handle(ProposalReceived(proposal), 3.0)
+    return [v.block_hash for v in my_votes(actions, PV)], [
+        r.reason for r in of_type(actions, Rejected)
+    ]
+
+
+def test_a_forged_polka_is_refused() -> None:
+    """A re-proposal whose polka claims prevotes that were never cast (the bitfield names a
+    member whose signature is not in the aggregate, or too few members) is `bad-polka`, and a
+    node that missed round 0 does not prevote the block on its word."""
+    cluster = make_cluster(4)
+    proposer = started(cluster, me=3)
+    block = cluster.carry_over(0)
+    proposer.handle(ProposalReceived(cluster.proposal(block, 0)), 1.0)
+    feed_votes(proposer, cluster, [1, 2], PV, 0, block_hash(block))
+    (proposal,) = broadcasts(feed_votes(proposer, cluster, [1, 2], PV, 2, None), Proposal)
+    assert proposal.polka is not None
+    honest = _late_node_sees(cluster, proposal)
+    assert honest == ([block_hash(block)], [])
+    # the same proposal with a forged polka: four signers claimed, three signatures aggregated
+    forged = dataclasses.replace(
+        proposal,
+        polka=dataclasses.replace(proposal.polka, signers=cluster.genesis_set().bitfield([0, 1, 2, 3])),
+    )
+    assert _late_node_sees(cluster, forged) == ([], ["bad-polka"])  # waits: no line 28
+    too_few = dataclasses.replace(
+        proposal, polka=dataclasses.replace(proposal.polka, signers=cluster.genesis_set().bitfield([1]))
+    )
+    assert _late_node_sees(cluster, too_few) == ([], ["bad-polka"])
+
+
+def test_polka_size_does_not_grow_with_its_prevotes() -> None:
+    """The certificate is one aggregate signature and a bitfield: 3 or 99 prevotes, same size
+    but for the bitfield's ceil(n/8) bytes (carrying the votes grew ~200 B a member)."""
+    from consensus.codec import encode
+    from consensus.crypto import FakeVerifier
+    from consensus.types import PolkaCertificate
+
+    verifier = FakeVerifier({})
+    sizes = []
+    for n in (4, 150):
+        sig = verifier.aggregate([bytes(96)] * (2 * n // 3 + 1))
+        bitfield = bytes((n + 7) // 8)
+        sizes.append(len(encode(PolkaCertificate(Round(0), bitfield, sig))))
+    assert sizes[1] - sizes[0] <= (150 - 4) // 8 + 2
 
 
 def test_buffered_heights_commit_in_one_call_without_reentering_the_dispatcher() -> None:

@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from learning.dp import DpConfig, PrivacyBudget, epsilon_after, noise_for_rounds
+from learning.dp import (
+    DpConfig,
+    PolicyAccountant,
+    PrivacyBudget,
+    epsilon_after,
+    noise_for_rounds,
+    os_gaussian,
+    privatize_update,
+)
 from learning.serialize import bytes_to_weights, weights_to_bytes
 from learning.validation import update_norm
 
@@ -70,3 +78,49 @@ def test_privatize_clips_before_adding_noise() -> None:
     budget = PrivacyBudget(DpConfig(epsilon=1e9, clip_norm=1.0, noise_multiplier=1e-4))
     out = budget.privatize(weights_to_bytes({"w": np.full(4, 10.0, "f4")}))
     assert update_norm(bytes_to_weights(out)) == pytest.approx(1.0, abs=1e-3)
+
+
+def _noise_of(update: dict[str, np.ndarray], rng: np.random.Generator | None) -> np.ndarray:
+    """What privatize_update added to an update whose norm is under the clip."""
+    out = bytes_to_weights(privatize_update(weights_to_bytes(update), 10.0, 0.5, rng))
+    return (out["w"].astype(np.float64) - update["w"]).ravel()
+
+
+def test_two_sites_noise_vectors_are_independent_and_gaussian() -> None:
+    """Two sites privatising the same update at the same height draw uncorrelated noise of
+    standard deviation noise_multiplier * clip_norm."""
+    update = {"w": np.zeros(40_000, "f4")}
+    a, b = _noise_of(update, None), _noise_of(update, None)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.03
+    assert a.std() == pytest.approx(5.0, rel=0.03) and abs(a.mean()) < 0.1
+    assert not np.array_equal(a, b)
+
+
+def test_the_noise_cannot_be_regenerated_from_the_height() -> None:
+    """The old noise, seeded by the public height, was subtracted by anyone to ~1e-6; the OS
+    noise regenerated the same way leaves the whole noise in place."""
+    height = 7
+    update = {"w": np.linspace(-0.1, 0.1, 4_000).astype("f4")}
+
+    def guess() -> np.ndarray:
+        return np.random.default_rng([height, 0xD9]).normal(0.0, 5.0, update["w"].shape)
+
+    old = _noise_of(update, np.random.default_rng([height, 0xD9]))  # the seeded scheme
+    assert np.abs(old - guess()).max() < 1e-5  # the attack works on it
+    new = _noise_of(update, None)
+    assert np.linalg.norm(new - guess()) > 0.5 * np.linalg.norm(new)
+    assert abs(np.corrcoef(new, guess())[0, 1]) < 0.1
+
+
+def test_os_gaussian_has_the_shape_and_no_zero_log() -> None:
+    """Odd sizes and multi-dimensional shapes come back whole and finite."""
+    sample = os_gaussian((3, 5, 7), 2.0)
+    assert sample.shape == (3, 5, 7) and np.isfinite(sample).all()
+
+
+def test_policy_accountant_is_the_accountant_cached() -> None:
+    """PolicyAccountant gives epsilon_after's values and remembers them."""
+    accountant = PolicyAccountant(2.0, 1e-5)
+    config = DpConfig(epsilon=1.0, noise_multiplier=2.0)
+    assert accountant.epsilon_after(4) == epsilon_after(config, 4)
+    assert accountant.epsilon_after(0) == 0.0 and 4 in accountant._cache

@@ -105,3 +105,17 @@ def test_spec_round_trips_with_its_pin() -> None:
     """The pin and the image shape survive the genesis map."""
     spec = builtin_task("digits")
     assert TaskSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_a_changed_helper_module_of_the_package_is_refused(plugin_dir: Path) -> None:
+    """The pin covers the whole package: editing or adding a helper next to the task counts."""
+    (plugin_dir / "helpers.py").write_text("SCALE = 1.0\n")
+    spec = builtin_task("tiny_task:task")
+    (plugin_dir / "helpers.py").write_text("SCALE = 2.0\n")
+    with pytest.raises(TaskError, match="has code hash"):
+        check_installed(spec)
+    (plugin_dir / "helpers.py").write_text("SCALE = 1.0\n")
+    assert check_installed(spec).name == "tiny"
+    (plugin_dir / "extra").mkdir()
+    (plugin_dir / "extra" / "more.py").write_text("")
+    assert code_hash("tiny_task:task") != spec.code_hash
