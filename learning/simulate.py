@@ -5,6 +5,9 @@ N sites in one process share a built-in data set split by a partitioner. Each ro
    sites (the first COUNT sites of `--attack KIND:COUNT`) poison their update;
    a DP site clips and noises its update and stops contributing when its budget is spent;
 2. updates are validated (rejections are recorded with their reason) and aggregated with the rule;
+   with `secure_aggregation` the sites run one session of learning/secagg per round (masked,
+   quantised updates; the aggregate is the exact sum, unmasked) and the candidate is the mean;
+   the last `secagg_dropouts` contributors go silent after masking and are recovered from shares;
 3. every site evaluates the current model and the candidate on its private validation split and
    attests `improved(before, after, verdict)`; Byzantine sites always attest "improved" (the worst
    case for the gate);
@@ -34,6 +37,8 @@ from learning.evaluate import VerdictRule, evaluate, improved
 from learning.metrics import LOWER_IS_BETTER
 from learning.models import initial_weights
 from learning.plugin import all_sites, builtin_task, global_test, pooled_train
+from learning.secagg import SecAggError, SecAggParams, secure_mean
+from learning.secagg.primitives import session_id
 from learning.serialize import blob_hash
 from learning.task import TaskSpec
 from learning.trainer import TrainConfig, apply_delta, default_train_config, train
@@ -64,6 +69,9 @@ class SimConfig:
     fedprox_mu: float = 0.0
     seed: int = 0
     threads: int = 1
+    secure_aggregation: bool = False
+    secagg_neighbours: int = 0
+    secagg_dropouts: int = 0
 
 
 def _train_config(task: TaskSpec, config: SimConfig) -> TrainConfig:
@@ -94,12 +102,43 @@ def _reaches(metric: str, value: float, target: float) -> bool:
     return value <= target if LOWER_IS_BETTER[metric] else value >= target
 
 
+def _candidate(
+    config: SimConfig,
+    rule: AggregationRule,
+    r: int,
+    model: bytes,
+    updates: list[tuple[bytes, bytes, int]],
+    entry: dict[str, Any],
+) -> bytes | None:
+    """The round's candidate; None (and the reason in `entry`) when secure aggregation cannot
+    unmask, which on a chain is a carry-over block."""
+    if not config.secure_aggregation:
+        return aggregate(rule, model, updates)
+    params = SecAggParams(neighbours=config.secagg_neighbours)
+    session = session_id(f"simulate-{config.seed}", r, blob_hash(model))
+    silent = range(max(0, len(updates) - config.secagg_dropouts), len(updates))
+    blobs = [u for _h, u, _n in updates]
+    entry["secagg_recovered"] = len(silent)
+    try:
+        candidate, _ = secure_mean(params, session, model, blobs, silent_after_masking=silent)
+    except SecAggError as exc:
+        if exc.reason != "secagg-threshold":
+            raise
+        entry["reason"] = exc.reason
+        return None
+    return candidate
+
+
 def run_simulation(
     config: SimConfig, on_round: Callable[[dict[str, Any]], None] | None = None
 ) -> dict[str, Any]:
     """Run the federation; return the result map (`on_round` sees each round as it ends)."""
     if config.attackers > config.nodes:
         raise ValueError("there cannot be more attackers than sites")
+    if config.secure_aggregation and config.rule != "fedavg":
+        raise ValueError(
+            f"secure aggregation sums the updates: rule {config.rule!r} needs each one"
+        )
     task = builtin_task(config.dataset, model=config.model)
     sites = all_sites(task, config.nodes, config.partition, config.seed)
     test = global_test(task, config.seed)
@@ -159,14 +198,14 @@ def run_simulation(
             entry["rejected_updates"] = rejected
         if budgets:
             entry["epsilon_spent"] = round(max(b.spent() for b in budgets.values()), 6)
-        if not updates:
-            entry.update(accepted=False, attestations=0, reason="no updates")
+        candidate = _candidate(config, rule, r, model, updates, entry) if updates else None
+        if candidate is None:
+            entry.update(accepted=False, attestations=0, reason=entry.get("reason", "no updates"))
             entry["test"] = _rounded(evaluate(task, model, test))
             rounds.append(entry)
             if on_round:
                 on_round(entry)
             continue
-        candidate = aggregate(rule, model, updates)
         votes = 0
         for i, site in enumerate(sites):
             if i in attackers:

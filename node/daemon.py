@@ -73,6 +73,17 @@ def find_me(genesis: Genesis, public_key: bytes, config: NodeConfig) -> Identity
     )
 
 
+def refuse_unbuilt_privacy(genesis: Genesis) -> None:
+    """Refuse a genesis that switches on secure aggregation: the protocol exists (learning/secagg)
+    but the node does not run it yet, and sending updates in the clear under a genesis that
+    promises masking would mislead every member (docs/ARCHITECTURE.md "Secure aggregation")."""
+    if genesis.privacy.secure_aggregation:
+        raise UserError(
+            "the genesis switches on privacy.secure_aggregation, which this node does not run yet "
+            "(updates would travel in the clear); make a genesis without --secure-aggregation"
+        )
+
+
 def load_tip(store: ChainStore) -> ChainTip | None:
     """The last committed block, its certificate and ledger, or None on a fresh home."""
     return Chain(store).tip()
@@ -107,6 +118,7 @@ async def run_node(home_dir: Path) -> None:
         validator_set = validate_genesis(genesis, verifier)
     except InvalidGenesis as exc:
         raise UserError(f"the genesis is invalid: {exc}") from None
+    refuse_unbuilt_privacy(genesis)
     load_genesis_model(home, genesis)
     identity = load_node_identity(home)
     validator_key = load_validator_key(home)

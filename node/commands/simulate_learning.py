@@ -2,7 +2,9 @@
 
 Prints one table row per round (global test metrics, accepted or rejected, attestations) and the
 baselines, or with `--json` one JSON object (keys `rounds`, `final`, `centralized`, `local_only`,
-`rounds_to_centralized`, ...). Only parses arguments; the simulation lives in `learning/`.
+`rounds_to_centralized`, ...; with `--secure-aggregation` also `secure_aggregation`: the final
+metric next to the same run with plain fedavg). Only parses arguments; the simulation lives in
+`learning/`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="noise multiplier (default: the one whose budget lasts --rounds rounds)",
     )
+    parser.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="aggregate masked updates (learning/secagg); also runs plain fedavg to compare",
+    )
+    parser.add_argument(
+        "--secagg-neighbours",
+        type=int,
+        default=0,
+        help="SecAgg+ neighbourhood size (default 0: all pairs)",
+    )
+    parser.add_argument(
+        "--secagg-dropouts",
+        type=int,
+        default=0,
+        help="trainers per round silent after masking (recovered from shares; default 0)",
+    )
     parser.add_argument("--verdict-metric", default="loss")
     parser.add_argument("--verdict-tolerance", type=float, default=0.005)
     parser.add_argument("--fedprox-mu", type=float, default=0.0)
@@ -73,6 +92,13 @@ def _config(args: argparse.Namespace) -> Any:
             )
     if args.dp_epsilon is not None and not args.dp_epsilon > 0:
         raise UserError("--dp-epsilon must be positive")
+    if args.secure_aggregation and args.rule != "fedavg":
+        raise UserError(
+            f"--secure-aggregation sums the updates and cannot run --rule {args.rule}, "
+            "which needs each update: use --rule fedavg"
+        )
+    if args.secagg_neighbours < 0 or args.secagg_dropouts < 0:
+        raise UserError("--secagg-neighbours and --secagg-dropouts must be 0 or more")
     return SimConfig(
         nodes=args.nodes,
         dataset=args.dataset,
@@ -93,7 +119,28 @@ def _config(args: argparse.Namespace) -> Any:
         fedprox_mu=args.fedprox_mu,
         seed=args.seed,
         threads=args.threads,
+        secure_aggregation=args.secure_aggregation,
+        secagg_neighbours=args.secagg_neighbours,
+        secagg_dropouts=args.secagg_dropouts,
     )
+
+
+def compare_with_plain(config: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """Run the same federation with plain fedavg; the final metrics side by side."""
+    from dataclasses import replace
+
+    from learning.simulate import run_simulation
+
+    plain = run_simulation(replace(config, secure_aggregation=False))
+    metric = result["metric"]
+    return {
+        "metric": metric,
+        "final": result["final"][metric],
+        "plain_final": plain["final"][metric],
+        "difference": round(abs(result["final"][metric] - plain["final"][metric]), 6),
+        "neighbours": config.secagg_neighbours,
+        "dropouts_per_round": config.secagg_dropouts,
+    }
 
 
 def _fmt(metrics: dict[str, float]) -> str:
@@ -111,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         verdict = "accepted" if entry.get("accepted") else "rejected"
         if not config.gate and not entry.get("accepted"):
             verdict = "applied*"
+        if entry.get("reason") == "secagg-threshold":
+            verdict = "carry"
         if entry.get("reason") == "no updates":
             verdict = "idle"
         extra = ""
@@ -127,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = run_simulation(config, on_round=None if args.json else show)
+        if config.secure_aggregation:
+            result["secure_aggregation"] = compare_with_plain(config, result)
     except (DataError, ValueError) as exc:
         raise UserError(str(exc)) from None
     if args.json:
@@ -138,6 +189,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"centralized  {_fmt(result['centralized'])}")
     print(f"local-only   {_fmt(result['local_only'])}")
     print(f"rounds to centralized {result['metric']}: {result['rounds_to_centralized']}")
+    if "secure_aggregation" in result:
+        sa = result["secure_aggregation"]
+        print(
+            f"secure aggregation: final {sa['metric']} {sa['final']:.4f}, plain fedavg "
+            f"{sa['plain_final']:.4f}, difference {sa['difference']:.4f}"
+        )
     if "dp" in result:
         dp = result["dp"]
         print(
