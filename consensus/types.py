@@ -25,26 +25,57 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, NewType, Protocol
+from typing import Any, Protocol
 
-Height = NewType("Height", int)
-Round = NewType("Round", int)
-ValidatorIndex = NewType("ValidatorIndex", int)
-Hash = NewType("Hash", bytes)  # SHA-256, 32 raw bytes
-PublicKey = NewType("PublicKey", bytes)  # BLS12-381 G1, 48 bytes compressed
-Signature = NewType("Signature", bytes)  # BLS12-381 G2, 96 bytes compressed
+from consensus.members import (
+    CHANGE_ADD,
+    CHANGE_KINDS,
+    CHANGE_POWER,
+    CHANGE_REMOVE,
+    CHANGE_ROTATE,
+    EMPTY_SIGNATURE,
+    HASH_SIZE,
+    PUBLIC_KEY_SIZE,
+    ROLE_OBSERVER,
+    ROLE_TRAINER,
+    ROLE_VALIDATOR,
+    ROLES,
+    SIGNATURE_SIZE,
+    GovernanceApproval,
+    GovernanceProposal,
+    Hash,
+    Height,
+    MemberChange,
+    PendingProposal,
+    PublicKey,
+    Round,
+    ScheduledChange,
+    Signature,
+    ValidatorIndex,
+    ValidatorInfo,
+)
 
-HASH_SIZE = 32
-PUBLIC_KEY_SIZE = 48
-SIGNATURE_SIZE = 96
-
-EMPTY_SIGNATURE = Signature(bytes(SIGNATURE_SIZE))
-"""Placeholder carried by a message before it is signed; never valid as a signature."""
-
-ROLE_VALIDATOR = "validator"
-ROLE_TRAINER = "trainer"
-ROLE_OBSERVER = "observer"
-ROLES = frozenset({ROLE_VALIDATOR, ROLE_TRAINER, ROLE_OBSERVER})
+__all__ = [
+    "CHANGE_ADD",
+    "CHANGE_KINDS",
+    "CHANGE_POWER",
+    "CHANGE_REMOVE",
+    "CHANGE_ROTATE",
+    "EMPTY_SIGNATURE",
+    "HASH_SIZE",
+    "PUBLIC_KEY_SIZE",
+    "ROLES",
+    "ROLE_OBSERVER",
+    "ROLE_TRAINER",
+    "ROLE_VALIDATOR",
+    "SIGNATURE_SIZE",
+    "GovernanceApproval",
+    "GovernanceProposal",
+    "MemberChange",
+    "PendingProposal",
+    "ScheduledChange",
+    "ValidatorInfo",
+]
 
 
 class Signed(Protocol):
@@ -261,6 +292,10 @@ class Block:
     carry_over_reason: str
     last_commit: CommitCertificate | None
     evidence: tuple[DuplicateVoteEvidence, ...]
+    proposals: tuple[GovernanceProposal, ...] = ()
+    """Member-set changes proposed in this block (consensus/governance.py)."""
+    approvals: tuple[GovernanceApproval, ...] = ()
+    """Approvals of pending member-set changes carried by this block."""
 
     @property
     def height(self) -> Height:
@@ -305,18 +340,6 @@ SignedMessage = Vote | Proposal | UpdateReceipt | Candidate | Attestation
 # --------------------------------------------------------------------------------------------
 # Genesis
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ValidatorInfo:
-    """One federation member as listed in the genesis."""
-
-    name: str
-    public_key: PublicKey
-    proof_of_possession: Signature
-    peer_id: str  # libp2p peer id, base58 string
-    power: int
-    roles: tuple[str, ...]  # sorted subset of ROLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,13 +431,24 @@ class ParticipantRecord:
 
 @dataclass(frozen=True, slots=True)
 class Ledger:
-    """The chain's state after a block: one record per genesis member, plus punished offences.
+    """The chain's state after a block: one record per member, plus punished offences.
 
     `punished` lists (validator, height, round, vote type) of evidence already applied, so one
-    offence is slashed once.
+    offence is slashed once. `members` is the member set that committed this block (the genesis
+    members at height 0); the set of the next height is `members` with the `scheduled` changes
+    due there applied (`consensus.governance.next_members`). `pending` holds the proposals
+    waiting for approvals. Members are only ever appended: an index names one member forever
+    (consensus/governance.py).
     """
 
     height: Height
     model_hash: Hash
     participants: tuple[ParticipantRecord, ...]
     punished: tuple[tuple[int, int, int, int], ...] = field(default=())
+    members: tuple[ValidatorInfo, ...] = ()
+    pending: tuple[PendingProposal, ...] = ()
+    scheduled: tuple[ScheduledChange, ...] = ()
+    decided: tuple[Hash, ...] = ()
+    """Ids of proposals approved inside the proposal window (so none is carried twice)."""
+    decided_at: tuple[Height, ...] = ()
+    """The height each `decided` proposal names."""
