@@ -3,7 +3,8 @@
 The learning round (consensus/learning_round.py) decides which block its proposer proposes;
 this module assembles it so that valid(v) (`consensus.validity.BlockChecker.block_problem`)
 holds at every honest node: the parent link and its commit certificate, the updates root,
-pending equivocation evidence, and the ledger root after the block.
+pending equivocation evidence, the governance transactions of the pool still valid on the
+parent (consensus/governance_pool.py), and the ledger root after the block.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ class BlockBuilder:
             raise ConsensusInvariantError("an observer cannot build blocks")
         parent = self._parent
         evidence = self._ctx.evidence.for_block(parent.ledger.punished, MAX_EVIDENCE_IN_BLOCK)
+        pool = self._ctx.governance
+        proposals, approvals = pool.select(parent.ledger) if pool is not None else ((), ())
         header = Header(
             chain_id=self._ctx.chain_id,
             height=self._height,
@@ -136,6 +139,8 @@ class BlockBuilder:
             carry_over_reason=reason,
             last_commit=self._last_commit,
             evidence=evidence,
+            proposals=proposals,
+            approvals=approvals,
         )
         root = ledger_root(apply_block(parent.ledger, block))
         return replace(block, header=replace(header, ledger_root=root))

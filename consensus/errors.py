@@ -45,6 +45,9 @@ UNTIMELY_PROPOSAL = "untimely-proposal"
 """A fresh proposal whose block time is outside the genesis precision and message delay of the
 receiver's clock (proposer-based timestamps, consensus/tendermint.py `_timely`)."""
 
+GOVERNANCE_INVALID = "governance-invalid"
+"""A governance proposal or approval that cannot go on chain (consensus/governance.py)."""
+
 CORE_REASONS = (
     INVALID_BLOCK,
     WRONG_BASE,
@@ -52,6 +55,7 @@ CORE_REASONS = (
     SYNC_MISMATCH,
     SYNC_INVALID,
     UNTIMELY_PROPOSAL,
+    GOVERNANCE_INVALID,
 )
 """The reason codes of `Rejected` actions beyond `consensus.admission.REASONS`."""
 

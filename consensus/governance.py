@@ -302,26 +302,26 @@ def block_governance_problem(
     if len(block.proposals) + len(block.approvals) > MAX_GOVERNANCE_PER_BLOCK:
         return "too many governance transactions in one block"
     members = next_members(ledger)
-    state = _begin(ledger, members, block.header.height)
+    state = begin_block(ledger, members, block.header.height)
     for proposal in block.proposals:
         problem = proposal_problem(
             chain_id, state, members, proposal, block.header.height, verifier
         )
         if problem is not None:
             return problem
-        state = _add_proposal(state, proposal)
+        state = add_proposal(state, proposal)
     for approval in block.approvals:
         problem = approval_problem(chain_id, state, members, approval, verifier)
         if problem is not None:
             return problem
-        state = _add_approval(state, approval)
+        state = add_approval(state, approval)
     return None
 
 
 # -- the ledger transition ----------------------------------------------------------------------
 
 
-def _begin(ledger: Ledger, members: tuple[ValidatorInfo, ...], height: int) -> Ledger:
+def begin_block(ledger: Ledger, members: tuple[ValidatorInfo, ...], height: int) -> Ledger:
     """The governance state at the start of block `height`: the set of that height, changes
     not yet due, proposals not lapsed, decided ids still inside their window."""
     low = height - PROPOSAL_TTL
@@ -335,7 +335,7 @@ def _begin(ledger: Ledger, members: tuple[ValidatorInfo, ...], height: int) -> L
     )
 
 
-def _add_proposal(ledger: Ledger, proposal: GovernanceProposal) -> Ledger:
+def add_proposal(ledger: Ledger, proposal: GovernanceProposal) -> Ledger:
     pending = PendingProposal(
         proposal_id=proposal_id(proposal),
         change=proposal.change,
@@ -345,7 +345,7 @@ def _add_proposal(ledger: Ledger, proposal: GovernanceProposal) -> Ledger:
     return replace(ledger, pending=(*ledger.pending, pending))
 
 
-def _add_approval(ledger: Ledger, approval: GovernanceApproval) -> Ledger:
+def add_approval(ledger: Ledger, approval: GovernanceApproval) -> Ledger:
     pending = tuple(
         replace(p, approvers=tuple(sorted({*p.approvers, approval.approver})))
         if p.proposal_id == approval.proposal_id
@@ -361,11 +361,11 @@ def apply_governance(ledger: Ledger, block: Block) -> Ledger:
     > 2/3 of that set's power scheduled for height + GOVERNANCE_DELAY."""
     height = block.header.height
     members = next_members(ledger)
-    state = _begin(ledger, members, height)
+    state = begin_block(ledger, members, height)
     for proposal in block.proposals:
-        state = _add_proposal(state, proposal)
+        state = add_proposal(state, proposal)
     for approval in block.approvals:
-        state = _add_approval(state, approval)
+        state = add_approval(state, approval)
     still: list[PendingProposal] = []
     scheduled = list(state.scheduled)
     decided, decided_at = list(state.decided), list(state.decided_at)
