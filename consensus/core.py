@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from consensus.admission import Admission
 from consensus.codec import block_hash, genesis_hash, ledger_root
@@ -41,11 +41,11 @@ from consensus.events import (
     AttestationReceived,
     BlockSynced,
     BroadcastGovernance,
-    GovernanceReceived,
-    GovernanceRequested,
     CandidateReceived,
     Commit,
     Event,
+    GovernanceReceived,
+    GovernanceRequested,
     ProposalReceived,
     ReceiptReceived,
     Rejected,
@@ -268,7 +268,9 @@ class ConsensusCore:
                     continue
                 self._started = True
                 work.extendleft(reversed(self._start_height(now, out)))
-            elif not self._started:
+            elif not self._started and not isinstance(
+                event, GovernanceReceived | GovernanceRequested
+            ):
                 self._buffer_event(event)
             else:
                 self._dispatch(event, now, out)
@@ -398,7 +400,9 @@ class ConsensusCore:
     def _submit_governance(self, event: GovernanceRequested, out: list[Action]) -> None:
         """This member proposes or approves; the signed transaction goes into the pool and to
         every peer."""
-        tx, problem = self._pool.submit(self._ctx.signatory, self.ledger, event.change, event.approve)
+        tx, problem = self._pool.submit(
+            self._ctx.signatory, self.ledger, event.change, event.approve
+        )
         if tx is None:
             out.append(Rejected(GOVERNANCE_INVALID, problem or "nothing to sign"))
         else:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from consensus.codec import canonical, hash_of, sha256
+from consensus.codec import canonical, hash_of
 from consensus.crypto import Verifier
 from consensus.types import (
     CHANGE_ADD,
@@ -39,6 +39,7 @@ from consensus.types import (
     CHANGE_REMOVE,
     CHANGE_ROTATE,
     EMPTY_SIGNATURE,
+    ROLE_TRAINER,
     ROLE_VALIDATOR,
     ROLES,
     Block,
@@ -63,6 +64,9 @@ MAX_GOVERNANCE_PER_BLOCK = 16
 MAX_MEMBER_POWER = 1000
 MAX_NAME_LENGTH = 64
 MAX_PEER_ID_LENGTH = 128
+RECENT_HEIGHTS = 3
+"""The update window waits for the trainers whose update a block of the last RECENT_HEIGHTS
+heights included (`expected_trainers`)."""
 
 DOMAIN_GOV_PROPOSAL = "bcfl/governance-proposal/v1"
 DOMAIN_GOV_APPROVAL = "bcfl/governance-approval/v1"
@@ -150,6 +154,35 @@ def apply_change(
     return (*members[:index], new, *members[index + 1 :])
 
 
+def expected_trainers(
+    genesis_expected: int,
+    genesis_trainers: int,
+    members: Sequence[ValidatorInfo],
+    ledger: Ledger,
+    height: int,
+) -> int:
+    """How many receipts close the update window at `height` at once (P2 in
+    consensus/learning_round.py): the current trainers that contributed recently.
+
+    A trainer counts when a block of the last RECENT_HEIGHTS heights included its update, or it
+    joins at this height (so a silent or departed trainer costs RECENT_HEIGHTS heights of full
+    windows, not every height); when none qualifies (the first heights, a run of carry-overs)
+    every current trainer counts. The slack the genesis allowed (`expected_trainers` below the
+    number of trainers) is kept. Deterministic: a function of the committed ledger.
+    """
+    low = height - RECENT_HEIGHTS
+    trainers = [i for i, m in enumerate(members) if ROLE_TRAINER in m.roles]
+    records = ledger.participants
+    joined = len(records)  # members past the ledger's records joined at this height
+    if low < 1:
+        recent = trainers
+    else:
+        recent = [i for i in trainers if i >= joined or records[i].last_update_height >= low]
+    active = recent or trainers
+    slack = max(0, genesis_trainers - genesis_expected)
+    return max(0, min(len(active), len(active) - slack))
+
+
 # -- checks (one sentence each) -------------------------------------------------------------------
 
 
@@ -167,7 +200,11 @@ def structure_problem(  # noqa: C901 - one branch per rule, each with its senten
             return f"the member name must be 1 to {MAX_NAME_LENGTH} printable characters"
         if member_index(members, name) is not None:
             return f"the name {name!r} is already used by a member"
-        if not set(new.roles) <= ROLES or not new.roles or list(new.roles) != sorted(set(new.roles)):
+        if (
+            not set(new.roles) <= ROLES
+            or not new.roles
+            or list(new.roles) != sorted(set(new.roles))
+        ):
             return f"the new member {name!r} needs a sorted, non-empty subset of {sorted(ROLES)}"
         if (ROLE_VALIDATOR in new.roles) != (new.power > 0) or new.power > MAX_MEMBER_POWER:
             return (
@@ -330,7 +367,9 @@ def begin_block(ledger: Ledger, members: tuple[ValidatorInfo, ...], height: int)
         members=members,
         scheduled=tuple(s for s in ledger.scheduled if s.activation > height),
         pending=tuple(p for p in ledger.pending if p.proposed_at >= low),
-        decided=tuple(d for d, at in zip(ledger.decided, ledger.decided_at, strict=True) if at >= low),
+        decided=tuple(
+            d for d, at in zip(ledger.decided, ledger.decided_at, strict=True) if at >= low
+        ),
         decided_at=tuple(at for at in ledger.decided_at if at >= low),
     )
 

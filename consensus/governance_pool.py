@@ -16,8 +16,8 @@ from consensus.governance import (
     MAX_GOVERNANCE_PER_BLOCK,
     add_approval,
     add_proposal,
-    begin_block,
     approval_problem,
+    begin_block,
     next_members,
     proposal_problem,
 )
@@ -85,17 +85,21 @@ class GovernancePool:
         for tx in self._txs.values():
             if len(proposals) >= MAX_GOVERNANCE_PER_BLOCK:
                 break
-            if isinstance(tx, GovernanceProposal):
-                if proposal_problem(chain, state, members, tx, height, verifier) is None:
-                    proposals.append(tx)
-                    state = add_proposal(state, tx)
+            if (
+                isinstance(tx, GovernanceProposal)
+                and proposal_problem(chain, state, members, tx, height, verifier) is None
+            ):
+                proposals.append(tx)
+                state = add_proposal(state, tx)
         for tx in self._txs.values():
             if len(proposals) + len(approvals) >= MAX_GOVERNANCE_PER_BLOCK:
                 break
-            if isinstance(tx, GovernanceApproval):
-                if approval_problem(chain, state, members, tx, verifier) is None:
-                    approvals.append(tx)
-                    state = add_approval(state, tx)
+            if (
+                isinstance(tx, GovernanceApproval)
+                and approval_problem(chain, state, members, tx, verifier) is None
+            ):
+                approvals.append(tx)
+                state = add_approval(state, tx)
         return tuple(proposals), tuple(approvals)
 
     def submit(

@@ -6,7 +6,8 @@ contributes to it (docs/ARCHITECTURE.md, "Proof of learning"):
 
  P1. At the start of height h every trainer gets StartTraining(h, M(h-1)); its result is signed
      into an UpdateReceipt and gossiped (`start`, `_on_training_finished`).
- P2. The update window closes when every expected trainer's receipt is in, or at its timeout
+ P2. The update window closes when every expected trainer's receipt is in (the trainers of the
+     height's set that contributed recently, consensus/governance.py), or at its timeout
      (from the start of the height). The proposer then asks the node to BuildCandidate from the
      receipts, if it holds those of strictly more than 2/3 of the expected trainers; otherwise
      it proposes a carry-over block ("too few updates") (`_advance`).
@@ -55,9 +56,11 @@ from consensus.events import (
     TimeoutFired,
     TrainingFinished,
 )
+from consensus.governance import expected_trainers
 from consensus.learning_state import LearningState, ProposerStage
 from consensus.signing import attestation_bytes
 from consensus.types import (
+    ROLE_TRAINER,
     Attestation,
     Block,
     Candidate,
@@ -254,7 +257,7 @@ class LearningRound:
         if st.stage_round != self.round or step != Step.PROPOSE:
             return None
         if st.stage == ProposerStage.WAITING_FOR_UPDATES:
-            expected = self._ctx.genesis.expected_trainers
+            expected = self._expected_trainers()
             if expected == 0:
                 return self._blocks.carry_over(self.round, "no trainers expected", now)
             if len(st.receipts) < expected and not st.window_closed:
@@ -285,6 +288,18 @@ class LearningRound:
                     now,
                 )
         return None
+
+    def _expected_trainers(self) -> int:
+        """Receipts that close the window at once: the recent trainers of this height's set
+        (consensus/governance.py `expected_trainers`)."""
+        genesis = self._ctx.genesis
+        return expected_trainers(
+            genesis.expected_trainers,
+            sum(1 for m in genesis.validators if ROLE_TRAINER in m.roles),
+            self._ctx.validator_set.members,
+            self._parent.ledger,
+            self.height,
+        )
 
     def _attested(
         self, chash: Hash, improved: bool, enough: Callable[[int], bool], out: list[Action]

@@ -58,6 +58,7 @@ def apply_block(ledger: Ledger, block: Block) -> Ledger:
                 samples_contributed=r.samples_contributed + receipt.n_samples,
                 reputation=r.reputation + CREDIT_ACCEPTED,
                 epsilon_spent=r.epsilon_spent + float(receipt.epsilon_spent),
+                last_update_height=int(block.header.height),
             )
         for receipt in block.rejected:
             r = records[receipt.author]
@@ -66,6 +67,7 @@ def apply_block(ledger: Ledger, block: Block) -> Ledger:
                 rejected_updates=r.rejected_updates + 1,
                 reputation=r.reputation - DEBIT_REJECTED,
                 epsilon_spent=r.epsilon_spent + float(receipt.epsilon_spent),
+                last_update_height=int(block.header.height),
             )
     punished = set(ledger.punished)
     for evidence in block.evidence:

@@ -41,6 +41,7 @@ class ValidatorInfo:
     power: int
     roles: tuple[str, ...]  # sorted subset of ROLES
 
+
 # --------------------------------------------------------------------------------------------
 # Governance: member-set changes (consensus/governance.py, docs/ARCHITECTURE.md "Governance")
 # --------------------------------------------------------------------------------------------

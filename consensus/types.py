@@ -55,25 +55,31 @@ from consensus.members import (
     ValidatorInfo,
 )
 
-__all__ = [
+__all__ = [  # the names of consensus/members.py, re-exported
     "CHANGE_ADD",
     "CHANGE_KINDS",
     "CHANGE_POWER",
     "CHANGE_REMOVE",
     "CHANGE_ROTATE",
     "EMPTY_SIGNATURE",
+    "GovernanceApproval",
+    "GovernanceProposal",
     "HASH_SIZE",
+    "Hash",
+    "Height",
+    "MemberChange",
     "PUBLIC_KEY_SIZE",
+    "PendingProposal",
+    "PublicKey",
     "ROLES",
     "ROLE_OBSERVER",
     "ROLE_TRAINER",
     "ROLE_VALIDATOR",
+    "Round",
     "SIGNATURE_SIZE",
-    "GovernanceApproval",
-    "GovernanceProposal",
-    "MemberChange",
-    "PendingProposal",
     "ScheduledChange",
+    "Signature",
+    "ValidatorIndex",
     "ValidatorInfo",
 ]
 
@@ -427,6 +433,8 @@ class ParticipantRecord:
     reputation: int = 0
     epsilon_spent: float = 0.0
     slashed: int = 0
+    last_update_height: int = 0
+    """The last height whose block included an update of this member (0: none yet)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -305,7 +305,9 @@ class BlockChecker:
             lc = block.last_commit
             if lc.height != parent.height or lc.block_hash != parent.block_hash:
                 return "last commit certifies another block"
-            problem = self.commit_certificate_problem(lc, self.set_for(parent.ledger.members or vs.members))
+            problem = self.commit_certificate_problem(
+                lc, self.set_for(parent.ledger.members or vs.members)
+            )
             if problem:
                 return problem
         if header.last_commit_hash != commit_hash(block.last_commit):
@@ -360,7 +362,9 @@ class BlockChecker:
             if problem:
                 return problem
             punished.add(key)
-        problem = block_governance_problem(self.genesis.chain_id, parent.ledger, block, self.verifier)
+        problem = block_governance_problem(
+            self.genesis.chain_id, parent.ledger, block, self.verifier
+        )
         if problem:
             return problem
         if header.ledger_root != ledger_root(apply_block(parent.ledger, block)):
