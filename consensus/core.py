@@ -401,7 +401,7 @@ class ConsensusCore:
         """This member proposes or approves; the signed transaction goes into the pool and to
         every peer."""
         tx, problem = self._pool.submit(
-            self._ctx.signatory, self.ledger, event.change, event.approve
+            self._ctx.signatory, self.ledger, event.change, event.approve, event.height
         )
         if tx is None:
             out.append(Rejected(GOVERNANCE_INVALID, problem or "nothing to sign"))

@@ -145,6 +145,8 @@ class GovernanceRequested:
 
     change: MemberChange | None = None
     approve: Hash | None = None
+    height: Height | None = None
+    """The height a proposal names (default: the committed height), so the caller knows its id."""
 
 
 Event = (

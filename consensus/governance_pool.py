@@ -21,7 +21,14 @@ from consensus.governance import (
     next_members,
     proposal_problem,
 )
-from consensus.types import GovernanceApproval, GovernanceProposal, Hash, Ledger, MemberChange
+from consensus.types import (
+    GovernanceApproval,
+    GovernanceProposal,
+    Hash,
+    Height,
+    Ledger,
+    MemberChange,
+)
 
 if TYPE_CHECKING:
     from consensus.context import Signatory
@@ -108,6 +115,7 @@ class GovernancePool:
         ledger: Ledger,
         change: MemberChange | None,
         approve: Hash | None,
+        height: Height | None = None,
     ) -> tuple[GovernanceTx | None, str | None]:
         """This member's proposal of `change` or approval of `approve`, signed and pooled; or
         None and why not."""
@@ -116,7 +124,8 @@ class GovernancePool:
             return None, "this node is not a current member"
         tx: GovernanceTx | None
         if change is not None:
-            tx = signatory.sign_governance_proposal(GovernanceProposal(change, ledger.height, me))
+            named = ledger.height if height is None else height
+            tx = signatory.sign_governance_proposal(GovernanceProposal(change, named, me))
         elif approve is not None:
             tx = signatory.sign_governance_approval(GovernanceApproval(approve, me))
         else:

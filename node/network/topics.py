@@ -18,6 +18,7 @@ class Topic(enum.StrEnum):
     RECEIPTS = "receipts"  # signed update receipts
     CANDIDATES = "candidates"  # candidate announcements
     ATTESTATIONS = "attestations"  # attestations and eval reports
+    GOVERNANCE = "governance"  # member-set proposals and approvals (consensus/governance.py)
 
     def wire_name(self, chain_id: str) -> str:
         return f"bcfl/{chain_id}/{self.value}"
@@ -30,5 +31,6 @@ DEFAULT_SIZE_CAPS: dict[Topic, int] = {
     Topic.RECEIPTS: 16 * 1024,
     Topic.CANDIDATES: 128 * 1024,
     Topic.ATTESTATIONS: 32 * 1024,
+    Topic.GOVERNANCE: 16 * 1024,
 }
 HARD_SIZE_CAP = 512 * 1024  # no cap may exceed this: half the RPC limit leaves room for framing
