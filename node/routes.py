@@ -59,7 +59,11 @@ def api_routes(
     def summary(block: Block, cert: CommitCertificate) -> dict[str, Any]:
         height = int(block.height)
         out = block_summary(
-            block, block_hash_=cert.block_hash, ledger=chain_.ledger(height), genesis=genesis
+            block,
+            block_hash_=cert.block_hash,
+            cert=cert,
+            ledger=chain_.ledger(height),
+            genesis=genesis,
         )
         out["phases"] = chain_.phases(height)
         return out

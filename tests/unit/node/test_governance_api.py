@@ -14,8 +14,8 @@ from consensus.events import GovernanceRequested
 from consensus.governance import proposal_sign_bytes
 from consensus.types import CHANGE_ADD, GovernanceProposal, Height, MemberChange, ValidatorIndex
 from node.daemon import allowed_peers
-from node.governance_api import governance_routes
 from node.gossip_validation import GossipValidator
+from node.governance_api import governance_routes
 from node.network.topics import Topic
 from tests.unit.consensus.consensus_harness import CHAIN, make_cluster
 
