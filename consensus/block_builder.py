@@ -9,7 +9,7 @@ parent (consensus/governance_pool.py), and the ledger root after the block.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from consensus.codec import commit_hash, ledger_root, updates_root
@@ -42,9 +42,11 @@ class BlockBuilder:
         self,
         height: Height,
         parent: Parent,
-        last_commit: CommitCertificate | None,
+        last_commit: Callable[[], CommitCertificate | None],
         ctx: Context,
     ) -> None:
+        """`last_commit` gives the parent's commit certificate as it stands when a block is
+        built (late precommits included, consensus/late_commit.py)."""
         self._height = height
         self._parent = parent
         self._last_commit = last_commit
@@ -117,6 +119,7 @@ class BlockBuilder:
         evidence = self._ctx.evidence.for_block(parent.ledger.punished, MAX_EVIDENCE_IN_BLOCK)
         pool = self._ctx.governance
         proposals, approvals = pool.select(parent.ledger) if pool is not None else ((), ())
+        last_commit = self._last_commit()
         header = Header(
             chain_id=self._ctx.chain_id,
             height=self._height,
@@ -126,7 +129,7 @@ class BlockBuilder:
             proposer=me,
             model_hash=model_hash,
             updates_root=updates_root(receipts, rejected),
-            last_commit_hash=commit_hash(self._last_commit),
+            last_commit_hash=commit_hash(last_commit),
             ledger_root=Hash(bytes(HASH_SIZE)),
         )
         block = Block(
@@ -137,7 +140,7 @@ class BlockBuilder:
             improvement_certificate=certificate,
             eval_reports=reports,
             carry_over_reason=reason,
-            last_commit=self._last_commit,
+            last_commit=last_commit,
             evidence=evidence,
             proposals=proposals,
             approvals=approvals,

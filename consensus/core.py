@@ -58,6 +58,7 @@ from consensus.genesis import validate_genesis
 from consensus.governance import next_members
 from consensus.governance_pool import GovernancePool, GovernanceTx
 from consensus.guard import SignerState
+from consensus.late_commit import LateCommit
 from consensus.learning_round import LearningRound
 from consensus.learning_state import ProposerStage
 from consensus.ledger import apply_block, genesis_ledger
@@ -164,6 +165,10 @@ class ConsensusCore:
             self._last_hash = block_hash(tip.block)
         self.height = Height(self.ledger.height + 1)
         self._adopt_members()
+        self._late = LateCommit(genesis.chain_id, verifier)
+        self._late.reset(
+            self.last_commit, self.checker.set_for(self.ledger.members or genesis.validators)
+        )
         self._started = False
         self._buffer: list[Event] = []
         self._ahead: dict[ValidatorIndex, int] = {}
@@ -304,6 +309,8 @@ class ConsensusCore:
                 message = event.vote if isinstance(event, VoteReceived) else event.proposal
                 self._note_ahead(message.signer, message_height, now, out)
                 self._buffer_event(event)
+            elif isinstance(event, VoteReceived) and message_height == self.height - 1:
+                self._late.add(event.vote)
             elif message_height == self.height:
                 if isinstance(event, VoteReceived):
                     self._tendermint.on_vote(event.vote, now, out)
@@ -345,7 +352,9 @@ class ConsensusCore:
     def _new_height(self, now: float) -> tuple[Tendermint, LearningRound]:
         """Rule 1: fresh round state and learning round for `self.height`."""
         parent = self._parent()
-        learning = LearningRound(self.height, parent, self.last_commit, self._ctx, started_at=now)
+        learning = LearningRound(
+            self.height, parent, self._late.certificate, self._ctx, started_at=now
+        )
         return Tendermint(self.height, parent, self._ctx, learning), learning
 
     def _start_height(self, now: float, out: list[Action]) -> list[_Work]:
@@ -378,6 +387,9 @@ class ConsensusCore:
         self.ledger = ledger
         self._last_hash = decision.block_hash
         self._ctx.evidence.prune(ledger.punished)
+        self._late.reset(
+            decision.certificate, self.checker.set_for(ledger.members or self.genesis.validators)
+        )
         self.height = Height(self.height + 1)
 
     def _adopt_members(self) -> None:

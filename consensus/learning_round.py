@@ -103,7 +103,7 @@ class LearningRound:
         self,
         height: Height,
         parent: Parent,
-        last_commit: CommitCertificate | None,
+        last_commit: Callable[[], CommitCertificate | None],
         ctx: Context,
         *,
         started_at: float,
