@@ -379,6 +379,8 @@ def wait_for_blocks(
         honest = [i for i, n in enumerate(live) if n.byzantine != "garbage"]
         rows = snapshot(live)
         on_tick(rows)
+        if len(all_nodes) != len(live) or len(all_procs) != len(procs):
+            continue  # a site was started or stopped: look again
         if monitor is not None:
             for node, process, row in zip(live, procs, rows, strict=True):
                 monitor.sample(node.name, process.pid, int(row.get("height") or 0))

@@ -138,7 +138,15 @@ async def run_node(home_dir: Path) -> None:
     validator_key = load_validator_key(home)
     store = ChainStore.open(home)
     tip = load_tip(store)
-    who = find_me(genesis, validator_key.public_key, config, tip.ledger.members if tip else ())
+    # a rotation in flight: the member's next BLS key (`bcfl member propose rotate`), signed
+    # with from the activation height on (docs/ARCHITECTURE.md "Governance")
+    next_path = home.validator_key_path.with_name(home.validator_key_path.name + ".next")
+    next_signers = (BlsSigner(read_seed(next_path)),) if next_path.exists() else ()
+    members = tip.ledger.members if tip else ()
+    who = find_me(genesis, validator_key.public_key, config, members)
+    if who.me is None and next_signers:  # restarted after the rotation took effect
+        rotated = find_me(genesis, next_signers[0].public_key, config, members)
+        who = rotated if rotated.me is not None else who
     active = who.me is not None or who.joining
     signs = active and "validator" in who.roles
     is_trainer = active and "trainer" in who.roles
@@ -153,6 +161,7 @@ async def run_node(home_dir: Path) -> None:
         signer=signer,
         signer_state=signer_state,
         tip=tip,
+        next_signers=next_signers,
     )
     metrics = NodeMetrics(
         node_id=config.node.name,
