@@ -36,6 +36,10 @@ class Lifecycle:
     proposal_id: str = ""
     approved: set[str] = field(default_factory=set)
     events: list[str] = field(default_factory=list)
+    site: str = ""  # the joining or leaving site's name, fixed before any node is removed
+
+    def __post_init__(self) -> None:
+        self.site = self.target.name
 
     @property
     def kind(self) -> str:
@@ -104,7 +108,7 @@ class Lifecycle:
 
     def report(self, result: dict[str, Any]) -> dict[str, Any]:
         """The lifecycle figures of a `--json` result."""
-        name = self.target.name
+        name = self.site
         blocks = result.get("blocks", [])
         if self.kind == "join":
             active = [b["height"] for b in blocks if name in (b.get("validators") or [])]
