@@ -3,7 +3,8 @@
 The learning round (consensus/learning_round.py) decides which block its proposer proposes;
 this module assembles it so that valid(v) (`consensus.validity.BlockChecker.block_problem`)
 holds at every honest node: the parent link and its commit certificate, the updates root,
-pending equivocation evidence, and the ledger root after the block.
+pending equivocation evidence, the governance transactions of the pool still valid on the
+parent (consensus/governance_pool.py), and the ledger root after the block.
 
 With the genesis DP policy on, a carry-over block includes the update receipts the proposer
 holds (signatures checked), so that the ledger accounts the privacy those releases spent even
@@ -12,7 +13,7 @@ though no model was certified (docs/THREAT-MODEL.md "Differential privacy").
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from consensus.codec import commit_hash, ledger_root, updates_root
@@ -46,10 +47,12 @@ class BlockBuilder:
         self,
         height: Height,
         parent: Parent,
-        last_commit: CommitCertificate | None,
+        last_commit: Callable[[], CommitCertificate | None],
         ctx: Context,
         released: Mapping[ValidatorIndex, UpdateReceipt] | None = None,
     ) -> None:
+        """`last_commit` gives the parent's commit certificate as it stands when a block is
+        built (late precommits included, consensus/late_commit.py)."""
         self._height = height
         self._parent = parent
         self._last_commit = last_commit
@@ -126,6 +129,9 @@ class BlockBuilder:
             raise ConsensusInvariantError("an observer cannot build blocks")
         parent = self._parent
         evidence = self._ctx.evidence.for_block(parent.ledger.punished, MAX_EVIDENCE_IN_BLOCK)
+        pool = self._ctx.governance
+        proposals, approvals = pool.select(parent.ledger) if pool is not None else ((), ())
+        last_commit = self._last_commit()
         header = Header(
             chain_id=self._ctx.chain_id,
             height=self._height,
@@ -135,7 +141,7 @@ class BlockBuilder:
             proposer=me,
             model_hash=model_hash,
             updates_root=updates_root(receipts, rejected),
-            last_commit_hash=commit_hash(self._last_commit),
+            last_commit_hash=commit_hash(last_commit),
             ledger_root=Hash(bytes(HASH_SIZE)),
         )
         block = Block(
@@ -146,8 +152,10 @@ class BlockBuilder:
             improvement_certificate=certificate,
             eval_reports=reports,
             carry_over_reason=reason,
-            last_commit=self._last_commit,
+            last_commit=last_commit,
             evidence=evidence,
+            proposals=proposals,
+            approvals=approvals,
         )
         root = ledger_root(apply_block(parent.ledger, block))
         return replace(block, header=replace(header, ledger_root=root))

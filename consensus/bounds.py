@@ -56,8 +56,15 @@ GOSSIP_BASE_CAPS = {
     "receipts": 16 * 1024,
     "candidates": 128 * 1024,
     "attestations": 32 * 1024,
+    "governance": 16 * 1024,
 }
-GOSSIP_PER_MEMBER_BYTES = {"consensus": 1024, "receipts": 0, "candidates": 512, "attestations": 0}
+GOSSIP_PER_MEMBER_BYTES = {
+    "consensus": 1024,
+    "receipts": 0,
+    "candidates": 512,
+    "attestations": 0,
+    "governance": 0,
+}
 GOSSIP_HARD_CAP = 512 * 1024
 """No cap exceeds this: half of py-libp2p's 1 MiB RPC limit leaves room for framing (an
 oversized RPC silently kills the pubsub link, docs/libp2p-compat.md). At 1 KiB a member the
@@ -70,6 +77,8 @@ MESSAGE_TOPIC_KINDS = {
     "Candidate": "candidates",
     "Attestation": "attestations",
     "EvalReport": "attestations",
+    "GovernanceProposal": "governance",
+    "GovernanceApproval": "governance",
 }
 """The topic kind each gossiped message type travels on."""
 

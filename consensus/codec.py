@@ -42,6 +42,8 @@ from consensus.types import (
     DuplicateVoteEvidence,
     EvalReport,
     Genesis,
+    GovernanceApproval,
+    GovernanceProposal,
     Hash,
     Header,
     ImprovementCertificate,
@@ -87,6 +89,8 @@ MESSAGE_TAGS: dict[type, str] = {
     Genesis: "genesis",
     Ledger: "ledger",
     SignerState: "signer_state",
+    GovernanceProposal: "governance_proposal",
+    GovernanceApproval: "governance_approval",
 }
 _TYPES_BY_TAG = {tag: cls for cls, tag in MESSAGE_TAGS.items()}
 

@@ -13,11 +13,14 @@ message is returned, so the node makes it durable before the message leaves the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from consensus.admission import Admission
 from consensus.crypto import Signer, Verifier
 from consensus.events import Action, PersistSignerState
+from consensus.governance import approval_sign_bytes, is_current, proposal_sign_bytes
+from consensus.governance_pool import GovernancePool
 from consensus.guard import SignerState, SignRefused, check_attest, check_sign, with_lock
 from consensus.signing import (
     attestation_bytes,
@@ -32,6 +35,8 @@ from consensus.types import (
     Block,
     Candidate,
     Genesis,
+    GovernanceApproval,
+    GovernanceProposal,
     Hash,
     Height,
     PolkaCertificate,
@@ -41,6 +46,7 @@ from consensus.types import (
     Timeouts,
     UpdateReceipt,
     ValidatorIndex,
+    ValidatorInfo,
     Vote,
     VoteType,
 )
@@ -65,7 +71,7 @@ class Signatory:
     ) -> None:
         self.chain_id = chain_id
         self.me = me
-        self._signer = signer
+        self.signer = signer
         self.state = state
 
     def persist(self, new_state: SignerState, out: list[Action]) -> None:
@@ -87,7 +93,7 @@ class Signatory:
         out: list[Action],
     ) -> Vote | None:
         """⟨PREVOTE⟩ or ⟨PRECOMMIT, h, r, value⟩ (nil when `value` is None)."""
-        if self.me is None or self._signer is None:
+        if self.me is None or self.signer is None:
             return None
         step = Step.PREVOTE if vote_type == VoteType.PREVOTE else Step.PRECOMMIT
         try:
@@ -95,7 +101,7 @@ class Signatory:
         except SignRefused:
             return None
         vote = Vote(vote_type, height, round_, value, self.me)
-        vote = replace(vote, signature=self._signer.sign(vote_bytes(self.chain_id, vote)))
+        vote = replace(vote, signature=self.signer.sign(vote_bytes(self.chain_id, vote)))
         self.persist(state, out)
         return vote
 
@@ -110,34 +116,50 @@ class Signatory:
         out: list[Action],
     ) -> Proposal | None:
         """⟨PROPOSAL, h, r, v, vr⟩, carrying the round-vr polka it relies on (aggregated)."""
-        if self.me is None or self._signer is None:
+        if self.me is None or self.signer is None:
             return None
         try:
             state = check_sign(self.state, height, round_, Step.PROPOSE, block_hash)
         except SignRefused:
             return None
         proposal = Proposal(height, round_, block, valid_round, self.me)
-        signature = self._signer.sign(proposal_bytes(self.chain_id, proposal, block_hash))
+        signature = self.signer.sign(proposal_bytes(self.chain_id, proposal, block_hash))
         proposal = replace(proposal, signature=signature, polka=polka)
         self.persist(state, out)
         return proposal
 
     def sign_receipt(self, receipt: UpdateReceipt) -> UpdateReceipt | None:
         """This trainer's update receipt (receipts are not guarded: one per height by design)."""
-        if self._signer is None:
+        if self.signer is None:
             return None
-        return replace(receipt, signature=self._signer.sign(receipt_bytes(self.chain_id, receipt)))
+        return replace(receipt, signature=self.signer.sign(receipt_bytes(self.chain_id, receipt)))
 
     def sign_candidate(self, candidate: Candidate) -> Candidate | None:
         """The round proposer's candidate (its hash is what attestations certify)."""
-        if self._signer is None:
+        if self.signer is None:
             return None
-        signature = self._signer.sign(candidate_bytes(self.chain_id, candidate))
+        signature = self.signer.sign(candidate_bytes(self.chain_id, candidate))
         return replace(candidate, signature=signature)
+
+    def sign_governance_proposal(self, proposal: GovernanceProposal) -> GovernanceProposal | None:
+        """A member-set change proposed by this member (not guarded: each is its own id)."""
+        if self.me is None or self.signer is None:
+            return None
+        proposal = replace(proposal, proposer=self.me)
+        message = proposal_sign_bytes(self.chain_id, proposal)
+        return replace(proposal, signature=self.signer.sign(message))
+
+    def sign_governance_approval(self, approval: GovernanceApproval) -> GovernanceApproval | None:
+        """This member's approval of a pending proposal."""
+        if self.me is None or self.signer is None:
+            return None
+        approval = replace(approval, approver=self.me)
+        message = approval_sign_bytes(self.chain_id, approval.proposal_id)
+        return replace(approval, signature=self.signer.sign(message))
 
     def sign_attestation(self, attestation: Attestation, out: list[Action]) -> Attestation | None:
         """A verdict on a candidate; the guard allows one verdict per candidate."""
-        if self._signer is None:
+        if self.signer is None:
             return None
         try:
             state = check_attest(
@@ -146,9 +168,9 @@ class Signatory:
         except SignRefused:
             return None
         report = attestation.report
-        report = replace(report, signature=self._signer.sign(report_bytes(self.chain_id, report)))
+        report = replace(report, signature=self.signer.sign(report_bytes(self.chain_id, report)))
         message = attestation_bytes(self.chain_id, attestation)
-        attestation = replace(attestation, report=report, signature=self._signer.sign(message))
+        attestation = replace(attestation, report=report, signature=self.signer.sign(message))
         self.persist(state, out)
         return attestation
 
@@ -168,6 +190,8 @@ class Context:
     """A validator with power: it votes, proposes and attests."""
     is_trainer: bool
     """A trainer: it trains on M(h-1) at every height and signs an update receipt."""
+    governance: GovernancePool | None = None
+    """Governance transactions waiting for a block (consensus/governance_pool.py)."""
 
     @property
     def chain_id(self) -> str:
@@ -181,3 +205,40 @@ class Context:
     def me(self) -> ValidatorIndex | None:
         """This member's index; None for an observer that holds no genesis key."""
         return self.signatory.me
+
+
+def with_members(
+    ctx: Context,
+    verifier: Verifier,
+    members: tuple[ValidatorInfo, ...],
+    signers: Sequence[Signer],
+    fixed_me: ValidatorIndex | None,
+) -> Context:
+    """`ctx` for the member set `members` (docs/ARCHITECTURE.md "Governance"): its validator
+    set, admission and valid(v), and this node's index and key in it. The node signs with the
+    one of `signers` that the set names (a rotated member switches to its new key at the
+    activation height; a joiner finds its index once it is added); `fixed_me` pins the index.
+    """
+    vset = ctx.checker.set_for(members)
+    keys = [bytes(m.public_key) for m in members]
+    me, signer = fixed_me, None
+    for candidate in signers:
+        key = bytes(candidate.public_key)
+        if key in keys and is_current(members[keys.index(key)]):
+            found = ValidatorIndex(keys.index(key))
+            if fixed_me is None or fixed_me == found:
+                me, signer = found, candidate
+                break
+    ctx.signatory.me, ctx.signatory.signer = me, signer
+    checker = BlockChecker(ctx.genesis, vset, verifier)
+    checker.adopt_sets(ctx.checker)
+    checker.privacy = ctx.checker.privacy  # the same genesis policy and accountant
+    active = signer is not None and me is not None
+    return replace(
+        ctx,
+        validator_set=vset,
+        admission=Admission.for_genesis(ctx.genesis, verifier, vset),
+        checker=checker,
+        can_vote=active and me is not None and vset.is_validator(me),
+        is_trainer=active and me is not None and vset.is_trainer(me),
+    )

@@ -23,20 +23,29 @@ and `consensus.errors.CORE_REASONS`); our own bugs raise `ConsensusInvariantErro
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from consensus.admission import Admission
 from consensus.codec import block_hash, genesis_hash, ledger_root
-from consensus.context import Context, Signatory
+from consensus.context import Context, Signatory, with_members
 from consensus.crypto import Signer, Verifier
-from consensus.errors import SYNC_INVALID, SYNC_MISMATCH, ConsensusInvariantError
+from consensus.errors import (
+    GOVERNANCE_INVALID,
+    SYNC_INVALID,
+    SYNC_MISMATCH,
+    ConsensusInvariantError,
+)
 from consensus.events import (
     Action,
     AttestationReceived,
     BlockSynced,
+    BroadcastGovernance,
     CandidateReceived,
     Commit,
     Event,
+    GovernanceReceived,
+    GovernanceRequested,
     ProposalReceived,
     ReceiptReceived,
     Rejected,
@@ -46,7 +55,10 @@ from consensus.events import (
     VoteReceived,
 )
 from consensus.genesis import validate_genesis
+from consensus.governance import next_members
+from consensus.governance_pool import GovernancePool, GovernanceTx
 from consensus.guard import SignerState
+from consensus.late_commit import LateCommit
 from consensus.learning_round import LearningRound
 from consensus.learning_state import ProposerStage
 from consensus.ledger import apply_block, genesis_ledger
@@ -63,6 +75,7 @@ from consensus.types import (
     Step,
     ValidatorIndex,
 )
+from consensus.validators import ValidatorSet
 from consensus.validity import BlockChecker, Parent
 from consensus.votes import EvidencePool
 
@@ -110,28 +123,37 @@ class ConsensusCore:
         signer: Signer | None = None,
         signer_state: SignerState | None = None,
         tip: ChainTip | None = None,
+        next_signers: Sequence[Signer] = (),
         accountant: Accountant | None = None,
     ) -> None:
+        """`me` and `signer`: this member's index and key (`me` None with a signer: a node that
+        is not a member yet finds its index once governance adds its key). `next_signers`: keys
+        this member may hold after a rotation; at each height the core signs with the one the
+        member set of that height names (docs/ARCHITECTURE.md "Governance")."""
         self.genesis = genesis
-        self.validator_set = validate_genesis(genesis, verifier)
+        genesis_set = validate_genesis(genesis, verifier)
         self.verifier = verifier
-        self.checker = BlockChecker(genesis, self.validator_set, verifier, accountant)
-        self.me = me
+        tip_members = tip.ledger.members if tip is not None and tip.ledger.members else None
         if me is not None:
             if signer is None:
                 raise ValueError("a member core needs its signer")
-            if signer.public_key != genesis.validators[me].public_key:
+            members = tip_members or genesis.validators
+            keys = {bytes(s.public_key) for s in (signer, *next_signers)}
+            if me >= len(members) or bytes(members[me].public_key) not in keys:
                 raise ValueError(f"the signer's key is not member {me}'s genesis key")
+        self._signers = tuple(s for s in (signer, *next_signers) if s is not None)
+        self._fixed_me = me
         self._ctx = Context(
             genesis=genesis,
-            validator_set=self.validator_set,
+            validator_set=genesis_set,
             verifier=verifier,
-            admission=Admission.for_genesis(genesis, verifier, self.validator_set),
-            checker=self.checker,
+            admission=Admission.for_genesis(genesis, verifier, genesis_set),
+            checker=BlockChecker(genesis, genesis_set, verifier, accountant),
             signatory=Signatory(genesis.chain_id, me, signer, signer_state or SignerState()),
             evidence=EvidencePool(),
-            can_vote=me is not None and self.validator_set.is_validator(me),
-            is_trainer=me is not None and self.validator_set.is_trainer(me),
+            can_vote=me is not None and genesis_set.is_validator(me),
+            is_trainer=me is not None and genesis_set.is_trainer(me),
+            governance=GovernancePool(genesis.chain_id, verifier),
         )
         if tip is None:
             self.last_block: Block | None = None
@@ -144,6 +166,11 @@ class ConsensusCore:
             self.ledger = tip.ledger
             self._last_hash = block_hash(tip.block)
         self.height = Height(self.ledger.height + 1)
+        self._adopt_members()
+        self._late = LateCommit(genesis.chain_id, verifier)
+        self._late.reset(
+            self.last_commit, self.checker.set_for(self.ledger.members or genesis.validators)
+        )
         self._started = False
         self._buffer: list[Event] = []
         self._ahead: dict[ValidatorIndex, int] = {}
@@ -151,6 +178,38 @@ class ConsensusCore:
         self._tendermint, self._learning = self._new_height(0.0)
 
     # -- read-only views -------------------------------------------------------------------
+
+    @property
+    def validator_set(self) -> ValidatorSet:
+        """The member set of the current height (consensus/governance.py)."""
+        return self._ctx.validator_set
+
+    @property
+    def checker(self) -> BlockChecker:
+        """valid(v) against the current height's set."""
+        return self._ctx.checker
+
+    @property
+    def me(self) -> ValidatorIndex | None:
+        """This member's index (None: an observer, or a node not yet added)."""
+        return self._ctx.me
+
+    @property
+    def _pool(self) -> GovernancePool:
+        pool = self._ctx.governance
+        if pool is None:  # pragma: no cover - the core always makes one
+            raise ConsensusInvariantError("the core has no governance pool")
+        return pool
+
+    @property
+    def governance(self) -> GovernancePool:
+        """Governance transactions heard but not yet on chain."""
+        return self._pool
+
+    @property
+    def admission(self) -> Admission:
+        """The admission checks of the current height's set (the gossip edge uses them)."""
+        return self._ctx.admission
 
     @property
     def signer_state(self) -> SignerState:
@@ -216,7 +275,9 @@ class ConsensusCore:
                     continue
                 self._started = True
                 work.extendleft(reversed(self._start_height(now, out)))
-            elif not self._started:
+            elif not self._started and not isinstance(
+                event, GovernanceReceived | GovernanceRequested
+            ):
                 self._buffer_event(event)
             else:
                 self._dispatch(event, now, out)
@@ -250,6 +311,8 @@ class ConsensusCore:
                 message = event.vote if isinstance(event, VoteReceived) else event.proposal
                 self._note_ahead(message.signer, message_height, now, out)
                 self._buffer_event(event)
+            elif isinstance(event, VoteReceived) and message_height == self.height - 1:
+                self._late.add(event.vote)
             elif message_height == self.height:
                 if isinstance(event, VoteReceived):
                     self._tendermint.on_vote(event.vote, now, out)
@@ -259,6 +322,10 @@ class ConsensusCore:
             self._tendermint.on_timeout(event, now, out)
         elif isinstance(event, BlockSynced):
             self._on_block_synced(event.block, event.commit_certificate, out)
+        elif isinstance(event, GovernanceReceived):
+            self._on_governance(event.tx, out)
+        elif isinstance(event, GovernanceRequested):
+            self._submit_governance(event, out)
         elif isinstance(event, Started):  # pragma: no cover - handled by `handle`
             raise ConsensusInvariantError("Started reached the dispatcher")
         else:
@@ -287,11 +354,15 @@ class ConsensusCore:
     def _new_height(self, now: float) -> tuple[Tendermint, LearningRound]:
         """Rule 1: fresh round state and learning round for `self.height`."""
         parent = self._parent()
-        learning = LearningRound(self.height, parent, self.last_commit, self._ctx, started_at=now)
+        learning = LearningRound(
+            self.height, parent, self._late.certificate, self._ctx, started_at=now
+        )
         return Tendermint(self.height, parent, self._ctx, learning), learning
 
     def _start_height(self, now: float, out: list[Action]) -> list[_Work]:
         """Begin self.height: P1 and StartRound(0); return the buffered messages to replay."""
+        self._adopt_members()
+        self._pool.prune(self.ledger)
         self._tendermint, self._learning = self._new_height(now)
         self._sync_requested_at = None
         h = self.height
@@ -318,7 +389,38 @@ class ConsensusCore:
         self.ledger = ledger
         self._last_hash = decision.block_hash
         self._ctx.evidence.prune(ledger.punished)
+        self._late.reset(
+            decision.certificate, self.checker.set_for(ledger.members or self.genesis.validators)
+        )
         self.height = Height(self.height + 1)
+
+    def _adopt_members(self) -> None:
+        """Switch to the member set of `self.height` when governance changed it (the checks,
+        this node's index, the key it signs with: consensus/context.py `with_members`)."""
+        members = next_members(self.ledger) or self.genesis.validators
+        ctx = self._ctx
+        if members == ctx.validator_set.members and (ctx.me is not None or not self._signers):
+            return
+        self._ctx = with_members(ctx, self.verifier, members, self._signers, self._fixed_me)
+
+    # -- governance ------------------------------------------------------------------------
+
+    def _on_governance(self, tx: GovernanceTx, out: list[Action]) -> None:
+        """A proposal or approval from gossip: kept for a block, or refused with its reason."""
+        problem = self._pool.add(self.ledger, tx)
+        if problem is not None:
+            out.append(Rejected(GOVERNANCE_INVALID, problem))
+
+    def _submit_governance(self, event: GovernanceRequested, out: list[Action]) -> None:
+        """This member proposes or approves; the signed transaction goes into the pool and to
+        every peer."""
+        tx, problem = self._pool.submit(
+            self._ctx.signatory, self.ledger, event.change, event.approve, event.height
+        )
+        if tx is None:
+            out.append(Rejected(GOVERNANCE_INVALID, problem or "nothing to sign"))
+        else:
+            out.append(BroadcastGovernance(tx))
 
     def _on_block_synced(self, block: Block, cert: CommitCertificate, out: list[Action]) -> None:
         """A committed block fetched from peers: decide it if its certificate proves it."""

@@ -49,6 +49,8 @@ receiver's clock (proposer-based timestamps, consensus/tendermint.py `_timely`).
 BAD_POLKA = "bad-polka"
 """A re-proposal whose polka certificate does not prove >2/3 prevotes for its block in its valid
 round (malformed bitfield, too little power, or an aggregate that does not verify)."""
+GOVERNANCE_INVALID = "governance-invalid"
+"""A governance proposal or approval that cannot go on chain (consensus/governance.py)."""
 
 CORE_REASONS = (
     INVALID_BLOCK,
@@ -60,6 +62,7 @@ CORE_REASONS = (
     BAD_POLKA,
     DP_BUDGET,
     DP_INCREMENT,
+    GOVERNANCE_INVALID,
 )
 """The reason codes of `Rejected` actions beyond `consensus.admission.REASONS`."""
 

@@ -22,9 +22,12 @@ from consensus.types import (
     CommitCertificate,
     DuplicateVoteEvidence,
     EvalReport,
+    GovernanceApproval,
+    GovernanceProposal,
     Hash,
     Height,
     Ledger,
+    MemberChange,
     Proposal,
     Round,
     Step,
@@ -134,6 +137,23 @@ class BlockSynced:
     commit_certificate: CommitCertificate
 
 
+@dataclass(frozen=True, slots=True)
+class GovernanceReceived:
+    """A governance proposal or approval arrived from gossip (consensus/governance.py)."""
+
+    tx: GovernanceProposal | GovernanceApproval
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceRequested:
+    """This member's operator proposes `change` or approves the proposal `approve`."""
+
+    change: MemberChange | None = None
+    approve: Hash | None = None
+    height: Height | None = None
+    """The height a proposal names (default: the committed height), so the caller knows its id."""
+
+
 Event = (
     Started
     | ReceiptReceived
@@ -146,6 +166,8 @@ Event = (
     | VoteReceived
     | TimeoutFired
     | BlockSynced
+    | GovernanceReceived
+    | GovernanceRequested
 )
 
 # ------------------------------------------------------------------------------------------
@@ -158,6 +180,13 @@ class Broadcast:
     """Gossip a message to every peer (the core has already processed it locally)."""
 
     message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastGovernance:
+    """Gossip a governance proposal or approval (already in this node's pool)."""
+
+    tx: GovernanceProposal | GovernanceApproval
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +277,7 @@ class Rejected:
 
 Action = (
     Broadcast
+    | BroadcastGovernance
     | ScheduleTimeout
     | StartTraining
     | BuildCandidate

@@ -6,7 +6,8 @@ contributes to it (docs/ARCHITECTURE.md, "Proof of learning"):
 
  P1. At the start of height h every trainer gets StartTraining(h, M(h-1)); its result is signed
      into an UpdateReceipt and gossiped (`start`, `_on_training_finished`).
- P2. The update window closes when every expected trainer's receipt is in, or at its timeout
+ P2. The update window closes when every expected trainer's receipt is in (the trainers of the
+     height's set that contributed recently, consensus/governance.py), or at its timeout
      (from the start of the height). The proposer then asks the node to BuildCandidate from the
      receipts, if it holds those of strictly more than 2/3 of the expected trainers; otherwise
      it proposes a carry-over block ("too few updates") (`_advance`).
@@ -28,8 +29,6 @@ returned to the caller, which proposes it; this machine never touches the round 
 
 from __future__ import annotations
 
-import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -55,10 +54,12 @@ from consensus.events import (
     TimeoutFired,
     TrainingFinished,
 )
-from consensus.learning_state import LearningState, ProposerStage
+from consensus.governance import expected_trainers
+from consensus.learning_state import LearningState, ProposerStage, finite
 from consensus.privacy import problem_reason
 from consensus.signing import attestation_bytes
 from consensus.types import (
+    ROLE_TRAINER,
     Attestation,
     Block,
     Candidate,
@@ -85,15 +86,6 @@ LearningEvent = (
 """What the core routes to `LearningRound.handle` (timeouts: UPDATE_WINDOW and ATTESTATION)."""
 
 
-def finite(x: float) -> float:
-    """Clamp a statistic into what the codec accepts: a diverged model's NaN or infinite loss
-    becomes the largest float (with its sign), so the message still decodes at every peer."""
-    x = float(x)
-    if math.isnan(x):
-        return sys.float_info.max
-    return max(-sys.float_info.max, min(sys.float_info.max, x))
-
-
 class LearningRound:
     """P1-P4 for one height: receipts, candidates, attestations, and getValue()."""
 
@@ -101,7 +93,7 @@ class LearningRound:
         self,
         height: Height,
         parent: Parent,
-        last_commit: CommitCertificate | None,
+        last_commit: Callable[[], CommitCertificate | None],
         ctx: Context,
         *,
         started_at: float,
@@ -116,7 +108,15 @@ class LearningRound:
         self._privacy = ctx.checker.privacy
         # trainers whose DP budget is spent stop contributing: nobody waits for them
         active = self._privacy.active_trainers(ctx.validator_set.trainers, parent.ledger)
-        self._expected = min(ctx.genesis.expected_trainers, active)
+        # and the window closes on the recent trainers of this height's set (governance.py)
+        recent = expected_trainers(
+            ctx.genesis.expected_trainers,
+            sum(1 for m in ctx.genesis.validators if ROLE_TRAINER in m.roles),
+            ctx.validator_set.members,
+            parent.ledger,
+            height,
+        )
+        self._expected = min(ctx.genesis.expected_trainers, active, recent)
 
     @property
     def model_hash(self) -> Hash:

@@ -9,6 +9,8 @@ to build, what to propose) are `LearningRound`'s.
 from __future__ import annotations
 
 import enum
+import math
+import sys
 from collections.abc import Callable, Sequence
 
 from consensus.types import Attestation, Candidate, Hash, Round, UpdateReceipt, ValidatorIndex
@@ -102,3 +104,12 @@ class LearningState:
         if tally is None:
             tally = self.attestations[candidate_hash] = AttestationTally()
         return tally
+
+
+def finite(x: float) -> float:
+    """Clamp a statistic into what the codec accepts: a diverged model's NaN or infinite loss
+    becomes the largest float (with its sign), so the message still decodes at every peer."""
+    x = float(x)
+    if math.isnan(x):
+        return sys.float_info.max
+    return max(-sys.float_info.max, min(sys.float_info.max, x))

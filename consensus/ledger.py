@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from consensus.governance import apply_governance
 from consensus.types import Block, Genesis, Height, Ledger, ParticipantRecord
 
 CREDIT_ACCEPTED = 10
@@ -37,12 +38,19 @@ def genesis_ledger(genesis: Genesis) -> Ledger:
         height=Height(0),
         model_hash=genesis.initial_model_hash,
         participants=tuple(ParticipantRecord() for _ in genesis.validators),
+        members=genesis.validators,
     )
 
 
 def apply_block(ledger: Ledger, block: Block) -> Ledger:
-    """The ledger after `block` (assumed valid: indices in range, receipts deduplicated)."""
+    """The ledger after `block` (assumed valid: indices in range, receipts deduplicated).
+
+    The member set and its pending changes move first (consensus/governance.py); a member that
+    joins at this height starts with an empty record.
+    """
+    governed = apply_governance(ledger, block)
     records = list(ledger.participants)
+    records += [ParticipantRecord() for _ in range(len(governed.members) - len(records))]
     if block.improvement_certificate is not None:
         for receipt in block.receipts:
             r = records[receipt.author]
@@ -52,6 +60,7 @@ def apply_block(ledger: Ledger, block: Block) -> Ledger:
                 samples_contributed=r.samples_contributed + receipt.n_samples,
                 reputation=r.reputation + CREDIT_ACCEPTED,
                 epsilon_spent=r.epsilon_spent + float(receipt.epsilon_spent),
+                last_update_height=int(block.header.height),
             )
         for receipt in block.rejected:
             r = records[receipt.author]
@@ -60,6 +69,7 @@ def apply_block(ledger: Ledger, block: Block) -> Ledger:
                 rejected_updates=r.rejected_updates + 1,
                 reputation=r.reputation - DEBIT_REJECTED,
                 epsilon_spent=r.epsilon_spent + float(receipt.epsilon_spent),
+                last_update_height=int(block.header.height),
             )
     else:
         for receipt in block.receipts:  # releases without a certified model (DP accounting)
@@ -78,7 +88,8 @@ def apply_block(ledger: Ledger, block: Block) -> Ledger:
         records[vote.validator] = replace(
             r, reputation=r.reputation - SLASH_EVIDENCE, slashed=r.slashed + 1
         )
-    return Ledger(
+    return replace(
+        governed,
         height=block.header.height,
         model_hash=block.header.model_hash,
         participants=tuple(records),

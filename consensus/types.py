@@ -25,26 +25,67 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, NewType, Protocol
+from typing import Any, Protocol
 
-Height = NewType("Height", int)
-Round = NewType("Round", int)
-ValidatorIndex = NewType("ValidatorIndex", int)
-Hash = NewType("Hash", bytes)  # SHA-256, 32 raw bytes
-PublicKey = NewType("PublicKey", bytes)  # BLS12-381 G1, 48 bytes compressed
-Signature = NewType("Signature", bytes)  # BLS12-381 G2, 96 bytes compressed
+from consensus.members import (
+    CHANGE_ADD,
+    CHANGE_KINDS,
+    CHANGE_POWER,
+    CHANGE_REMOVE,
+    CHANGE_ROTATE,
+    EMPTY_SIGNATURE,
+    HASH_SIZE,
+    PUBLIC_KEY_SIZE,
+    ROLE_OBSERVER,
+    ROLE_TRAINER,
+    ROLE_VALIDATOR,
+    ROLES,
+    SIGNATURE_SIZE,
+    GovernanceApproval,
+    GovernanceProposal,
+    Hash,
+    Height,
+    MemberChange,
+    PendingProposal,
+    PublicKey,
+    Round,
+    ScheduledChange,
+    Signature,
+    ValidatorIndex,
+    ValidatorInfo,
+)
+from consensus.policies import Privacy as Privacy
+from consensus.policies import Safeguards as Safeguards
+from consensus.policies import Timeouts as Timeouts
+from consensus.policies import VerdictRule as VerdictRule
 
-HASH_SIZE = 32
-PUBLIC_KEY_SIZE = 48
-SIGNATURE_SIZE = 96
-
-EMPTY_SIGNATURE = Signature(bytes(SIGNATURE_SIZE))
-"""Placeholder carried by a message before it is signed; never valid as a signature."""
-
-ROLE_VALIDATOR = "validator"
-ROLE_TRAINER = "trainer"
-ROLE_OBSERVER = "observer"
-ROLES = frozenset({ROLE_VALIDATOR, ROLE_TRAINER, ROLE_OBSERVER})
+__all__ = [  # the names of consensus/members.py, re-exported
+    "CHANGE_ADD",
+    "CHANGE_KINDS",
+    "CHANGE_POWER",
+    "CHANGE_REMOVE",
+    "CHANGE_ROTATE",
+    "EMPTY_SIGNATURE",
+    "GovernanceApproval",
+    "GovernanceProposal",
+    "HASH_SIZE",
+    "Hash",
+    "Height",
+    "MemberChange",
+    "PUBLIC_KEY_SIZE",
+    "PendingProposal",
+    "PublicKey",
+    "ROLES",
+    "ROLE_OBSERVER",
+    "ROLE_TRAINER",
+    "ROLE_VALIDATOR",
+    "Round",
+    "SIGNATURE_SIZE",
+    "ScheduledChange",
+    "Signature",
+    "ValidatorIndex",
+    "ValidatorInfo",
+]
 
 
 class Signed(Protocol):
@@ -273,6 +314,10 @@ class Block:
     carry_over_reason: str
     last_commit: CommitCertificate | None
     evidence: tuple[DuplicateVoteEvidence, ...]
+    proposals: tuple[GovernanceProposal, ...] = ()
+    """Member-set changes proposed in this block (consensus/governance.py)."""
+    approvals: tuple[GovernanceApproval, ...] = ()
+    """Approvals of pending member-set changes carried by this block."""
 
     @property
     def height(self) -> Height:
@@ -320,106 +365,6 @@ SignedMessage = Vote | Proposal | UpdateReceipt | Candidate | Attestation
 
 
 @dataclass(frozen=True, slots=True)
-class ValidatorInfo:
-    """One federation member as listed in the genesis."""
-
-    name: str
-    public_key: PublicKey
-    proof_of_possession: Signature
-    peer_id: str  # libp2p peer id, base58 string
-    power: int
-    roles: tuple[str, ...]  # sorted subset of ROLES
-
-
-@dataclass(frozen=True, slots=True)
-class VerdictRule:
-    """How a validator turns its eval numbers into "improved" (applied in learning/, not here)."""
-
-    metric: str
-    noise_margin: float
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Timeouts in seconds; round r waits `base + r * delta` (Algorithm 1 lines 21, 35, 48).
-
-    `update_window` runs from the start of a height; the proposer builds a candidate as soon as
-    every expected trainer's receipt is in, otherwise when the window closes. `attestation` runs
-    from the moment the proposer gossips its candidate.
-    """
-
-    propose: float = 3.0
-    propose_delta: float = 1.0
-    prevote: float = 1.0
-    prevote_delta: float = 0.5
-    precommit: float = 1.0
-    precommit_delta: float = 0.5
-    update_window: float = 60.0
-    attestation: float = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class Safeguards:
-    """Bounds on what one member may claim, fixed in the genesis (docs/THREAT-MODEL.md).
-
-    - `max_samples_per_update`: the largest `n_samples` a receipt may claim; a larger claim is
-      refused (`samples-over-cap`) and a block carrying one is invalid. Aggregation weights are
-      further clipped to the round's median claim (learning/aggregate.py).
-    - `timestamp_precision_ms`, `message_delay_ms`: proposer-based timestamps (CometBFT PBTS):
-      a fresh proposal is timely at a validator whose clock reads `t` on receipt when
-      `t - message_delay - precision <= block time <= t + precision`; an untimely one is
-      prevoted nil. valid(v) itself only requires time above the parent's.
-    - `max_regression`: a candidate's attested metric may be at most this much worse than the
-      best model the chain certified (not merely its parent), so small steps cannot add up.
-    """
-
-    max_samples_per_update: int = 1_000_000
-    timestamp_precision_ms: int = 2_000
-    message_delay_ms: int = 30_000
-    max_regression: float = 0.01
-
-
-@dataclass(frozen=True, slots=True)
-class Privacy:
-    """The consortium's privacy policy, fixed in the genesis (docs/THREAT-MODEL.md "Differential
-    privacy"): every site and validator applies this one; a site's config cannot weaken it.
-
-    Differential privacy (DP-FedAvg at the site, Gaussian mechanism, sampling rate 1):
-
-    - `clip_norm`: each site clips its update to this L2 norm; 0 turns DP off.
-    - `noise_multiplier`: the site adds N(0, (noise_multiplier * clip_norm)^2) per coordinate.
-    - `delta`: the delta at which epsilon is accounted (RDP, learning/dp.py).
-    - `epsilon_budget`: the per-site epsilon a site may spend over the chain's life; validators
-      refuse a receipt that would take its site past it (`dp-budget`); 0 means no budget.
-
-    Secure aggregation (trainers mask their clipped, quantised updates; only the sum is public):
-
-    - `secure_aggregation`: the switch; it needs the "fedavg" rule (nothing may read one update).
-    - `secagg_neighbours`: how many masking neighbours each trainer pairs with (0: all pairs).
-    - `secagg_threshold`: how many of a trainer's neighbours must survive to recover its masks.
-    - `secagg_clip_range`, `secagg_quant_range`, `secagg_modulus_bits`: fixed-point quantisation
-      of each coordinate in [-clip_range, clip_range] to [0, quant_range], summed modulo
-      2^modulus_bits.
-    """
-
-    clip_norm: float = 0.0
-    noise_multiplier: float = 0.0
-    delta: float = 1e-5
-    epsilon_budget: float = 0.0
-    secure_aggregation: bool = False
-    secagg_neighbours: int = 0
-    secagg_threshold: int = 0
-    secagg_clip_range: float = 8.0
-    secagg_quant_range: int = 2**22
-    secagg_modulus_bits: int = 32
-
-    @property
-    def dp_enabled(self) -> bool:
-        """True when sites clip and noise their updates (and receipts account epsilon)."""
-        return self.clip_norm > 0
-
-
-@dataclass(frozen=True, slots=True)
 class Genesis:
     """Everything every node agrees on before block 1.
 
@@ -457,17 +402,30 @@ class ParticipantRecord:
     reputation: int = 0
     epsilon_spent: float = 0.0
     slashed: int = 0
+    last_update_height: int = 0
+    """The last height whose block included an update of this member (0: none yet)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Ledger:
-    """The chain's state after a block: one record per genesis member, plus punished offences.
+    """The chain's state after a block: one record per member, plus punished offences.
 
     `punished` lists (validator, height, round, vote type) of evidence already applied, so one
-    offence is slashed once.
+    offence is slashed once. `members` is the member set that committed this block (the genesis
+    members at height 0); the set of the next height is `members` with the `scheduled` changes
+    due there applied (`consensus.governance.next_members`). `pending` holds the proposals
+    waiting for approvals. Members are only ever appended: an index names one member forever
+    (consensus/governance.py).
     """
 
     height: Height
     model_hash: Hash
     participants: tuple[ParticipantRecord, ...]
     punished: tuple[tuple[int, int, int, int], ...] = field(default=())
+    members: tuple[ValidatorInfo, ...] = ()
+    pending: tuple[PendingProposal, ...] = ()
+    scheduled: tuple[ScheduledChange, ...] = ()
+    decided: tuple[Hash, ...] = ()
+    """Ids of proposals approved inside the proposal window (so none is carried twice)."""
+    decided_at: tuple[Height, ...] = ()
+    """The height each `decided` proposal names."""

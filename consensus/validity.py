@@ -8,6 +8,11 @@ evidence and the ledger root (docs/ARCHITECTURE.md "Proof of learning", step 5).
 
 Signature checks are cached by content hash: a receipt or certificate checked once (when the
 candidate arrived, say) is not checked again when the block arrives.
+
+The member set is a function of height (consensus/governance.py): a block is checked against
+the set of its own height (`next_members` of the parent's ledger) and its parent's commit
+certificate against the set that committed the parent (the parent ledger's `members`), so one
+checker replays a whole chain across set changes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from consensus.codec import (
     updates_root,
 )
 from consensus.crypto import Verifier
+from consensus.governance import block_governance_problem, next_members
 from consensus.ledger import apply_block
 from consensus.privacy import Accountant, PrivacyRules
 from consensus.signing import (
@@ -43,12 +49,14 @@ from consensus.types import (
     Hash,
     Ledger,
     UpdateReceipt,
+    ValidatorInfo,
     Vote,
     VoteType,
 )
 from consensus.validators import ValidatorSet
 
 MAX_REASON_LENGTH = 200
+MAX_CACHED_SETS = 8
 MAX_EVIDENCE_PER_BLOCK = 32
 
 
@@ -78,6 +86,25 @@ class BlockChecker:
         self.verifier = verifier
         self._good_receipts: set[Hash] = set()
         self._good_certificates: set[Hash] = set()
+        self._sets: dict[tuple[ValidatorInfo, ...], ValidatorSet] = {
+            validator_set.members: validator_set
+        }
+
+    def adopt_sets(self, other: BlockChecker) -> None:
+        """Keep `other`'s validator sets (a new height's checker). Signature caches are not
+        shared: a signature good under one set's keys proves nothing under a rotated key."""
+        for members, vset in other._sets.items():
+            if len(self._sets) < MAX_CACHED_SETS:
+                self._sets.setdefault(members, vset)
+
+    def set_for(self, members: tuple[ValidatorInfo, ...]) -> ValidatorSet:
+        """The validator set of `members` (cached: a chain has few distinct sets)."""
+        found = self._sets.get(members)
+        if found is None:
+            if len(self._sets) >= MAX_CACHED_SETS:
+                self._sets.pop(next(iter(self._sets)))
+            found = self._sets[members] = ValidatorSet(members)
+        return found
 
     # -- receipts ----------------------------------------------------------------------------
 
@@ -177,20 +204,24 @@ class BlockChecker:
 
     # -- certificates ------------------------------------------------------------------------
 
-    def commit_certificate_problem(self, cert: CommitCertificate) -> str | None:
-        """Why `cert` does not prove >2/3 precommits for its block, or None."""
+    def commit_certificate_problem(
+        self, cert: CommitCertificate, validator_set: ValidatorSet | None = None
+    ) -> str | None:
+        """Why `cert` does not prove >2/3 precommits of `validator_set` (default: this
+        checker's set) for its block, or None."""
+        vs = validator_set or self.validator_set
         key = hash_of(cert)
         if key in self._good_certificates:
             return None
-        signers = self.validator_set.indices(cert.signers)
+        signers = vs.indices(cert.signers)
         if signers is None:
             return "malformed commit certificate bitfield"
-        if not self.validator_set.has_quorum(self.validator_set.power_of(signers)):
+        if not vs.has_quorum(vs.power_of(signers)):
             return "commit certificate without a quorum of power"
         message = vote_sign_bytes(
             self.genesis.chain_id, VoteType.PRECOMMIT, cert.height, cert.round, cert.block_hash
         )
-        keys = [self.validator_set.public_keys[i] for i in signers]
+        keys = [vs.public_keys[i] for i in signers]
         if not self.verifier.verify_same_message(keys, message, cert.aggregate_signature):
             return "commit certificate signature does not verify"
         self._good_certificates.add(key)
@@ -261,8 +292,17 @@ class BlockChecker:
 
     # -- blocks ------------------------------------------------------------------------------
 
-    def block_problem(self, block: Block, parent: Parent) -> str | None:  # noqa: C901
-        """Why `block` is not a valid child of `parent`, or None: Algorithm 1's valid(v)."""
+    def block_problem(self, block: Block, parent: Parent) -> str | None:
+        """Why `block` is not a valid child of `parent`, or None: Algorithm 1's valid(v),
+        checked against the member set of the block's height."""
+        own = self.validator_set
+        self.validator_set = self.set_for(next_members(parent.ledger) or own.members)
+        try:
+            return self._block_problem(block, parent)
+        finally:
+            self.validator_set = own
+
+    def _block_problem(self, block: Block, parent: Parent) -> str | None:  # noqa: C901
         header = block.header
         vs = self.validator_set
         if header.chain_id != self.genesis.chain_id:
@@ -284,7 +324,9 @@ class BlockChecker:
             lc = block.last_commit
             if lc.height != parent.height or lc.block_hash != parent.block_hash:
                 return "last commit certifies another block"
-            problem = self.commit_certificate_problem(lc)
+            problem = self.commit_certificate_problem(
+                lc, self.set_for(parent.ledger.members or vs.members)
+            )
             if problem:
                 return problem
         if header.last_commit_hash != commit_hash(block.last_commit):
@@ -350,6 +392,11 @@ class BlockChecker:
             if problem:
                 return problem
             punished.add(key)
+        problem = block_governance_problem(
+            self.genesis.chain_id, parent.ledger, block, self.verifier
+        )
+        if problem:
+            return problem
         if header.ledger_root != ledger_root(apply_block(parent.ledger, block)):
             return "wrong ledger root"
         return None

@@ -1,8 +1,11 @@
 #!/bin/sh
-# One-shot set-up of the compose stack (the `setup` service): a home per node on /data and a
-# genesis they all share. Idempotent: an existing home or genesis is kept (keys are never rewritten).
+# One-shot set-up of the compose stack (the `setup` service): a home per site, each on its own
+# volume mounted at /data/nodeI, a full-mesh bootstrap (every node lists every other node, so
+# no single node holds the others together) and one genesis installed in every home.
+# Idempotent: an existing home or genesis is kept (keys are never rewritten).
 # In a real consortium each site runs `bcfl init` itself and sends node_info.json to whoever
-# assembles the genesis (see the README's operator guide); here one container plays every site.
+# assembles the genesis (see the README, "One site, one host"); here one container plays every
+# site once, and then each node container mounts only its own site's volume.
 set -eu
 N="${BCFL_NODES:-4}"
 DATASET="${BCFL_DATASET:-breast-cancer}"
@@ -10,34 +13,41 @@ i=0
 while [ "$i" -lt "$N" ]; do
     home="/data/node$i"
     if [ ! -f "$home/config.toml" ]; then
-        bootstrap=""
-        if [ "$i" -gt 0 ]; then
-            # node0 is every other node's bootstrap peer (compose DNS name, node0's peer id)
-            peer_id=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['peer_id'])" /data/node0/node_info.json)
-            bootstrap="--bootstrap /dns4/node0/tcp/4001/p2p/$peer_id"
-        fi
-        # shellcheck disable=SC2086
         bcfl init --home "$home" --name "node$i" --host 0.0.0.0 --port 4001 \
             --api-port 8545 --metrics-port 9100 --dataset "$DATASET" \
-            --site-index "$i" --site-count "$N" $bootstrap
-        # Prometheus scrapes from its own container: the metrics server must listen on the
-        # container's interface (the port is not published to the host).
-        python - "$home/config.toml" <<'PY'
-import sys, tomllib, tomli_w
-path = sys.argv[1]
-config = tomllib.load(open(path, "rb"))
-config.setdefault("metrics", {})["host"] = "0.0.0.0"
-open(path, "wb").write(tomli_w.dumps(config).encode())
-PY
+            --site-index "$i" --site-count "$N"
     fi
     i=$((i + 1))
 done
-if [ ! -f /data/genesis.cbor ]; then
-    bcfl genesis --out /data/genesis.cbor --dataset "$DATASET" /data/node*/node_info.json
+# Full mesh: every node bootstraps from every other (compose DNS names and peer ids). Prometheus
+# scrapes from its own container, so the metrics server listens on the container's interface
+# (the port is not published to the host).
+python - "$N" <<'PY'
+import json, sys, tomllib, tomli_w
+n = int(sys.argv[1])
+infos = [json.load(open(f"/data/node{i}/node_info.json")) for i in range(n)]
+for i in range(n):
+    path = f"/data/node{i}/config.toml"
+    config = tomllib.load(open(path, "rb"))
+    config.setdefault("metrics", {})["host"] = "0.0.0.0"
+    config.setdefault("network", {})["bootstrap"] = [
+        f"/dns4/node{j}/tcp/4001/p2p/{infos[j]['peer_id']}" for j in range(n) if j != i
+    ]
+    open(path, "wb").write(tomli_w.dumps(config).encode())
+PY
+if [ ! -f /data/node0/genesis.cbor ]; then
+    infos=""
+    i=0
+    while [ "$i" -lt "$N" ]; do
+        infos="$infos /data/node$i/node_info.json"
+        i=$((i + 1))
+    done
+    # shellcheck disable=SC2086
+    bcfl genesis --out /tmp/genesis.cbor --dataset "$DATASET" $infos
+    i=0
+    while [ "$i" -lt "$N" ]; do
+        cp /tmp/genesis.cbor "/data/node$i/genesis.cbor"
+        cp /tmp/genesis.model.safetensors "/data/node$i/genesis.model.safetensors"
+        i=$((i + 1))
+    done
 fi
-i=0
-while [ "$i" -lt "$N" ]; do
-    cp /data/genesis.cbor "/data/node$i/genesis.cbor"
-    cp /data/genesis.model.safetensors "/data/node$i/genesis.model.safetensors"
-    i=$((i + 1))
-done

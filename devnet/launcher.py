@@ -85,6 +85,8 @@ class DevnetSpec:
     chain_id: str = "bcfl-devnet"
     link_delay_ms: float = 0.0  # one-way delay of every peer link (devnet/linkproxy.py)
     link_loss: float = 0.0  # fraction of chunks each link drops (the stream is then reset)
+    join_at: int | None = None  # a site outside the genesis joins by governance (lifecycle.py)
+    leave_at: int | None = None  # the last site is removed by governance and stopped
     extra_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     privacy: Privacy | None = None  # the genesis privacy policy (None: off)
 
@@ -128,6 +130,25 @@ class DevnetNode:
     metrics_port: int
     byzantine: str = ""
     observer: bool = False
+    joiner: bool = False  # outside the genesis: started and added by devnet/lifecycle.py
+
+    def post(self, path: str, body: dict[str, Any], timeout: float = 10.0) -> Any:
+        """POST JSON to the node's local API; the JSON answer (an error's too)."""
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            f"http://127.0.0.1:{self.api_port}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return json.loads(exc.read() or b"{}")
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
 
     def get(self, path: str, timeout: float = 2.0) -> Any:
         """GET a JSON path of the node's local API; None when it does not answer."""
@@ -168,15 +189,19 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
     if spec.byzantine:
         kind, count = spec.byzantine
         bad = {spec.nodes - 1 - i: kind for i in range(count)}
-    total = spec.nodes + spec.observers
+    joiners = 1 if spec.join_at is not None else 0
+    total = spec.nodes + spec.observers + joiners
+    sites = spec.nodes + joiners  # the joiner gets its own slice of the data
     ports = free_ports(3 * total)
     wan = spec.link_delay_ms > 0 or spec.link_loss > 0
     proxy_ports = free_ports(total) if wan else []
     nodes: list[DevnetNode] = []
     infos = []
     for i in range(total):
-        observer = i >= spec.nodes
-        name = f"observer{i - spec.nodes}" if observer else f"node{i}"
+        joiner = i >= spec.nodes + spec.observers
+        observer = i >= spec.nodes and not joiner
+        site = spec.nodes if joiner else i
+        name = f"observer{i - spec.nodes}" if observer else f"node{site}"
         home = directory / name
         if home.exists():
             _remove_home(home)
@@ -198,9 +223,9 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
             "--dataset",
             spec.dataset,
             "--site-index",
-            str(0 if observer else i),
+            str(0 if observer else site),
             "--site-count",
-            str(spec.nodes),
+            str(sites),
             "--partition",
             spec.partition,
             "--seed",
@@ -211,11 +236,13 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
             if bcfl(args) != 0:
                 raise DevnetError(f"could not create the home of {name}")
         infos.append(read_node_info(home / "node_info.json"))
-        nodes.append(DevnetNode(name, home, api, metrics, bad.get(i, ""), observer=observer))
+        nodes.append(
+            DevnetNode(name, home, api, metrics, bad.get(i, ""), observer=observer, joiner=joiner)
+        )
 
     train = default_train_config(task)
     members = infos[: spec.nodes]
-    observer_ids = [x["peer_id"] for x in infos[spec.nodes :]]
+    observer_ids = [x["peer_id"] for x in infos[spec.nodes : spec.nodes + spec.observers]]
     links = write_links(
         directory, spec.link_delay_ms, spec.link_loss, spec.seed, infos, proxy_ports
     )
@@ -260,6 +287,7 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
                         "metrics_port": n.metrics_port,
                         "byzantine": n.byzantine,
                         "observer": n.observer,
+                        "joiner": n.joiner,
                     }
                     for n in nodes
                 ],
@@ -293,6 +321,7 @@ def load_nodes(directory: Path) -> list[DevnetNode]:
             n["metrics_port"],
             n["byzantine"],
             n.get("observer", False),
+            n.get("joiner", False),
         )
         for n in data["nodes"]
     ]
@@ -312,6 +341,8 @@ def start(
     if (directory / LINKS_FILE).exists():  # WAN links: the proxy first, in the pid record
         helpers.append(start_helper("linkproxy", directory, ["-m", "devnet.linkproxy", LINKS_FILE]))
     for node in nodes:
+        if node.joiner:
+            continue  # started by devnet/lifecycle.py at its height
         processes.append(start_node(node.name, node.home))
         write_pids(directory, helpers + processes)
     return processes
@@ -343,20 +374,25 @@ def wait_for_blocks(
     and restart nodes by hand; it ends only when every node is gone.
     """
     deadline = time.monotonic() + timeout_s
-    honest = [i for i, n in enumerate(nodes) if n.byzantine != "garbage"]
     reported: set[str] = set()
     directory = nodes[0].home.parent
+    all_nodes, all_procs = nodes, processes
     while True:
-        rows = snapshot(nodes)
+        # the lists may change under us: devnet/lifecycle.py starts and stops sites
+        live, procs = all_nodes[: len(all_procs)], all_procs[: len(all_nodes)]
+        honest = [i for i, n in enumerate(live) if n.byzantine != "garbage"]
+        rows = snapshot(live)
         on_tick(rows)
+        if len(all_nodes) != len(live) or len(all_procs) != len(procs):
+            continue  # a site was started or stopped: look again
         if monitor is not None:
-            for node, process, row in zip(nodes, processes, rows, strict=True):
+            for node, process, row in zip(live, procs, rows, strict=True):
                 monitor.sample(node.name, process.pid, int(row.get("height") or 0))
         if blocks is None and (
             (directory / STOP_FILE).exists() or not (directory / PIDS_FILE).exists()
         ):
             return  # `bcfl devnet down` is stopping the nodes: a deliberate end
-        for node, process in zip(nodes, processes, strict=True):
+        for node, process in zip(live, procs, strict=True):
             if process.alive() or node.name in reported:
                 continue
             tail = (node.home / "node.log").read_text(errors="replace")[-2000:]
@@ -365,7 +401,7 @@ def wait_for_blocks(
                 raise DevnetError(message)
             reported.add(node.name)
             on_exit(message)
-        if len(reported) == len(nodes):
+        if len(reported) == len(live):
             raise DevnetError("every node of the devnet has exited")
         if blocks is not None and all((rows[i].get("height") or 0) >= blocks for i in honest):
             return

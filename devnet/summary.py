@@ -84,6 +84,9 @@ def collect(
                     "rejected": summary.get("rejected"),
                     "phases": summary.get("phases") or {},
                     "reputation": summary.get("reputation"),
+                    "time_ms": summary.get("time_ms"),
+                    "validators": summary.get("validators"),
+                    "commit_signers": summary.get("commit_signer_names"),
                 }
             )
     finally:

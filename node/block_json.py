@@ -14,9 +14,12 @@ from consensus.codec import block_hash
 from consensus.types import Block, CommitCertificate, Genesis, Ledger, UpdateReceipt
 
 
-def _member_name(genesis: Genesis | None, index: int) -> str:
-    if genesis is not None and 0 <= index < len(genesis.validators):
-        return genesis.validators[index].name
+def _member_name(genesis: Genesis | None, index: int, ledger: Ledger | None = None) -> str:
+    members = ledger.members if ledger is not None and ledger.members else ()
+    if not members and genesis is not None:
+        members = genesis.validators
+    if 0 <= index < len(members):
+        return members[index].name
     return f"member-{index}"
 
 
@@ -54,7 +57,9 @@ def block_summary(
     commit_signers (None without `cert`), metric (median eval report, None when carry-over),
     reputation ({name: value}, only with `ledger`), ledger ({name: {reputation, accepted,
     rejected, samples, epsilon_spent, power}} after this block, only with `ledger`; power is
-    the genesis power: evidence changes only reputation today).
+    the power in the member set that committed the block); with `ledger`, `validators` (names
+    of the members with power in the set that committed the block, consensus/governance.py) and,
+    with `cert` too, `commit_signer_names`.
     """
     header = block.header
     signers = None
@@ -66,7 +71,7 @@ def block_summary(
         "round": int(header.round),
         "time_ms": header.time_ms,
         "proposer": int(header.proposer),
-        "proposer_name": _member_name(genesis, header.proposer),
+        "proposer_name": _member_name(genesis, header.proposer, ledger),
         "kind": "carry-over" if block.is_carry_over else "model",
         "model_hash": header.model_hash.hex(),
         "updates": len(block.receipts),
@@ -77,17 +82,25 @@ def block_summary(
         "metric": block_metric(block),
     }
     if ledger is not None:
+        members = ledger.members or (genesis.validators if genesis is not None else ())
+        summary["validators"] = [m.name for m in members if m.power > 0]
+        if cert is not None and members:
+            from consensus.validators import ValidatorSet
+
+            indices = ValidatorSet(members).indices(cert.signers) or []
+            summary["commit_signer_names"] = [members[i].name for i in indices]
         summary["reputation"] = {
-            _member_name(genesis, i): rec.reputation for i, rec in enumerate(ledger.participants)
+            _member_name(genesis, i, ledger): rec.reputation
+            for i, rec in enumerate(ledger.participants)
         }
         summary["ledger"] = {
-            _member_name(genesis, i): {
+            _member_name(genesis, i, ledger): {
                 "reputation": rec.reputation,
                 "accepted": rec.accepted_updates,
                 "rejected": rec.rejected_updates,
                 "samples": rec.samples_contributed,
                 "epsilon_spent": rec.epsilon_spent,
-                "power": genesis.validators[i].power if genesis is not None else None,
+                "power": members[i].power if i < len(members) else None,
             }
             for i, rec in enumerate(ledger.participants)
         }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from consensus.core import ChainTip, ConsensusCore
 from consensus.crypto import BlsSigner, BlsVerifier
 from consensus.genesis import InvalidGenesis, validate_genesis
 from consensus.guard import SignerState
-from consensus.types import ROLE_VALIDATOR, Genesis, ValidatorIndex
+from consensus.types import ROLE_TRAINER, ROLE_VALIDATOR, Genesis, ValidatorIndex, ValidatorInfo
 from node.chain import Chain
 from node.config import NodeConfig, load_config
 from node.errors import UserError
@@ -46,27 +47,38 @@ class Identity:
     me: ValidatorIndex | None
     roles: tuple[str, ...]
     name: str
+    joining: bool = False
+    """Not a member yet: governance will add this key (then `me` is found by the core)."""
 
 
-def find_me(genesis: Genesis, public_key: bytes, config: NodeConfig) -> Identity:
-    """This node's member index and effective roles (genesis roles the config also enables).
+def find_me(
+    genesis: Genesis,
+    public_key: bytes,
+    config: NodeConfig,
+    members: tuple[ValidatorInfo, ...] = (),
+) -> Identity:
+    """This node's member index and effective roles (the member set's roles the config also
+    enables); `members` is the set of the node's committed tip (governance changes it).
 
-    A genesis validator whose config drops `validator` is refused: the core would go on
-    voting with the genesis power (the chain counts on it for quorums), so the config would lie
-    (docs/THREAT-MODEL.md "A config that lies").
+    A validator whose config drops `validator` is refused: the core would go on voting with
+    the set's power (the chain counts on it for quorums), so the config would lie
+    (docs/THREAT-MODEL.md "A config that lies"). A key in no set, with the validator or
+    trainer role in the config, is a site joining the running chain: it follows the chain and
+    takes its seat when governance adds its key (docs/ARCHITECTURE.md "Governance").
     """
-    for index, member in enumerate(genesis.validators):
-        if member.public_key == public_key:
+    for index, member in enumerate(members or genesis.validators):
+        if member.public_key == public_key and member.roles:
             if ROLE_VALIDATOR in member.roles and ROLE_VALIDATOR not in config.node.roles:
                 raise UserError(
-                    f"node.roles omits validator, but the genesis gives member {member.name!r} "
-                    "voting power; add validator to node.roles (a seat's power changes only "
-                    "with a new genesis)"
+                    f"node.roles omits validator, but the member set gives {member.name!r} "
+                    "voting power; add validator to node.roles (or propose a power change)"
                 )
             roles = tuple(r for r in member.roles if r in config.node.roles)
             return Identity(ValidatorIndex(index), roles, member.name)
     if "observer" in config.node.roles:
         return Identity(None, ("observer",), config.node.name)
+    if set(config.node.roles) & {ROLE_VALIDATOR, ROLE_TRAINER}:
+        return Identity(None, tuple(config.node.roles), config.node.name, joining=True)
     raise UserError(
         'this node\'s validator key is not in the genesis; set node.roles = ["observer"] '
         "to follow the chain without a seat"
@@ -82,6 +94,17 @@ def refuse_unbuilt_privacy(genesis: Genesis) -> None:
             "the genesis switches on privacy.secure_aggregation, which this node does not run yet "
             "(updates would travel in the clear); make a genesis without --secure-aggregation"
         )
+def allowed_peers(core: ConsensusCore, observers: Sequence[str]) -> set[str]:
+    """Peer gating follows the member set: the current members, the sites a pending or
+    scheduled change adds or rotates to (so a joiner can sync before its activation height),
+    and the configured observers. A removed member is not in it (docs/ARCHITECTURE.md
+    "Governance")."""
+    ledger = core.ledger
+    allowed = {m.peer_id for m in core.validator_set.members if m.roles}
+    for change in [p.change for p in ledger.pending] + [s.change for s in ledger.scheduled]:
+        if change.member is not None:
+            allowed.add(change.member.peer_id)
+    return allowed | set(observers)
 
 
 def load_tip(store: ChainStore) -> ChainTip | None:
@@ -95,6 +118,7 @@ async def run_node(home_dir: Path) -> None:
     from node.driver import Driver
     from node.genesis_files import load_genesis, load_genesis_model
     from node.gossip_validation import GossipValidator
+    from node.governance_api import governance_routes
     from node.httpapi import HttpApi
     from node.network import NetworkSettings, NodeNetwork, size_caps_for
     from node.network.log_levels import demote_expected_failures
@@ -122,12 +146,22 @@ async def run_node(home_dir: Path) -> None:
     load_genesis_model(home, genesis)
     identity = load_node_identity(home)
     validator_key = load_validator_key(home)
-    who = find_me(genesis, validator_key.public_key, config)
-    signs = who.me is not None and "validator" in who.roles
-    is_trainer = who.me is not None and "trainer" in who.roles
-
-    signer = BlsSigner(read_seed(home.validator_key_path)) if who.me is not None else None
     store = ChainStore.open(home)
+    tip = load_tip(store)
+    # a rotation in flight: the member's next BLS key (`bcfl member propose rotate`), signed
+    # with from the activation height on (docs/ARCHITECTURE.md "Governance")
+    next_path = home.validator_key_path.with_name(home.validator_key_path.name + ".next")
+    next_signers = (BlsSigner(read_seed(next_path)),) if next_path.exists() else ()
+    members = tip.ledger.members if tip else ()
+    who = find_me(genesis, validator_key.public_key, config, members)
+    if who.me is None and next_signers:  # restarted after the rotation took effect
+        rotated = find_me(genesis, next_signers[0].public_key, config, members)
+        who = rotated if rotated.me is not None else who
+    active = who.me is not None or who.joining
+    signs = active and "validator" in who.roles
+    is_trainer = active and "trainer" in who.roles
+
+    signer = BlsSigner(read_seed(home.validator_key_path)) if active else None
     signer_state_bytes = store.load_signer_state()
     signer_state = codec.decode_as(signer_state_bytes, SignerState) if signer_state_bytes else None
     accountant = None
@@ -142,7 +176,8 @@ async def run_node(home_dir: Path) -> None:
         me=who.me if who.me is not None and (signs or is_trainer) else None,
         signer=signer,
         signer_state=signer_state,
-        tip=load_tip(store),
+        tip=tip,
+        next_signers=next_signers,
     )
     metrics = NodeMetrics(
         node_id=config.node.name,
@@ -154,8 +189,10 @@ async def run_node(home_dir: Path) -> None:
     metrics.set_validator_set(
         validators=sum(1 for v in genesis.validators if v.power > 0), quorum_peers=quorum_peers
     )
-    allowed = {v.peer_id for v in genesis.validators} | set(config.network.observers)
-    caps = size_caps_for(len(genesis.validators))
+    allowed = allowed_peers(core, config.network.observers)
+    # sized from the member set at start (indices only grow); an honest block stays far below
+    # its cap (about 460 B a member against 1 KiB), so a set grown since still fits
+    caps = size_caps_for(len(core.validator_set.members))
     net = NodeNetwork(
         identity.key_pair(),
         NetworkSettings(
@@ -171,16 +208,18 @@ async def run_node(home_dir: Path) -> None:
         genesis,
         verifier,
         lambda: int(core.height),
+        current_admission=lambda: core.admission,
         local_peer_id=str(net.peer_id),
         size_caps=caps,
     ).install(net)
     app = None
-    if who.me is not None and (signs or is_trainer):
+    if active and (signs or is_trainer):
         try:
             app = LearningApp(genesis, config, home.root, who.me, accountant)
         except DataConfigError as exc:
             raise UserError(str(exc)) from None
 
+    nursery_box: list[trio.Nursery] = []  # the root nursery, for the gate's disconnects
     driver = Driver(
         core=core,
         store=store,
@@ -192,15 +231,22 @@ async def run_node(home_dir: Path) -> None:
         equivocator=signer if config.byzantine.behaviour == "equivocate" and signs else None,
         insider=(config.byzantine.behaviour, signer) if signs and signer is not None else None,
         on_height=lambda h, r: log_ctx.set(height=h, round=r),
+        on_members=lambda c: nursery_box[0].start_soon(
+            net.follow_members, allowed_peers(c, config.network.observers)
+        ),
     )
     api = HttpApi(host=config.api.host, port=config.api.port)
     exporter = MetricsExporter(metrics, host=config.metrics.host, port=config.metrics.port)
     async with trio.open_nursery() as nursery:
+        nursery_box.append(nursery)
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
         await nursery.start(net.run)
         if config.metrics.port and config.metrics.enabled:
             await nursery.start(exporter.run)
         await nursery.start(LoopLagMonitor(metrics).run)
+        get_routes, post_routes = governance_routes(core, driver, str(net.peer_id))
+        api.routes.update(get_routes)
+        api.post_routes.update(post_routes)
         api.routes.update(
             api_routes(
                 home=home,

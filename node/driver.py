@@ -34,6 +34,7 @@ import trio
 from consensus import codec
 from consensus.core import ConsensusCore
 from consensus.crypto import Signer
+from consensus.events import GovernanceRequested
 from consensus.shell import (
     Aggregate,
     CountRejection,
@@ -52,7 +53,16 @@ from consensus.shell import (
 )
 from consensus.signing import sign_bytes
 from consensus.sim.insider import REWRITE_KINDS, rewrite
-from consensus.types import EMPTY_SIGNATURE, Attestation, Candidate, Proposal, UpdateReceipt, Vote
+from consensus.types import (
+    EMPTY_SIGNATURE,
+    Attestation,
+    Candidate,
+    GovernanceApproval,
+    GovernanceProposal,
+    Proposal,
+    UpdateReceipt,
+    Vote,
+)
 from node.app import LearningApp
 from node.chain import Chain
 from node.network import NodeNetwork, Topic
@@ -90,6 +100,7 @@ class Driver:
         equivocator: Signer | None = None,
         insider: tuple[str, Signer] | None = None,
         on_height: Callable[[int, int], None] = lambda h, r: None,
+        on_members: Callable[[ConsensusCore], None] = lambda core: None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.core = core
@@ -102,6 +113,8 @@ class Driver:
         self.insider = insider if insider is not None and insider[0] in REWRITE_KINDS else None
         self.publish_failures: Counter[str] = Counter()  # topic -> publishes that failed
         self.on_height = on_height
+        self.on_members = on_members  # the member set or its changes moved (peer gating)
+        self._members = self._membership()
         self._clock = clock
         policy = ShellPolicy(resend_after=TICK_S)
         self.shell = NodeShell(core, trains=is_trainer and app is not None, policy=policy)
@@ -150,6 +163,7 @@ class Driver:
         """Subscribe to gossip, start the services and the shell, then process shell calls."""
         for topic in (Topic.CONSENSUS, Topic.RECEIPTS, Topic.CANDIDATES, Topic.ATTESTATIONS):
             self.net.subscribe(topic, self._on_gossip)
+        self.net.subscribe(Topic.GOVERNANCE, self._on_governance)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for service in (self.worker, self.catch_up, self.observer, self.housekeeping):
@@ -168,6 +182,10 @@ class Driver:
         requests = call(self.shell, self.clock())
         await self._perform(requests)
         core = self.core
+        membership = self._membership()
+        if membership != self._members:
+            self._members = membership
+            self.on_members(core)
         self.on_height(int(core.height), int(core.round))
         self.metrics.set_round(int(core.round))
         self.metrics.enter_step(int(core.height), int(core.round), core.step.name.lower())
@@ -185,6 +203,23 @@ class Driver:
             log.debug("recv %s %s", type(message).__name__, codec.sha256(data).hex()[:12])
         self.observer.delivered(message)
         self.submit(lambda shell, now: shell.deliver(message, now))
+
+    async def _on_governance(self, data: bytes, origin: str) -> None:
+        """A governance proposal or approval the edge accepted (consensus/governance.py)."""
+        try:
+            tx = codec.decode(data, expected=(GovernanceProposal, GovernanceApproval))
+        except codec.InvalidMessage as exc:
+            log.warning("dropping undecodable governance gossip from %s: %s", origin, exc.reason)
+            return
+        self.submit(lambda shell, now: shell.deliver_governance(tx, now))
+
+    def _membership(self) -> tuple[object, ...]:
+        ledger = self.core.ledger
+        return (self.core.validator_set.members, ledger.pending, ledger.scheduled)
+
+    def request_governance(self, request: GovernanceRequested) -> None:
+        """The operator's proposal or approval (the HTTP API's POST routes)."""
+        self.submit(lambda shell, now: shell.request_governance(request, now))
 
     async def _ticker(self) -> None:
         while True:
@@ -257,7 +292,7 @@ class Driver:
 
     async def _publish_one(self, request: Publish) -> None:
         message = request.message
-        data = codec.encode_message(message)
+        data = codec.encode(message)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("send %s %s", type(message).__name__, codec.sha256(data).hex()[:12])
         self.observer.published(request)

@@ -19,7 +19,7 @@ Choices where the issue is silent:
   `--install HOME` writes straight into homes.
 - Member order in the genesis is the order of the node_info files (node/nodeinfo.py) on the
   command line; names and peer ids must be unique. Every member gets voting power 1 when it
-  is a validator.
+  is a validator, unless `powers` (`bcfl genesis --power NAME=P`) names another.
 - `genesis_time_ms` is the wall clock when the genesis was made: block 1 must be later.
 """
 
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 MAX_GENESIS_BYTES = 1024 * 1024
 MODEL_FILE_SUFFIX = ".model.safetensors"
+MAX_MEMBER_POWER = 1000  # the proposer cycle (consensus/validators.py MAX_CYCLE) stays small
 
 
 class GenesisFileError(UserError):
@@ -74,11 +75,15 @@ def build_genesis(
     expected_trainers: int | None = None,
     genesis_time_ms: int | None = None,
     privacy: Privacy | None = None,
+    powers: Mapping[str, int] | None = None,
 ) -> tuple[Genesis, bytes]:
     """The genesis of the members `node_infos` (from `read_node_info`) and its model blob.
 
     Every proof of possession is checked (`validate_genesis`); a bad one raises
-    GenesisFileError naming the member.
+    GenesisFileError naming the member. `powers` maps member names to voting power (default 1
+    for every validator); a name that is not a member, a power below 1 or above
+    `MAX_MEMBER_POWER`, or a power for a member without the validator role raises
+    GenesisFileError.
     """
     from learning import AggregationRule, initial_weights
     from learning import VerdictRule as LearningVerdictRule
@@ -92,6 +97,7 @@ def build_genesis(
         duplicates = sorted({v for v in values if values.count(v) > 1})
         if duplicates:
             raise GenesisFileError(f"two node infos share the {key} {duplicates[0]!r}")
+    power_of = _member_powers(node_infos, powers or {})
     rule = AggregationRule(name=rule) if isinstance(rule, str) else rule
     verdict = verdict or LearningVerdictRule()
     members = tuple(
@@ -100,7 +106,7 @@ def build_genesis(
             public_key=PublicKey(bytes(info["bls_public_key"])),
             proof_of_possession=Signature(bytes(info["bls_proof_of_possession"])),
             peer_id=str(info["peer_id"]),
-            power=1 if ROLE_VALIDATOR in info["roles"] else 0,
+            power=power_of[str(info["name"])],
             roles=tuple(sorted(set(info["roles"]))),
         )
         for info in node_infos
@@ -131,6 +137,33 @@ def build_genesis(
     )
     check_genesis(genesis)
     return genesis, model_bytes
+
+
+def _member_powers(
+    node_infos: Sequence[Mapping[str, Any]], powers: Mapping[str, int]
+) -> dict[str, int]:
+    names = [str(info["name"]) for info in node_infos]
+    for name, power in powers.items():
+        if name not in names:
+            raise GenesisFileError(
+                f"--power names {name!r}, which is not a member (members: {', '.join(names)})"
+            )
+        if not 1 <= power <= MAX_MEMBER_POWER:
+            raise GenesisFileError(
+                f"--power {name}={power}: a power must be an integer from 1 to {MAX_MEMBER_POWER}"
+            )
+    out: dict[str, int] = {}
+    for info in node_infos:
+        name = str(info["name"])
+        if ROLE_VALIDATOR not in info["roles"]:
+            if name in powers:
+                raise GenesisFileError(
+                    f"--power {name}: {name} has no validator role, so it cannot hold power"
+                )
+            out[name] = 0
+        else:
+            out[name] = powers.get(name, 1)
+    return out
 
 
 def check_genesis(genesis: Genesis) -> None:

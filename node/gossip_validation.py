@@ -51,12 +51,16 @@ from typing import Any, Protocol
 
 from consensus import admission
 from consensus.admission import Admission
-from consensus.codec import InvalidMessage, decode_message
+from consensus.codec import InvalidMessage, decode
 from consensus.crypto import Verifier
+from consensus.governance import approval_sign_bytes, is_current, proposal_sign_bytes
+from consensus.governance_pool import GovernanceTx
 from consensus.types import (
     Attestation,
     Candidate,
     Genesis,
+    GovernanceApproval,
+    GovernanceProposal,
     Proposal,
     SignedMessage,
     UpdateReceipt,
@@ -93,7 +97,7 @@ ADMISSION_REASONS: dict[str, str] = {
 """`consensus.admission` reason -> the gossip rejection reason it is counted under."""
 
 
-GossipMessage = SignedMessage  # Proposal | Vote | UpdateReceipt | Candidate | Attestation
+GossipMessage = SignedMessage | GovernanceTx  # plus the governance topic's proposals and approvals
 TopicValidator = Callable[[bytes, str], str | None]
 
 TOPIC_TYPES: dict[Topic, tuple[type, ...]] = {
@@ -101,6 +105,7 @@ TOPIC_TYPES: dict[Topic, tuple[type, ...]] = {
     Topic.RECEIPTS: (UpdateReceipt,),
     Topic.CANDIDATES: (Candidate,),
     Topic.ATTESTATIONS: (Attestation,),
+    Topic.GOVERNANCE: (GovernanceProposal, GovernanceApproval),
 }
 
 
@@ -129,6 +134,10 @@ class GossipValidator:
         genesis: the chain's genesis (members, roles, chain id).
         verifier: the signature verifier (`BlsVerifier` in a daemon).
         current_height: the height the node is deciding now (e.g. `lambda: core.height`).
+        current_admission: the admission checks of that height's member set (e.g.
+            `lambda: core.admission`); the genesis set when omitted. When the set changes
+            (consensus/governance.py) the caches are dropped: a signer unknown or a signature
+            bad under one set may be good under the next.
         size_caps: per-topic byte caps; the network's defaults when omitted.
         local_peer_id: our own peer id (our republishes are never replays).
         cache_size: how many verified and rejected message hashes to remember.
@@ -140,6 +149,7 @@ class GossipValidator:
         verifier: Verifier,
         current_height: Callable[[], int],
         *,
+        current_admission: Callable[[], Admission] | None = None,
         size_caps: Mapping[Topic, int] | None = None,
         local_peer_id: str | None = None,
         cache_size: int = 8192,
@@ -148,15 +158,32 @@ class GossipValidator:
         self.chain_id = genesis.chain_id
         self.verifier = verifier
         self.current_height = current_height
-        self.validator_set = ValidatorSet(genesis.validators)
-        self.admission = Admission.for_genesis(genesis, verifier, self.validator_set)
+        genesis_admission = Admission.for_genesis(
+            genesis, verifier, ValidatorSet(genesis.validators)
+        )
+        self._admission_of = current_admission or (lambda: genesis_admission)
+        self._admission = genesis_admission
         self.size_caps = dict(DEFAULT_SIZE_CAPS if size_caps is None else size_caps)
         self.local_peer_id = local_peer_id
         self.cache_size = cache_size
-        self._member_peers = tuple(m.peer_id for m in genesis.validators)
         # Keyed by (topic, SHA-256 of the bytes): the same bytes may be valid on one topic only.
         self._accepted: OrderedDict[tuple[Topic, bytes], GossipMessage] = OrderedDict()
         self._rejected: OrderedDict[tuple[Topic, bytes], str] = OrderedDict()
+
+    @property
+    def admission(self) -> Admission:
+        """The admission checks of the current member set."""
+        current = self._admission_of()
+        if current is not self._admission:
+            if current.validator_set.members != self._admission.validator_set.members:
+                self._accepted.clear()
+                self._rejected.clear()
+            self._admission = current
+        return current
+
+    @property
+    def validator_set(self) -> ValidatorSet:
+        return self.admission.validator_set
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -214,22 +241,39 @@ class GossipValidator:
         if len(cache) > self.cache_size:
             cache.popitem(last=False)
 
-    def _is_replay(self, message: GossipMessage, origin: str) -> bool:
+    def _is_replay(self, message: GossipMessage | GovernanceTx, origin: str) -> bool:
         if origin == self.local_peer_id:
             return False
         author = message.signer
-        return not (0 <= author < len(self._member_peers) and origin == self._member_peers[author])
+        members = self.validator_set.members
+        return not (0 <= author < len(members) and origin == members[author].peer_id)
 
     def _verify(self, topic: Topic, data: bytes) -> GossipMessage:
         try:
-            message = decode_message(data, self.size_caps[topic])
+            message = decode(data, max_size=self.size_caps[topic], expected=TOPIC_TYPES[topic])
         except InvalidMessage as exc:
             raise _Rejected(_decode_reason(exc)) from None
         if not isinstance(message, TOPIC_TYPES[topic]):
             raise _Rejected("schema")
+        if isinstance(message, GovernanceProposal | GovernanceApproval):
+            self._check_governance(message)
+            return message
         signed = typing.cast(SignedMessage, message)  # every topic's types are signed
         self._check_signed(signed)
         return signed
+
+    def _check_governance(self, tx: GovernanceTx) -> None:
+        """A governance transaction is from a current member and signed by its key; whether
+        it applies is the core's check (consensus/governance.py), counted there."""
+        members = self.validator_set.members
+        signer = tx.signer
+        self._require(0 <= signer < len(members) and is_current(members[signer]), "unknown-signer")
+        if isinstance(tx, GovernanceProposal):
+            message = proposal_sign_bytes(self.chain_id, tx)
+        else:
+            message = approval_sign_bytes(self.chain_id, tx.proposal_id)
+        ok = self.verifier.verify(members[signer].public_key, message, tx.signature)
+        self._require(ok, "bad-signature")
 
     def _require(self, ok: bool, reason: str) -> None:
         if not ok:

@@ -75,8 +75,15 @@ def api_routes(
 
     def summary(block: Block, cert: CommitCertificate) -> dict[str, Any]:
         height = int(block.height)
+        # the chain's certificate of h is the one block h + 1 carries (late precommits in)
+        following = chain_.committed(height + 1)
+        carried = following[0].last_commit if following is not None else None
         out = block_summary(
-            block, block_hash_=cert.block_hash, ledger=chain_.ledger(height), genesis=genesis
+            block,
+            block_hash_=cert.block_hash,
+            cert=carried or cert,
+            ledger=chain_.ledger(height),
+            genesis=genesis,
         )
         out["phases"] = chain_.phases(height)
         return out

@@ -4,7 +4,8 @@ Per height h, in order, stopping at the first problem (one message naming the he
 
 1. the stored block decodes canonically and its bytes hash to the stored block hash;
 2. the commit certificate is for exactly this block and height, and its BLS aggregate verifies
-   with strictly more than 2/3 of the voting power;
+   with strictly more than 2/3 of the voting power of the member set of that height (the
+   governance changes of the replayed ledger applied, consensus/governance.py);
 3. `consensus.validity.BlockChecker.block_problem` against the replayed parent: height, parent
    link, proposer of the round, block time, the parent's commit certificate, updates root,
    update receipts and their signatures, the improvement certificate (BLS, >2/3 power, for
@@ -33,6 +34,7 @@ from typing import Any
 from consensus.codec import encode, genesis_hash
 from consensus.crypto import BlsVerifier
 from consensus.genesis import InvalidGenesis, validate_genesis
+from consensus.governance import next_members
 from consensus.ledger import apply_block, genesis_ledger
 from consensus.types import Block, Genesis, Hash
 from consensus.validity import BlockChecker, Parent
@@ -170,7 +172,9 @@ class ChainVerifier:
         try:
             for block, cert in chain.committed_range():
                 height = int(block.height)
-                problem = checker.commit_certificate_problem(cert)
+                # the set that committed h: the parent's with the changes due at h applied
+                members = next_members(parent.ledger) or genesis.validators
+                problem = checker.commit_certificate_problem(cert, checker.set_for(members))
                 if problem:
                     raise _Failed(height, problem)
                 problem = checker.block_problem(block, parent)

@@ -24,7 +24,7 @@ STEPS = ("propose", "prevote", "precommit", "commit")
 """Tendermint steps of a round, plus the commit step (decision -> block stored)."""
 
 
-TOPICS = ("consensus", "receipts", "candidates", "attestations")
+TOPICS = ("consensus", "receipts", "candidates", "attestations", "governance")
 """Gossip topics, by the last segment of `bcfl/<chain>/<name>`."""
 
 DIRECTIONS = ("in", "out")

@@ -2,6 +2,7 @@
 
 from consensus.shell.phases import PHASES, HeightTimes
 from consensus.shell.requests import (
+    GOVERNANCE,
     TOPICS,
     Aggregate,
     CountRejection,
@@ -20,6 +21,7 @@ from consensus.shell.requests import (
 from consensus.shell.shell import NodeShell, ShellPolicy, signed_slot, topic_of
 
 __all__ = [
+    "GOVERNANCE",
     "PHASES",
     "TOPICS",
     "Aggregate",

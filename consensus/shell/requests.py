@@ -27,6 +27,8 @@ from consensus.types import (
     Candidate,
     CommitCertificate,
     DuplicateVoteEvidence,
+    GovernanceApproval,
+    GovernanceProposal,
     Hash,
     Height,
     ValidatorIndex,
@@ -36,7 +38,8 @@ CONSENSUS = "consensus"
 RECEIPTS = "receipts"
 CANDIDATES = "candidates"
 ATTESTATIONS = "attestations"
-TOPICS = (CONSENSUS, RECEIPTS, CANDIDATES, ATTESTATIONS)
+GOVERNANCE = "governance"
+TOPICS = (CONSENSUS, RECEIPTS, CANDIDATES, ATTESTATIONS, GOVERNANCE)
 """The gossip topics the shell publishes on and listens to (the wire adds the chain id)."""
 
 
@@ -45,7 +48,7 @@ class Publish:
     """Gossip `message` on `topic`; `resend` marks a re-send of something already signed."""
 
     topic: str
-    message: Message
+    message: Message | GovernanceProposal | GovernanceApproval
     resend: bool = False
 
 

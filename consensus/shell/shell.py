@@ -34,12 +34,15 @@ from consensus.events import (
     Action,
     BlockSynced,
     Broadcast,
+    BroadcastGovernance,
     BuildCandidate,
     CandidateBuilt,
     CandidateEvaluated,
     Commit,
     EvaluateCandidate,
     Event,
+    GovernanceReceived,
+    GovernanceRequested,
     Message,
     PersistSignerState,
     Rejected,
@@ -57,6 +60,7 @@ from consensus.shell.requests import (
     ATTESTATIONS,
     CANDIDATES,
     CONSENSUS,
+    GOVERNANCE,
     RECEIPTS,
     Aggregate,
     CountRejection,
@@ -76,6 +80,8 @@ from consensus.types import (
     Attestation,
     Candidate,
     EvalReport,
+    GovernanceApproval,
+    GovernanceProposal,
     Hash,
     Height,
     Proposal,
@@ -175,6 +181,16 @@ class NodeShell:
         out += self._run(received(message), now)
         return out
 
+    def deliver_governance(
+        self, tx: GovernanceProposal | GovernanceApproval, now: float
+    ) -> list[Request]:
+        """A gossiped governance proposal or approval (consensus/governance.py)."""
+        return self._run(GovernanceReceived(tx), now)
+
+    def request_governance(self, request: GovernanceRequested, now: float) -> list[Request]:
+        """The operator proposes a member-set change or approves a pending one."""
+        return self._run(request, now)
+
     def fire(self, event: TimeoutFired, now: float) -> list[Request]:
         """A timer of an earlier `StartTimer` expired (stale ones are ignored by the core)."""
         return self._run(event, now)
@@ -256,6 +272,10 @@ class NodeShell:
                     if slot[1] == current:
                         message = self._signed[slot]
                         out.append(Publish(topic_of(message), message, resend=True))
+                me = self.core.me
+                for tx in self.core.governance.txs():
+                    if me is not None and tx.signer == me:
+                        out.append(Publish(GOVERNANCE, tx, resend=True))
             if not self._syncing(now):
                 if self.highest_seen > current:
                     out.append(self._fetch_blocks(current, None, now))
@@ -302,6 +322,8 @@ class NodeShell:
                 elif isinstance(message, Candidate):
                     times.candidate_at = times.candidate_at or now
                 out.append(Publish(topic_of(message), message))
+            elif isinstance(action, BroadcastGovernance):
+                out.append(Publish(GOVERNANCE, action.tx))
             elif isinstance(action, PersistSignerState):
                 out.append(PersistSigner(action.state))
             elif isinstance(action, ScheduleTimeout):
@@ -344,7 +366,8 @@ class NodeShell:
                 heard |= set(self.core.validator_set.indices(block.last_commit.signers) or ())
             if self.core.me is not None:
                 heard.add(int(self.core.me))
-            voting = {i for i, v in enumerate(self.core.genesis.validators) if v.power > 0}
+            vset = self.core.validator_set
+            voting = {i for i in range(len(vset)) if vset.is_validator(i)}
             missing = len(voting - heard)
         for old in [h for h in self._precommitted if h < previous]:
             del self._precommitted[old]

@@ -53,8 +53,8 @@ from consensus.types import (
 )
 
 if TYPE_CHECKING:
+    from consensus.sim.items import SimNode
     from consensus.sim.network import NodeId, Partition
-    from consensus.sim.runner import SimNode
     from consensus.sim.setup import SimChain
 
 Outgoing = list[tuple[list["NodeId"], Any]]

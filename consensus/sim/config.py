@@ -49,12 +49,19 @@ class SimConfig:
     partition_start: tuple[float, float] = (0.5, 3.0)
     partition_length: tuple[float, float] = (5.0, 20.0)
     max_steps: int = 5_000_000
+    governance: str = ""
+    """A member-set change during the run: join, leave, rotate or power
+    (consensus/sim/governance.py)."""
+    change_at: int = 2
+    """The height whose commit prompts the proposal."""
 
     def __post_init__(self) -> None:
         if self.behaviour not in BEHAVIOURS:
             raise ValueError(f"unknown behaviour {self.behaviour!r}")
         if self.validators < 1 or not 0 <= self.byzantine <= self.validators:
             raise ValueError("need validators >= 1 and 0 <= byzantine <= validators")
+        if self.governance not in ("", "join", "leave", "rotate", "power"):
+            raise ValueError(f"unknown governance scenario {self.governance!r}")
         if self.signer not in ("fake", "bls"):
             raise ValueError(f"unknown signer {self.signer!r}")
 
@@ -84,6 +91,7 @@ class RunResult:
     max_message_bytes: dict[str, int] = field(default_factory=dict)  # largest encoding, by type
     oversized_messages: dict[str, int] = field(default_factory=dict)  # above the topic cap
     reproposals: int = 0  # proposals with a valid round, i.e. carrying a polka certificate
+    governance: dict[str, object] = field(default_factory=dict)  # the change: kind, activation
 
     @property
     def safety_violations(self) -> list[Violation]:

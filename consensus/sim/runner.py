@@ -27,11 +27,10 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
 
 from consensus import codec
-from consensus.events import Commit, Message, TimeoutFired, TrainingFinished
+from consensus.events import Commit, GovernanceRequested, Message
 from consensus.shell import (
     Aggregate,
     CountRejection,
@@ -48,9 +47,22 @@ from consensus.shell import (
     signed_slot,
 )
 from consensus.sim.app import FakeLearningApp
-from consensus.sim.byzantine import Adversary, Behaviour, make_behaviour
+from consensus.sim.byzantine import Adversary, make_behaviour
 from consensus.sim.checker import InvariantChecker
 from consensus.sim.config import RunResult, SimConfig
+from consensus.sim.governance import JOIN_START, GovernanceScenario, extra_keys
+from consensus.sim.items import (
+    SimNode,
+    SyncRequest,
+    SyncResponse,
+    _Built,
+    _Evaluated,
+    _Gossip,
+    _GossipTick,
+    _Start,
+    _Timer,
+    _Trained,
+)
 from consensus.sim.network import (
     Delivery,
     EventQueue,
@@ -61,97 +73,17 @@ from consensus.sim.network import (
 )
 from consensus.sim.setup import SimChain, build_chain
 from consensus.sim.wire import Wire
-from consensus.types import Block, CommitCertificate, EvalReport, Hash, UpdateReceipt
+from consensus.types import (
+    GovernanceApproval,
+    GovernanceProposal,
+)
+from consensus.validators import ValidatorSet
 
 SYNC_BATCH = 8
 BUILD_DELAY = 0.01  # virtual seconds the fake aggregation takes
 EVALUATE_DELAY = 0.05  # ... and the fake evaluation
 
 
-@dataclass(frozen=True, slots=True)
-class _Start:
-    node: NodeId
-
-
-@dataclass(frozen=True, slots=True)
-class _Timer:
-    node: NodeId
-    event: TimeoutFired
-
-
-@dataclass(frozen=True, slots=True)
-class _Trained:
-    node: NodeId
-    event: TrainingFinished
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Built:
-    node: NodeId
-    request: Aggregate
-    accepted: tuple[UpdateReceipt, ...]
-    model_hash: Hash
-
-
-@dataclass(frozen=True, slots=True)
-class _Evaluated:
-    node: NodeId
-    request: Evaluate
-    improved: bool
-    report: EvalReport
-
-
-@dataclass(frozen=True, slots=True)
-class _GossipTick:
-    node: NodeId
-
-
-@dataclass(frozen=True, slots=True)
-class _Gossip:
-    """A core message on the wire, with its digest computed once per send (for the trace)."""
-
-    message: Message
-    digest: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SyncRequest:
-    """Simulator wire message: send me committed blocks from `from_height` on."""
-
-    from_height: int
-
-
-@dataclass(frozen=True, slots=True)
-class SyncResponse:
-    """Simulator wire message: committed blocks with their commit certificates."""
-
-    blocks: tuple[tuple[Block, CommitCertificate], ...]
-
-
-@dataclass
-class SimNode:
-    """One simulated process: a shell around a core, its app, its behaviour, its chain."""
-
-    node_id: NodeId
-    member: int
-    shell: NodeShell
-    app: FakeLearningApp
-    behaviour: Behaviour | None
-    chain: list[tuple[Block, CommitCertificate]] = field(default_factory=list)
-    cpu_seconds: float = 0.0
-
-    @property
-    def core(self) -> Any:
-        return self.shell.core
-
-    @property
-    def honest(self) -> bool:
-        return self.behaviour is None
-
-    @property
-    def height(self) -> int:
-        return len(self.chain)
 
 
 class Simulation:
@@ -162,7 +94,8 @@ class Simulation:
         self.seed = seed
         self.rng = random.Random(seed)
         self.queue: EventQueue[object] = EventQueue()
-        self.chain: SimChain = build_chain(config.validators, config.signer, seed)
+        extra = extra_keys(config.governance)
+        self.chain: SimChain = build_chain(config.validators, config.signer, seed, extra)
         self.step = 0
         self.now = 0.0
         self._trace = hashlib.sha256()
@@ -186,11 +119,19 @@ class Simulation:
         )
         byzantine = self._pick_byzantine()
         self.adversary = Adversary(self.chain, byzantine, self.rng)
+        honest = [m for m in range(config.validators) if m not in byzantine]
+        self.scenario = (
+            GovernanceScenario(config.governance, self.chain, honest, config.change_at)
+            if config.governance
+            else None
+        )
         self.nodes: list[SimNode] = []
         for member in range(config.validators):
             copies = 2 if member in byzantine and config.behaviour == "twins" else 1
             for _ in range(copies):
                 self._add_node(member, byzantine)
+        if config.governance == "join":
+            self._add_node(config.validators, byzantine, start_at=JOIN_START)
         self.partition = self._plan_partition(byzantine)
         self.adversary.set_sides(self.nodes, self.partition)
         conditions = NetworkConditions(
@@ -212,7 +153,7 @@ class Simulation:
         self.rng.shuffle(members)
         return frozenset(members[: self.config.byzantine])
 
-    def _add_node(self, member: int, byzantine: frozenset[int]) -> None:
+    def _add_node(self, member: int, byzantine: frozenset[int], start_at: float = 0.0) -> None:
         node_id = len(self.nodes)
         behaviour = (
             make_behaviour(self.config.behaviour, self.adversary, node_id, member)
@@ -225,8 +166,9 @@ class Simulation:
             self.chain.genesis.aggregation_rule,
             self.config.training_delay,
         )
-        shell = NodeShell(self.chain.make_core(member), policy=self._policy)
-        self.nodes.append(SimNode(node_id, member, shell, app, behaviour))
+        rotated = self.scenario.next_signers(member) if self.scenario is not None else ()
+        shell = NodeShell(self.chain.make_core(member, rotated), policy=self._policy)
+        self.nodes.append(SimNode(node_id, member, shell, app, behaviour, start_at=start_at))
 
     def _plan_partition(self, byzantine: frozenset[int]) -> Partition | None:
         if not self.config.partition:
@@ -254,9 +196,10 @@ class Simulation:
 
     def run(self) -> RunResult:
         for node in self.nodes:
-            self.queue.push(0.0, _Start(node.node_id))
+            self.queue.push(node.start_at, _Start(node.node_id))
             self.queue.push(
-                self.config.gossip_interval * (1 + node.node_id / (2 * len(self.nodes))),
+                node.start_at
+                + self.config.gossip_interval * (1 + node.node_id / (2 * len(self.nodes))),
                 _GossipTick(node.node_id),
             )
         honest = [n for n in self.nodes if n.honest]
@@ -281,6 +224,8 @@ class Simulation:
         if isinstance(item, Delivery):
             node = self.nodes[item.receiver]
             message = item.message
+            if now < node.start_at:
+                return  # a joiner's process is not up yet
             if isinstance(message, SyncRequest):
                 self._trace_step(node.node_id, "sync-request")
                 self._answer_sync(node, item.sender, message)
@@ -289,7 +234,11 @@ class Simulation:
                 self._feed(node, lambda shell: shell.blocks_fetched(message.blocks, now))
             elif isinstance(message, _Gossip):
                 self._trace_step(node.node_id, type(message.message).__name__, message.digest)
-                self._feed(node, lambda shell: shell.deliver(message.message, now))
+                tx = message.message
+                if isinstance(tx, GovernanceProposal | GovernanceApproval):
+                    self._feed(node, lambda shell: shell.deliver_governance(tx, now))
+                else:
+                    self._feed(node, lambda shell: shell.deliver(tx, now))
             return
         node = self.nodes[item.node]  # type: ignore[attr-defined]
         self._trace_step(node.node_id, type(item).__name__.strip("_"))
@@ -335,9 +284,16 @@ class Simulation:
         now = self.now
         for request in requests:
             if isinstance(request, Publish):
+                message = request.message
+                if isinstance(message, GovernanceProposal | GovernanceApproval):
+                    peers = [n.node_id for n in self.nodes if n.node_id != node.node_id]
+                    if self.wire.fits(message):
+                        wire = _Gossip(message, self.wire.digest(message))
+                        self.network.send(now, node.node_id, peers, wire)
+                    continue
                 if not request.resend:
-                    self._signed(node, request.message)
-                self._send(node, request.message)
+                    self._signed(node, message)
+                self._send(node, message)
             elif isinstance(request, StartTimer):
                 self.queue.push(now + request.delay, _Timer(node.node_id, request.event))
             elif isinstance(request, Train):
@@ -395,6 +351,11 @@ class Simulation:
         node.chain.append((block, action.commit_certificate))
         block_hash = codec.block_hash(block)
         self._trace_step(node.node_id, "commit", block_hash)
+        members = action.ledger.members
+        height = int(block.height)
+        if height not in self.chain.sets and members != self.chain.validator_set.members:
+            self.chain.sets[height] = ValidatorSet(members)
+        signers = self.chain.set_at(int(block.height)).indices(action.commit_certificate.signers)
         self.checker.on_commit(
             self.step,
             node.node_id,
@@ -403,8 +364,13 @@ class Simulation:
             block_hash,
             block,
             parent_model,
-            self.chain.validator_set.indices(action.commit_certificate.signers) or (),
+            signers or (),
         )
+        if self.scenario is not None:
+            self.scenario.on_signers(int(block.height), tuple(signers or ()))
+            now = self.now
+            for request in self.scenario.on_commit(node.member, node.honest, block, action.ledger):
+                self._feed(node, partial(_request_governance, request=request, now=now))
         self.max_round = max(self.max_round, int(action.commit_certificate.round))
         size = len(codec.encode(action.commit_certificate))
         self.commit_certificate_bytes = max(self.commit_certificate_bytes, size)
@@ -437,6 +403,9 @@ class Simulation:
     # -- results -----------------------------------------------------------------------------
 
     def _check_liveness(self, honest: list[SimNode]) -> None:
+        if self.scenario is not None:
+            committed = min((n.height for n in honest), default=0)
+            self.checker.violations += self.scenario.check(self.step, committed, self.seed)
         stuck = [n for n in honest if n.height < self.config.heights]
         if stuck:
             lowest = min(n.height for n in stuck)
@@ -472,7 +441,14 @@ class Simulation:
             messages_dropped=self.network.dropped,
             violations=list(self.checker.violations),
             trace_digest=self._trace.hexdigest(),
+            governance=self.scenario.summary() if self.scenario is not None else {},
         )
+
+
+def _request_governance(
+    shell: NodeShell, *, request: GovernanceRequested, now: float
+) -> list[Request]:
+    return shell.request_governance(request, now)
 
 
 def run_one(config: SimConfig, seed: int) -> RunResult:

@@ -43,15 +43,28 @@ class SimChain:
     signers: list[Signer]
     verifier: Verifier
     validator_set: ValidatorSet
+    extra: list[Signer] = dataclasses.field(default_factory=list)
+    """Keys outside the genesis: a joiner's, a rotated member's new one."""
+    sets: dict[int, ValidatorSet] = dataclasses.field(default_factory=dict)
+    """The validator set of each committed height, once one differs from the genesis's."""
 
-    def make_core(self, member: int) -> Any:
-        """A fresh core for `member` (twins get two cores with the same key)."""
+    def make_core(self, member: int, next_signers: tuple[Signer, ...] = ()) -> Any:
+        """A fresh core for `member` (twins get two cores with the same key); a member past
+        the genesis is a joiner that finds its index once governance adds it."""
+        if member >= len(self.signers):
+            signer = self.extra[member - len(self.signers)]
+            return ConsensusCore(self.genesis, verifier=self.verifier, signer=signer)
         return ConsensusCore(
             self.genesis,
             verifier=self.verifier,
             me=ValidatorIndex(member),
             signer=self.signers[member],
+            next_signers=next_signers,
         )
+
+    def set_at(self, height: int) -> ValidatorSet:
+        """The validator set that committed `height` (consensus/governance.py)."""
+        return self.sets.get(height, self.validator_set)
 
     def sign(self, member: int, message: Any) -> Any:
         """Return `message` signed by `member` (used by Byzantine wrappers to re-sign)."""
@@ -83,15 +96,16 @@ class SimChain:
         )
         if certificate.candidate_hash != expected:
             return "improvement certificate is for another candidate"
-        signers = self.validator_set.indices(certificate.signers)
+        vset = self.set_at(int(header.height))
+        signers = vset.indices(certificate.signers)
         if signers is None:
             return "malformed signer bitfield"
-        if not self.validator_set.has_quorum(self.validator_set.power_of(signers)):
+        if not vset.has_quorum(vset.power_of(signers)):
             return f"certificate signers {signers} hold no quorum of the power"
         message = signing.attestation_sign_bytes(
             self.genesis.chain_id, header.height, certificate.candidate_hash, True
         )
-        keys = [self.validator_set.public_keys[i] for i in signers]
+        keys = [vset.public_keys[i] for i in signers]
         if not self.verifier.verify_same_message(keys, message, certificate.aggregate_signature):
             return "improvement certificate aggregate signature does not verify"
         return None
@@ -116,17 +130,19 @@ def _seed_bytes(seed: int, member: int) -> bytes:
     return hashlib.sha256(f"bcfl-sim-key|{seed}|{member}".encode()).digest()
 
 
-def build_chain(validators: int, signer: str, seed: int) -> SimChain:
-    """Keys, genesis and validator set for `validators` members (all validator + trainer)."""
+def build_chain(validators: int, signer: str, seed: int, extra: int = 0) -> SimChain:
+    """Keys, genesis and validator set for `validators` members (all validator + trainer),
+    and `extra` keys outside the genesis."""
     signers: list[Signer]
     verifier: Verifier
     if signer == "bls":
-        signers = [BlsSigner(_seed_bytes(seed, i)) for i in range(validators)]
+        signers = [BlsSigner(_seed_bytes(seed, i)) for i in range(validators + extra)]
         verifier = BlsVerifier()
     else:
-        fakes = [FakeSigner(_seed_bytes(seed, i)) for i in range(validators)]
+        fakes = [FakeSigner(_seed_bytes(seed, i)) for i in range(validators + extra)]
         signers = list(fakes)
         verifier = FakeVerifier.for_signers(fakes)
+    signers, others = signers[:validators], signers[validators:]
     genesis = make_genesis(
         "bcfl-sim",
         signers,
@@ -134,4 +150,4 @@ def build_chain(validators: int, signer: str, seed: int) -> SimChain:
         initial_model_hash=SIM_INITIAL_MODEL,
     )
     validator_set = validate_genesis(genesis, verifier)
-    return SimChain(genesis, signers, verifier, validator_set)
+    return SimChain(genesis, signers, verifier, validator_set, extra=others)

@@ -15,22 +15,25 @@ from collections import Counter
 from consensus import codec
 from consensus.bounds import GOSSIP_HARD_CAP, MESSAGE_TOPIC_KINDS, gossip_size_caps
 from consensus.events import Message
+from consensus.types import GovernanceApproval, GovernanceProposal
+
+WireMessage = Message | GovernanceProposal | GovernanceApproval
 
 
 class Wire:
     """Digests, sizes and caps of one run's messages."""
 
     def __init__(self, members: int) -> None:
-        self._seen: dict[int, tuple[Message, bytes, int]] = {}  # id -> message, digest, size
+        self._seen: dict[int, tuple[WireMessage, bytes, int]] = {}  # id -> message, digest, size
         self.max_message_bytes: Counter[str] = Counter()  # by message type, every send
         self.size_caps = gossip_size_caps(members)
         self.oversized_messages: Counter[str] = Counter()  # by message type
         self.reproposals = 0  # distinct proposals with a valid round (they carry a polka)
 
-    def _entry(self, message: Message) -> tuple[Message, bytes, int]:
+    def _entry(self, message: WireMessage) -> tuple[WireMessage, bytes, int]:
         cached = self._seen.get(id(message))
         if cached is None:
-            data = codec.encode_message(message)
+            data = codec.encode(message)
             kind = type(message).__name__
             if kind == "Proposal" and getattr(message, "valid_round", -1) >= 0:
                 self.reproposals += 1
@@ -40,11 +43,11 @@ class Wire:
             self._seen[id(message)] = cached
         return cached
 
-    def digest(self, message: Message) -> bytes:
+    def digest(self, message: WireMessage) -> bytes:
         """SHA-256 of the canonical encoding, cached per message object for this run."""
         return self._entry(message)[1]
 
-    def fits(self, message: Message) -> bool:
+    def fits(self, message: WireMessage) -> bool:
         """Whether `message` is within its topic's cap (counted in `oversized_messages` if not)."""
         kind = type(message).__name__
         cap = self.size_caps.get(MESSAGE_TOPIC_KINDS.get(kind, ""), GOSSIP_HARD_CAP)

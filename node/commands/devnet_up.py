@@ -63,6 +63,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="0%",
         help="share of chunks each link loses and retransmits after a TCP timeout, e.g. 1%%",
     )
+    parser.add_argument(
+        "--join-at",
+        type=int,
+        default=None,
+        metavar="H",
+        help="start one more site (outside the genesis) at height H and add it by governance",
+    )
+    parser.add_argument(
+        "--leave-at",
+        type=int,
+        default=None,
+        metavar="H",
+        help="at height H remove the last site by governance, then stop it",
+    )
     parser.add_argument("--prometheus", action="store_true", help="also start a local Prometheus")
     from node.commands.genesis import add_dp_arguments
 
@@ -84,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         start,
         wait_for_blocks,
     )
+    from devnet.lifecycle import Lifecycle
     from devnet.monitoring import LiveTable, Steps, start_prometheus, write_scrape_config
     from devnet.processes import NodeProcess, stop_all
     from devnet.resources import ResourceMonitor
@@ -99,6 +114,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--observers must be between 0 and 16, got {args.observers}")
     if args.blocks is not None and args.blocks < 1:
         raise UserError(f"--blocks must be at least 1, got {args.blocks}")
+    if args.join_at is not None and args.leave_at is not None:
+        raise UserError("give --join-at or --leave-at, not both")
+    for flag, value in (("--join-at", args.join_at), ("--leave-at", args.leave_at)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be a height of at least 1, got {value}")
+    if args.leave_at is not None and args.nodes < 2:
+        raise UserError("--leave-at needs at least 2 nodes: one must stay")
     directory = Path(args.dir).expanduser().resolve()
     from devnet.linkproxy import parse_duration_ms, parse_percent
 
@@ -124,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             link_delay_ms=link_delay_ms,
             link_loss=link_loss,
             privacy=privacy_policy(args),
+            join_at=args.join_at,
+            leave_at=args.leave_at,
         )
         steps = Steps(enabled=sys.stderr.isatty())
         nodes = steps.run(
@@ -138,6 +162,17 @@ def run(args: argparse.Namespace) -> int:
     result: dict[str, object] | None = None
     status = 0
     table = LiveTable(enabled=sys.stderr.isatty(), blocks=args.blocks)
+    lifecycle = (
+        Lifecycle(spec, nodes, processes)
+        if args.join_at is not None or args.leave_at is not None
+        else None
+    )
+
+    def on_tick(rows: list[dict[str, object]]) -> None:
+        table.update(rows)
+        if lifecycle is not None:
+            lifecycle.tick(rows)
+
     try:
         with _signals_stop_the_devnet():
             try:
@@ -152,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
                         processes,
                         args.blocks,
                         spec.timeout_s,
-                        table.update,
+                        on_tick,
                         lambda message: print(f"bcfl: warning: {message}", file=sys.stderr),
                         monitor,
                     )
@@ -167,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
                         "evaluating every block on the held-out test split and the baseline",
                         lambda: collect(spec, nodes, args.blocks, monitor),
                     )
+                    if lifecycle is not None:
+                        result["lifecycle"] = lifecycle.report(result)
                 except (Exception, KeyboardInterrupt) as exc:  # nodes may be gone: still stop
                     print(f"bcfl: could not collect the result: {exc!r}", file=sys.stderr)
                     status = status or 1

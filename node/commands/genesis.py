@@ -72,6 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attestation-timeout", type=float, default=None, help="seconds")
     parser.add_argument("--propose-timeout", type=float, default=None, help="seconds")
     parser.add_argument("--expected-trainers", type=int, default=None)
+    parser.add_argument(
+        "--power",
+        action="append",
+        default=[],
+        metavar="NAME=P",
+        help="voting power of member NAME (repeatable; default 1 for every validator)",
+    )
     dp = add_dp_arguments(parser)
     dp.add_argument(
         "--secure-aggregation",
@@ -138,6 +145,22 @@ def privacy_policy(args: argparse.Namespace):  # noqa: ANN201 - consensus.types.
         epsilon_budget=float(args.dp_epsilon or 0.0),
         secure_aggregation=secure,
     )
+def parse_powers(items: list[str]) -> dict[str, int]:
+    """`--power NAME=P` items as a map; one sentence for a malformed or repeated item."""
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UserError(f"--power {item!r} must be NAME=P, e.g. --power hospital-a=3")
+        try:
+            power = int(value.strip())
+        except ValueError:
+            raise UserError(f"--power {item!r}: the power {value!r} is not an integer") from None
+        if name in out:
+            raise UserError(f"--power names {name!r} twice")
+        out[name] = power
+    return out
 
 
 def _task(args: argparse.Namespace):  # noqa: ANN202 - learning.TaskSpec, imported lazily
@@ -209,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None and not args.install:
         raise UserError("give --out DIR|FILE or --install HOME (or both)")
     infos = [read_node_info(path) for path in args.node_infos]
+    powers = parse_powers(args.power)
     task = _declared(_task(args), args.feature_stats)
     try:
         rule = AggregationRule(name=args.rule, trim_fraction=args.trim_fraction, krum_f=args.krum_f)
@@ -231,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
         timeouts=timeouts,
         expected_trainers=args.expected_trainers,
         privacy=privacy_policy(args),
+        powers=powers,
     )
     written: list[str] = []
     if args.out is not None:

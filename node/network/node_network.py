@@ -32,6 +32,7 @@ absent from the pubsub peer set, and lifts expired malformed-frame bans.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -189,6 +190,16 @@ class NodeNetwork:
     def set_allowed_peers(self, allowed: Collection[str] | None) -> None:
         """Replace the connection allow-list (e.g. once the genesis is loaded)."""
         self.gate.allowed = None if allowed is None else set(allowed)
+
+    async def follow_members(self, allowed: Collection[str]) -> None:
+        """Gate on the member set: replace the allow-list and hang up on every connected peer
+        no longer in it (a removed member; docs/ARCHITECTURE.md "Governance")."""
+        self.set_allowed_peers(allowed)
+        for peer in self._peer_ids():
+            if not self.gate.allows(peer):
+                self._known.pop(peer, None)
+                with contextlib.suppress(Exception):
+                    await self.host.disconnect(peer)
 
     # -- the service ----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ class Topic(enum.StrEnum):
     RECEIPTS = "receipts"  # signed update receipts
     CANDIDATES = "candidates"  # candidate announcements
     ATTESTATIONS = "attestations"  # attestations and eval reports
+    GOVERNANCE = "governance"  # member-set proposals and approvals (consensus/governance.py)
 
     def wire_name(self, chain_id: str) -> str:
         return f"bcfl/{chain_id}/{self.value}"

@@ -182,7 +182,7 @@ def test_diverged_losses_still_make_decodable_messages() -> None:
     )
     for receipt in broadcasts(receipt_actions, UpdateReceipt):
         assert decode_message(encode_message(receipt)) == receipt
-    from consensus.learning_round import finite
+    from consensus.learning_state import finite
 
     assert finite(float("nan")) == finite(math.inf) == -finite(-math.inf) > 1e300
     assert finite(0.25) == 0.25

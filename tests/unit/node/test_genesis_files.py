@@ -143,3 +143,30 @@ def test_an_altered_genesis_model_blob_is_replaced_by_the_model_file(tmp_path: P
     (home.root / model_file.name).write_bytes(model_file.read_bytes())
     assert load_genesis_model(home, genesis) == model
     assert blob_path.read_bytes() == model
+
+
+def test_power_option_weights_members_and_names_bad_input() -> None:
+    """`bcfl genesis --power NAME=P`: the named member gets P, the others 1; an unknown name, a
+    power out of range or a malformed item is one sentence naming the item."""
+    from learning import builtin_task
+    from node.commands.genesis import parse_powers
+    from node.errors import UserError
+
+    infos = node_infos(_signers())
+    names = [info["name"] for info in infos]
+    genesis, _ = build_genesis(
+        infos,
+        chain_id="c",
+        task=builtin_task("breast-cancer"),
+        powers=parse_powers([f"{names[1]}=3"]),
+        genesis_time_ms=1,
+    )
+    assert [m.power for m in genesis.validators] == [1, 3, 1]
+    for powers, needle in (({"nobody": 2}, "not a member"), ({names[0]: 0}, "from 1 to")):
+        with pytest.raises(GenesisFileError) as exc:
+            build_genesis(infos, chain_id="c", task=builtin_task("breast-cancer"), powers=powers)
+        assert needle in _one_line(exc)
+    for item in ("node0", "node0=x", "=3"):
+        with pytest.raises(UserError) as uexc:
+            parse_powers([item])
+        assert item in str(uexc.value) and "\n" not in str(uexc.value)
