@@ -56,7 +56,7 @@ from consensus.events import (
 )
 from consensus.governance import expected_trainers
 from consensus.learning_state import LearningState, ProposerStage, finite
-from consensus.privacy import problem_reason
+from consensus.privacy import problem_reason, record_of
 from consensus.signing import attestation_bytes
 from consensus.types import (
     ROLE_TRAINER,
@@ -137,7 +137,7 @@ class LearningRound:
         )
         me = self._ctx.me
         if self._ctx.is_trainer and me is not None:
-            record = self._parent.ledger.participants[me]
+            record = record_of(self._parent.ledger, me)
             releases = self._privacy.releases_behind(record.epsilon_spent)
             out.append(
                 StartTraining(
@@ -224,7 +224,7 @@ class LearningRound:
             or me is None
         ):
             return None
-        record = self._parent.ledger.participants[me]
+        record = record_of(self._parent.ledger, me)
         epsilon = finite(event.epsilon_spent)
         if self._privacy.enabled:  # the receipt carries this release's increment
             epsilon -= record.epsilon_spent
@@ -265,7 +265,7 @@ class LearningRound:
             out.append(refusal("receipt", reason))
             return None
         dp_problem = self._privacy.receipt_problem(
-            receipt, self._parent.ledger.participants[receipt.author]
+            receipt, record_of(self._parent.ledger, receipt.author)
         )
         if dp_problem is not None:
             out.append(Rejected(*dp_problem))

@@ -144,16 +144,16 @@ class PrivacyRules:
         if not self.enabled:
             return None
         for receipt in receipts:
-            if not 0 <= receipt.author < len(ledger.participants):
+            if receipt.author < 0:
                 continue  # the caller's structural checks refuse it
-            problem = self.receipt_problem(receipt, ledger.participants[receipt.author])
+            problem = self.receipt_problem(receipt, record_of(ledger, receipt.author))
             if problem is not None:
                 return problem
         return None
 
     def active_trainers(self, trainers: Sequence[int], ledger: Ledger) -> int:
         """How many of `trainers` still have budget for a release (rule 3)."""
-        return sum(1 for t in trainers if not self.exhausted(ledger.participants[t]))
+        return sum(1 for t in trainers if not self.exhausted(record_of(ledger, t)))
 
 
 def problem_reason(problem: str, default: str) -> str:
@@ -162,3 +162,11 @@ def problem_reason(problem: str, default: str) -> str:
         if problem.startswith(code + ":"):
             return code
     return default
+
+
+def record_of(ledger: Ledger, member: int) -> ParticipantRecord:
+    """A member's ledger record; a fresh one for a member that joined at this height (its
+    record is created by the first block it is part of, consensus/governance.py)."""
+    if 0 <= member < len(ledger.participants):
+        return ledger.participants[member]
+    return ParticipantRecord()

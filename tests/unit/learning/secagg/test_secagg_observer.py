@@ -25,7 +25,7 @@ from learning.serialize import bytes_to_weights, weights_to_bytes
 
 PARAMS = SecAggParams(neighbours=2)
 SESSION = session_id("observer-chain", 3, bytes(range(32)))
-SHAPES = {"linear.weight": (1, 3000), "linear.bias": (1,)}
+SHAPES = {"linear.weight": (1, 30000), "linear.bias": (1,)}  # |r| of noise ~ 0.006
 
 
 def _blob(rng: np.random.Generator, scale: float) -> bytes:
