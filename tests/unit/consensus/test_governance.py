@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import replace
 
 import pytest
+from consensus_harness import CHAIN, Cluster, InstantNet, make_cluster
 
 from consensus.codec import hash_of
 from consensus.core import ConsensusCore
@@ -49,7 +50,6 @@ from consensus.types import (
     VoteType,
 )
 from consensus.validators import ValidatorSet
-from tests.unit.consensus.consensus_harness import CHAIN, Cluster, InstantNet, make_cluster
 
 ROLES = (ROLE_TRAINER, ROLE_VALIDATOR)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from consensus_harness import CHAIN, InstantNet, make_cluster
+
 from consensus.crypto import FakeSigner
 from consensus.late_commit import LateCommit
 from consensus.signing import vote_bytes, vote_sign_bytes
 from consensus.types import CommitCertificate, Hash, Height, Round, ValidatorIndex, Vote, VoteType
 from consensus.validators import ValidatorSet
-from tests.unit.consensus.consensus_harness import CHAIN, InstantNet, make_cluster
 
 
 def test_next_block_carries_the_precommits_that_came_after_the_decision() -> None:

@@ -4,20 +4,25 @@ governance topic and its member set that follows the core, and peer gating."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from consensus.codec import encode
-from consensus.core import ConsensusCore
-from consensus.crypto import FakeSigner, FakeVerifier
-from consensus.events import GovernanceRequested
-from consensus.governance import proposal_sign_bytes
-from consensus.types import CHANGE_ADD, GovernanceProposal, Height, MemberChange, ValidatorIndex
-from node.daemon import allowed_peers
-from node.gossip_validation import GossipValidator
-from node.governance_api import governance_routes
-from node.network.topics import Topic
-from tests.unit.consensus.consensus_harness import CHAIN, make_cluster
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "consensus"))  # consensus_harness
+
+from consensus_harness import CHAIN, make_cluster  # noqa: E402
+
+from consensus.codec import encode  # noqa: E402
+from consensus.core import ConsensusCore  # noqa: E402
+from consensus.crypto import FakeSigner, FakeVerifier  # noqa: E402
+from consensus.events import GovernanceRequested  # noqa: E402
+from consensus.governance import proposal_sign_bytes  # noqa: E402
+from consensus.types import CHANGE_ADD, GovernanceProposal, Height, MemberChange, ValidatorIndex  # noqa: E402
+from node.daemon import allowed_peers  # noqa: E402
+from node.gossip_validation import GossipValidator  # noqa: E402
+from node.governance_api import governance_routes  # noqa: E402
+from node.network.topics import Topic  # noqa: E402
 
 
 class _Net:
