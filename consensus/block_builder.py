@@ -157,5 +157,6 @@ class BlockBuilder:
             proposals=proposals,
             approvals=approvals,
         )
-        root = ledger_root(apply_block(parent.ledger, block))
+        consequence = self._ctx.genesis.safeguards.evidence_consequence
+        root = ledger_root(apply_block(parent.ledger, block, consequence))
         return replace(block, header=replace(header, ledger_root=root))

@@ -380,7 +380,7 @@ class ConsensusCore:
     def _commit(self, decision: Decision, out: list[Action]) -> None:
         """Lines 49-54 (rule 9): apply the decided block and move to the next height."""
         block = decision.block
-        ledger = apply_block(self.ledger, block)
+        ledger = apply_block(self.ledger, block, self.genesis.safeguards.evidence_consequence)
         if ledger_root(ledger) != block.header.ledger_root:
             raise ConsensusInvariantError("committing a block whose ledger root does not match")
         out.append(Commit(block, decision.certificate, ledger))

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consensus.crypto import Signer, Verifier
+from consensus.policies import EVIDENCE_CONSEQUENCES
 from consensus.types import (
     HASH_SIZE,
     ROLE_TRAINER,
@@ -124,6 +125,11 @@ def validate_genesis(genesis: Genesis, verifier: Verifier) -> ValidatorSet:
         raise InvalidGenesis("safeguards timestamp bounds must not be negative")
     if not 0.0 <= g.max_regression < float("inf"):
         raise InvalidGenesis("safeguards.max_regression must be a finite number >= 0")
+    if g.evidence_consequence not in EVIDENCE_CONSEQUENCES:
+        raise InvalidGenesis(
+            f"safeguards.evidence_consequence is {g.evidence_consequence!r}; use one of "
+            f"{', '.join(EVIDENCE_CONSEQUENCES)}"
+        )
     check_privacy(genesis, len(valset.trainers))
     return valset
 

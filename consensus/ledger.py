@@ -9,7 +9,9 @@ budget spent, times slashed. Choices (the issue is silent on the numbers):
   `CREDIT_ACCEPTED` reputation points and its sample count;
 - an update the proposer rejected (and the attesters accepted as rejected) debits
   `DEBIT_REJECTED`;
-- equivocation evidence slashes `SLASH_EVIDENCE` once per (validator, height, round, type);
+- equivocation evidence slashes `SLASH_EVIDENCE` once per (validator, height, round, type); with
+  the genesis `safeguards.evidence_consequence = "remove"` it also schedules the offender's
+  removal from the member set (roles and power gone) for GOVERNANCE_DELAY heights later;
 - the DP budget of every included receipt, accepted or rejected, is spent: the trainer touched
   its private data either way;
 - carry-over blocks include no receipts, so only evidence changes the ledger there; except
@@ -22,10 +24,21 @@ floats added in block order, which IEEE 754 makes identical on every node.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
-from consensus.governance import apply_governance
-from consensus.types import Block, Genesis, Height, Ledger, ParticipantRecord
+from consensus.governance import GOVERNANCE_DELAY, apply_governance
+from consensus.types import (
+    CHANGE_REMOVE,
+    Block,
+    Genesis,
+    Hash,
+    Height,
+    Ledger,
+    MemberChange,
+    ParticipantRecord,
+    ScheduledChange,
+)
 
 CREDIT_ACCEPTED = 10
 DEBIT_REJECTED = 5
@@ -42,11 +55,12 @@ def genesis_ledger(genesis: Genesis) -> Ledger:
     )
 
 
-def apply_block(ledger: Ledger, block: Block) -> Ledger:
+def apply_block(ledger: Ledger, block: Block, evidence_consequence: str = "slash") -> Ledger:
     """The ledger after `block` (assumed valid: indices in range, receipts deduplicated).
 
     The member set and its pending changes move first (consensus/governance.py); a member that
-    joins at this height starts with an empty record.
+    joins at this height starts with an empty record. `evidence_consequence` is the genesis
+    `safeguards.evidence_consequence`.
     """
     governed = apply_governance(ledger, block)
     records = list(ledger.participants)
@@ -78,6 +92,7 @@ def apply_block(ledger: Ledger, block: Block) -> Ledger:
                 r, epsilon_spent=r.epsilon_spent + float(receipt.epsilon_spent)
             )
     punished = set(ledger.punished)
+    removals: list[ScheduledChange] = []
     for evidence in block.evidence:
         vote = evidence.vote_a
         key = (int(vote.validator), int(vote.height), int(vote.round), int(vote.vote_type))
@@ -88,6 +103,10 @@ def apply_block(ledger: Ledger, block: Block) -> Ledger:
         records[vote.validator] = replace(
             r, reputation=r.reputation - SLASH_EVIDENCE, slashed=r.slashed + 1
         )
+        if evidence_consequence == "remove":
+            removals += _removal(governed, block.header.height, int(vote.validator), key, removals)
+    if removals:
+        governed = replace(governed, scheduled=(*governed.scheduled, *removals))
     return replace(
         governed,
         height=block.header.height,
@@ -95,6 +114,30 @@ def apply_block(ledger: Ledger, block: Block) -> Ledger:
         participants=tuple(records),
         punished=tuple(sorted(punished)),
     )
+
+
+def _removal(
+    ledger: Ledger,
+    height: Height,
+    member: int,
+    key: tuple[int, int, int, int],
+    queued: list[ScheduledChange],
+) -> list[ScheduledChange]:
+    """The scheduled removal of an offender (none when it already left or is being removed).
+
+    Its id names the offence, so the same evidence can never schedule it twice; a removal that
+    no longer applies when due (it would leave no validator power) is dropped there, as every
+    governance change is (consensus/governance.py `next_members`).
+    """
+    target = ledger.members[member]
+    if not target.roles:
+        return []
+    for item in (*ledger.scheduled, *queued):
+        if item.change.kind == CHANGE_REMOVE and item.change.target == target.name:
+            return []
+    offence_id = Hash(hashlib.sha256(b"bcfl/evidence-removal/v1" + repr(key).encode()).digest())
+    change = MemberChange(kind=CHANGE_REMOVE, target=target.name)
+    return [ScheduledChange(offence_id, change, Height(height + GOVERNANCE_DELAY))]
 
 
 def evidence_key(

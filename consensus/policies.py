@@ -49,12 +49,20 @@ class Safeguards:
       prevoted nil. valid(v) itself only requires time above the parent's.
     - `max_regression`: a candidate's attested metric may be at most this much worse than the
       best model the chain certified (not merely its parent), so small steps cannot add up.
+    - `evidence_consequence`: what committed evidence of a double sign costs its author.
+      "slash": reputation only (`consensus.ledger.SLASH_EVIDENCE`); "remove": also removed
+      from the member set (power and training weight zero) from GOVERNANCE_DELAY heights after
+      the block that carries the evidence, by the governance mechanism (consensus/ledger.py).
     """
 
     max_samples_per_update: int = 1_000_000
     timestamp_precision_ms: int = 2_000
     message_delay_ms: int = 30_000
     max_regression: float = 0.01
+    evidence_consequence: str = "slash"
+
+
+EVIDENCE_CONSEQUENCES = ("slash", "remove")
 
 
 @dataclass(frozen=True, slots=True)

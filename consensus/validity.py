@@ -397,7 +397,8 @@ class BlockChecker:
         )
         if problem:
             return problem
-        if header.ledger_root != ledger_root(apply_block(parent.ledger, block)):
+        consequence = self.genesis.safeguards.evidence_consequence
+        if header.ledger_root != ledger_root(apply_block(parent.ledger, block, consequence)):
             return "wrong ledger root"
         return None
 

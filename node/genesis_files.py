@@ -42,6 +42,7 @@ from consensus.types import (
     Hash,
     Privacy,
     PublicKey,
+    Safeguards,
     Signature,
     Timeouts,
     ValidatorInfo,
@@ -76,6 +77,7 @@ def build_genesis(
     genesis_time_ms: int | None = None,
     privacy: Privacy | None = None,
     powers: Mapping[str, int] | None = None,
+    evidence_consequence: str = "slash",
 ) -> tuple[Genesis, bytes]:
     """The genesis of the members `node_infos` (from `read_node_info`) and its model blob.
 
@@ -134,6 +136,7 @@ def build_genesis(
         ),
         genesis_time_ms=int(time.time() * 1000) if genesis_time_ms is None else genesis_time_ms,
         privacy=privacy or Privacy(),
+        safeguards=Safeguards(evidence_consequence=evidence_consequence),
     )
     check_genesis(genesis)
     return genesis, model_bytes
@@ -338,6 +341,7 @@ def genesis_summary(genesis: Genesis) -> dict[str, Any]:
             "timestamp_precision_ms": genesis.safeguards.timestamp_precision_ms,
             "message_delay_ms": genesis.safeguards.message_delay_ms,
             "max_regression": genesis.safeguards.max_regression,
+            "evidence_consequence": genesis.safeguards.evidence_consequence,
         },
         "privacy": {
             f.name: getattr(genesis.privacy, f.name) for f in dataclasses.fields(genesis.privacy)

@@ -180,7 +180,7 @@ class ChainVerifier:
                 problem = checker.block_problem(block, parent)
                 if problem:
                     raise _Failed(height, f"the block is invalid: {problem}")
-                ledger = apply_block(parent.ledger, block)
+                ledger = apply_block(parent.ledger, block, genesis.safeguards.evidence_consequence)
                 stored_ledger = chain.ledger(height)
                 if stored_ledger is None:
                     raise _Failed(height, "the ledger snapshot is missing")

@@ -73,6 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--propose-timeout", type=float, default=None, help="seconds")
     parser.add_argument("--expected-trainers", type=int, default=None)
     parser.add_argument(
+        "--evidence-consequence",
+        choices=("slash", "remove"),
+        default="remove",
+        help="what committed double-sign evidence costs its author: reputation only (slash) or "
+        "also its membership, power and training weight, two heights later (remove, default)",
+    )
+    parser.add_argument(
         "--power",
         action="append",
         default=[],
@@ -256,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
         expected_trainers=args.expected_trainers,
         privacy=privacy_policy(args),
         powers=powers,
+        evidence_consequence=args.evidence_consequence,
     )
     written: list[str] = []
     if args.out is not None:

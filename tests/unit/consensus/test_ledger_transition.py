@@ -96,3 +96,40 @@ def test_root_is_deterministic_and_sensitive() -> None:
         l1, participants=(replace(l1.participants[0], epsilon_spent=1e-12), *l1.participants[1:])
     )
     assert ledger_root(l3) != ledger_root(l1)
+
+
+def _heights_after_evidence(consequence: str) -> list:  # type: ignore[type-arg]
+    """The member sets of heights 2-4 after block 1 carries member 2's double prevote."""
+    from consensus.governance import next_members
+
+    cluster = make_cluster(4)
+    a = Vote(VoteType.PREVOTE, Height(1), Round(0), None, ValidatorIndex(2))
+    b = replace(a, block_hash=Hash(b"\x01" * 32))
+    ledger = apply_block(
+        genesis_ledger(cluster.genesis),
+        replace(cluster.carry_over(0), evidence=(DuplicateVoteEvidence(a, b),)),
+        consequence,
+    )
+    sets = []
+    for height in (2, 3, 4):
+        sets.append(next_members(ledger))
+        block = cluster.carry_over(0, height=height, ledger=ledger)
+        ledger = apply_block(ledger, block, consequence)
+    return sets
+
+
+def test_without_a_consequence_an_equivocator_keeps_its_power() -> None:
+    """The attack of docs/THREAT-MODEL.md "Evidence that costs nothing": slashing only lowers a
+    reputation, and the double signer still votes and trains with its full power."""
+    for members in _heights_after_evidence("slash"):
+        assert members[2].power == 1 and members[2].roles
+
+
+def test_evidence_removes_the_equivocator_two_heights_later() -> None:
+    """With the genesis consequence "remove", the evidence committed at height 1 schedules the
+    offender's removal through governance: from height 3 it has no power and no roles (so no
+    vote and no training weight); height 2 still has it, as for any governance change."""
+    sets = _heights_after_evidence("remove")
+    assert sets[0][2].power == 1
+    assert [(m[2].power, m[2].roles) for m in sets[1:]] == [(0, ()), (0, ())]
+    assert all(m[i].power == 1 for m in sets for i in (0, 1, 3))
