@@ -50,6 +50,7 @@ from devnet.launcher import (  # noqa: E402
 )
 from devnet.processes import NodeProcess, stop_all  # noqa: E402
 from devnet.resources import ResourceMonitor  # noqa: E402
+from devnet.summary import inbound_totals  # noqa: E402
 
 FEATURES = 30
 RSS_CONSTANT = 350 * 2**20
@@ -98,15 +99,10 @@ def loopback_mb_per_s(nbytes: int) -> float:
 
 def _blob_in(node: DevnetNode) -> tuple[float, float]:
     """(bytes, seconds) of blobs the node fetched, from its /metrics."""
-    text = node.get_text("/metrics", timeout=5.0) or ""
-    size = seconds = 0.0
-    for line in text.splitlines():
-        if 'direction="in"' not in line:
-            continue
-        if line.startswith("bcfl_blob_transfer_bytes_total{"):
-            size += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("bcfl_blob_transfer_duration_seconds_sum{"):
-            seconds += float(line.rsplit(" ", 1)[1])
+    size, seconds = inbound_totals(
+        node.get_text("/metrics", timeout=5.0) or "",
+        ("bcfl_blob_transfer_bytes_total", "bcfl_blob_transfer_duration_seconds_sum"),
+    )
     return size, seconds
 
 

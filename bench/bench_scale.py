@@ -56,19 +56,15 @@ from devnet.launcher import (  # noqa: E402
 from devnet.linkproxy import parse_duration_ms, parse_percent  # noqa: E402
 from devnet.processes import NodeProcess, start_node, stop_all  # noqa: E402
 from devnet.resources import ResourceMonitor, cpu_seconds  # noqa: E402
+from devnet.summary import inbound_totals  # noqa: E402
 
 
 def _gossip_in(node: DevnetNode) -> tuple[float, float]:
     """(messages, bytes) of gossip the node accepted, summed over topics, from /metrics."""
-    text = node.get_text("/metrics", timeout=5.0) or ""
-    messages = size = 0.0
-    for line in text.splitlines():
-        if 'direction="in"' not in line:
-            continue
-        if line.startswith("bcfl_gossip_messages_total{"):
-            messages += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("bcfl_gossip_bytes_total{"):
-            size += float(line.rsplit(" ", 1)[1])
+    messages, size = inbound_totals(
+        node.get_text("/metrics", timeout=5.0) or "",
+        ("bcfl_gossip_messages_total", "bcfl_gossip_bytes_total"),
+    )
     return messages, size
 
 

@@ -133,6 +133,16 @@ def gauges_of(metrics_text: str, names: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+def inbound_totals(metrics_text: str, names: tuple[str, ...]) -> list[float]:
+    """Per name, the sum over its samples labelled direction="in" on a /metrics page."""
+    totals = dict.fromkeys(names, 0.0)
+    for line in metrics_text.splitlines():
+        name = line.partition("{")[0]
+        if name in totals and 'direction="in"' in line:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return [totals[n] for n in names]
+
+
 def _privacy(policy: Privacy | None) -> dict[str, Any] | None:
     """The genesis privacy policy of the run (None with DP off)."""
     if policy is None or not policy.dp_enabled:
