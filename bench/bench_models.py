@@ -41,15 +41,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from devnet.launcher import (  # noqa: E402
-    DevnetError,
     DevnetNode,
     DevnetSpec,
-    create,
-    start,
-    wait_for_blocks,
 )
-from devnet.processes import NodeProcess, stop_all  # noqa: E402
-from devnet.resources import ResourceMonitor  # noqa: E402
+from devnet.measured_run import measured_run  # noqa: E402
 from devnet.summary import inbound_totals  # noqa: E402
 
 FEATURES = 30
@@ -119,47 +114,24 @@ def run_one(parameters: float, args: argparse.Namespace, base: Path) -> dict[str
         update_window_s=args.update_window,
         attestation_s=args.update_window,
     )
-    nodes = create(spec)
-    monitor = ResourceMonitor()
-    processes: list[NodeProcess] = []
-    error = None
-    started = time.monotonic()
-    try:
-        start(spec.directory, nodes, processes)
-        try:
-            wait_for_blocks(nodes, processes, args.blocks, args.timeout, monitor=monitor)
-        except DevnetError as exc:
-            error = str(exc).splitlines()[0]
-        elapsed = time.monotonic() - started
-        chain = nodes[0].get("/chain", timeout=30.0) or []
-        blobs = [_blob_in(node) for node in nodes]
-    finally:
-        stop_all(spec.directory, processes, grace_s=5.0)
+    run, blobs = measured_run(spec, lambda nodes: [_blob_in(node) for node in nodes])
     moved = sum(b for b, _ in blobs)
     spent = sum(s for _, s in blobs)
-    intervals = [
-        b["phases"]["block_interval"]
-        for b in chain
-        if b["height"] >= 2 and "block_interval" in (b.get("phases") or {})
-    ]
-    names = sorted({k for b in chain for k in (b.get("phases") or {})})
-    phases = {
-        k: median([b["phases"][k] for b in chain if k in (b.get("phases") or {})]) for k in names
-    }
+    intervals = run.intervals
     model_bytes = 4 * n_params
-    reports = {node.name: monitor.report(node.name) for node in nodes}
+    reports = {node.name: run.monitor.report(node.name) for node in run.nodes}
     return {
         "parameters": n_params,
         "hidden": [w, w],
         "model_bytes": model_bytes,
         "nodes": args.nodes,
-        "blocks": len(chain),
-        "model_blocks": sum(1 for b in chain if b.get("kind") == "model"),
-        "reached_target": error is None,
-        "error": error,
-        "elapsed_s": round(elapsed, 1),
+        "blocks": len(run.chain),
+        "model_blocks": sum(1 for b in run.chain if b.get("kind") == "model"),
+        "reached_target": run.error is None,
+        "error": run.error,
+        "elapsed_s": round(run.elapsed_s, 1),
         "block_interval_median_s": median(intervals) if intervals else None,
-        "phase_medians": phases,
+        "phase_medians": run.phase_medians,
         "blob_bytes_fetched": int(moved),
         "blob_transfer_mb_per_s": round(moved / 1e6 / spent, 1) if spent > 0 else None,
         "loopback_tcp_mb_per_s": round(loopback_mb_per_s(max(int(moved), model_bytes)), 1),

@@ -46,16 +46,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from devnet.launcher import (  # noqa: E402
-    DevnetError,
     DevnetNode,
     DevnetSpec,
     create,
-    start,
-    wait_for_blocks,
 )
 from devnet.linkproxy import parse_duration_ms, parse_percent  # noqa: E402
-from devnet.processes import NodeProcess, start_node, stop_all  # noqa: E402
-from devnet.resources import ResourceMonitor, cpu_seconds  # noqa: E402
+from devnet.measured_run import measured_run  # noqa: E402
+from devnet.processes import start_node, stop_all  # noqa: E402
+from devnet.resources import cpu_seconds  # noqa: E402
 from devnet.summary import inbound_totals  # noqa: E402
 
 
@@ -86,34 +84,15 @@ def run_one(n: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         link_delay_ms=args.link_delay_ms,
         link_loss=args.link_loss,
     )
-    nodes = create(spec)
-    monitor = ResourceMonitor()
-    processes: list[NodeProcess] = []
-    started = time.monotonic()
-    error = None
-    try:
-        start(spec.directory, nodes, processes)
-        try:
-            wait_for_blocks(nodes, processes, args.blocks, args.timeout, monitor=monitor)
-        except DevnetError as exc:
-            error = str(exc).splitlines()[0]
-        elapsed = time.monotonic() - started
-        chain = nodes[0].get("/chain", timeout=30.0) or []
+
+    def read(nodes: list[DevnetNode]) -> tuple[list[tuple[float, float]], list[int]]:
         gossip = [_gossip_in(node) for node in nodes]
         heights = [int((node.get("/status") or {}).get("height") or 0) for node in nodes]
-    finally:
-        stop_all(spec.directory, processes, grace_s=5.0)
-    intervals = [
-        b["phases"]["block_interval"]
-        for b in chain
-        if b["height"] >= 2 and "block_interval" in (b.get("phases") or {})
-    ]
-    phase_names = sorted({k for b in chain for k in (b.get("phases") or {})})
-    phases = {
-        name: median([b["phases"][name] for b in chain if name in (b.get("phases") or {})])
-        for name in phase_names
-    }
-    reports = [monitor.report(node.name) for node in nodes]
+        return gossip, heights
+
+    run, (gossip, heights) = measured_run(spec, read)
+    chain, error, intervals, phases = run.chain, run.error, run.intervals, run.phase_medians
+    reports = [run.monitor.report(node.name) for node in run.nodes]
     per_height = [r["cpu_seconds_per_height"] for r in reports if r["cpu_seconds_per_height"]]
     rss = [r["peak_rss_bytes"] for r in reports if r["peak_rss_bytes"]]
     per_node_msgs = [m / h for (m, _), h in zip(gossip, heights, strict=True) if h > 0]
@@ -123,7 +102,7 @@ def run_one(n: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         "blocks": len(chain),
         "reached_target": error is None,
         "error": error,
-        "elapsed_s": round(elapsed, 1),
+        "elapsed_s": round(run.elapsed_s, 1),
         "block_interval_median_s": median(intervals) if intervals else None,
         "block_interval_p90_s": _p90(intervals),
         "phase_medians": phases,
