@@ -57,6 +57,7 @@ GOSSIP_BASE_CAPS = {
     "candidates": 128 * 1024,
     "attestations": 32 * 1024,
     "governance": 16 * 1024,
+    "secagg": 16 * 1024,
 }
 GOSSIP_PER_MEMBER_BYTES = {
     "consensus": 1024,
@@ -64,6 +65,7 @@ GOSSIP_PER_MEMBER_BYTES = {
     "candidates": 512,
     "attestations": 0,
     "governance": 0,
+    "secagg": 256,
 }
 GOSSIP_HARD_CAP = 512 * 1024
 """No cap exceeds this: half of py-libp2p's 1 MiB RPC limit leaves room for framing (an

@@ -74,9 +74,13 @@ class TrainingFinished:
 
 @dataclass(frozen=True, slots=True)
 class CandidateBuilt:
-    """The node's answer to `BuildCandidate` (fields round, proposer, signature are ignored)."""
+    """The node's answer to `BuildCandidate` (fields round, proposer, signature are ignored).
+
+    `reason` names why a candidate without receipts could not be built (e.g.
+    `secagg-threshold`: too few reveals to unmask the sum); it becomes the carry-over reason."""
 
     candidate: Candidate
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

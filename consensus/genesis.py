@@ -7,6 +7,7 @@ roles consistent. `make_genesis` is the convenience used by tests, simulations a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,9 +51,17 @@ def make_genesis(
     genesis_time_ms: int = 0,
     safeguards: Safeguards | None = None,
     privacy: Privacy | None = None,
+    agreement_keys: Sequence[bytes] | None = None,
 ) -> Genesis:
-    """A genesis where member i is `signers[i]` (default: power 1, validator + trainer)."""
+    """A genesis where member i is `signers[i]` (default: power 1, validator + trainer).
+
+    `agreement_keys` are the members' X25519 keys; under secure aggregation without them each
+    member gets a distinct placeholder (enough for genesis checks, not to run the protocol)."""
     n = len(signers)
+    if agreement_keys is None and privacy is not None and privacy.secure_aggregation:
+        agreement_keys = [
+            hashlib.sha256(b"bcfl-test-agreement" + s.public_key).digest() for s in signers
+        ]
     role_sets = [tuple(sorted(r)) for r in roles] if roles else [(ROLE_TRAINER, ROLE_VALIDATOR)] * n
     member_powers = list(powers) if powers else [1 if ROLE_VALIDATOR in r else 0 for r in role_sets]
     members = tuple(
@@ -63,6 +72,7 @@ def make_genesis(
             peer_id=peer_ids[i] if peer_ids else f"peer-{i}",
             power=member_powers[i],
             roles=role_sets[i],
+            agreement_key=bytes(agreement_keys[i]) if agreement_keys else b"",
         )
         for i, s in enumerate(signers)
     )
@@ -109,6 +119,8 @@ def validate_genesis(genesis: Genesis, verifier: Verifier) -> ValidatorSet:
         if bytes(member.public_key) in seen_keys:
             raise InvalidGenesis(f"{where} reuses another member's public key")
         seen_keys.add(bytes(member.public_key))
+        if len(member.agreement_key) not in (0, 32):
+            raise InvalidGenesis(f"{where} has an agreement key that is not 32 bytes")
     try:
         valset = ValidatorSet(genesis.validators)
     except ValueError as exc:
@@ -167,6 +179,14 @@ def check_privacy(genesis: Genesis, n_trainers: int) -> None:
             "secure aggregation hides individual updates, so the proposer cannot clip them"
             " (aggregation_params.clip_norm); clip at the source with privacy.clip_norm"
         )
+    keys = [m.agreement_key for m in genesis.validators if ROLE_TRAINER in m.roles]
+    if not all(keys):
+        raise InvalidGenesis(
+            "secure aggregation needs every trainer's agreement key; make the genesis from"
+            " node_info.json files written by this version's `bcfl init`"
+        )
+    if len(set(keys)) != len(keys):
+        raise InvalidGenesis("two trainers share one agreement key")
     if p.secagg_neighbours > max(0, n_trainers - 1):
         raise InvalidGenesis(
             f"privacy.secagg_neighbours is {p.secagg_neighbours} but there are only"

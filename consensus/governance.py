@@ -243,6 +243,8 @@ def _identity_problem(
 ) -> str | None:
     if not 0 < len(new.peer_id) <= MAX_PEER_ID_LENGTH or not new.peer_id.isprintable():
         return f"the peer id of {new.name!r} is malformed"
+    if len(new.agreement_key) not in (0, 32):
+        return f"the agreement key of {new.name!r} is not 32 bytes"
     for i, m in enumerate(members):
         if i == index:
             continue

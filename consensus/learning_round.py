@@ -185,7 +185,7 @@ class LearningRound:
         if isinstance(event, TrainingFinished):
             return self._on_training_finished(event, now, step, out)
         if isinstance(event, CandidateBuilt):
-            return self._on_candidate_built(event.candidate, now, step, out)
+            return self._on_candidate_built(event.candidate, now, step, out, event.reason)
         if isinstance(event, CandidateReceived):
             self._on_candidate(event.candidate, out)
             return None
@@ -340,7 +340,7 @@ class LearningRound:
     # -- candidates and attestations -----------------------------------------------------------
 
     def _on_candidate_built(
-        self, candidate: Candidate, now: float, step: Step, out: list[Action]
+        self, candidate: Candidate, now: float, step: Step, out: list[Action], reason: str = ""
     ) -> Block | None:
         """P3 (proposer): sign and gossip the node's candidate, then collect attestations."""
         st = self.state
@@ -353,7 +353,7 @@ class LearningRound:
         ):
             return None
         if not candidate.receipts:
-            return self._blocks.carry_over(self.round, "every update was rejected", now)
+            return self._blocks.carry_over(self.round, reason or "every update was rejected", now)
         candidate = replace(candidate, round=self.round, proposer=me)
         problem = self._ctx.checker.receipts_problem(
             (*candidate.receipts, *candidate.rejected),

@@ -40,6 +40,9 @@ class ValidatorInfo:
     peer_id: str  # libp2p peer id, base58 string
     power: int
     roles: tuple[str, ...]  # sorted subset of ROLES
+    agreement_key: bytes = b""
+    """The member's long-term X25519 public key for secure aggregation (32 bytes; empty: none),
+    from `bcfl init` (docs/ARCHITECTURE.md "Secure aggregation")."""
 
 
 # --------------------------------------------------------------------------------------------

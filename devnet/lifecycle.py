@@ -147,5 +147,12 @@ def _node_info(node: DevnetNode) -> dict[str, Any]:
     import json
 
     raw = json.loads((node.home / "node_info.json").read_text())
-    keys = ("name", "peer_id", "roles", "bls_public_key", "bls_proof_of_possession")
+    keys = (
+        "name",
+        "peer_id",
+        "roles",
+        "bls_public_key",
+        "bls_proof_of_possession",
+        "agreement_public_key",
+    )
     return {k: raw[k] for k in keys if k in raw}

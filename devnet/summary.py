@@ -108,6 +108,7 @@ def collect(
         "centralized_metric": centralized,
         "phase_medians": _phase_medians(rows),
         "privacy": _privacy(spec.privacy),
+        "secure_aggregation": bool(spec.privacy is not None and spec.privacy.secure_aggregation),
     }
 
 

@@ -293,8 +293,6 @@ class LearningApp:
         updates), else the verdict is "not improved", so a proposer cannot silently drop an
         honest site and debit its reputation (docs/THREAT-MODEL.md "Forged rejections").
         """
-        before = self.metrics_of(base_model)
-        self.best_certified = learning.best_of(self.best_certified, before, self.verdict)
         refusal = ""
         model: bytes | None = None
         if any(blob is None for _, blob in updates):
@@ -307,6 +305,14 @@ class LearningApp:
             model = self._aggregate(base_model, [(r, b) for r, b in updates if b is not None])
             if sha256(model) != model_hash:
                 refusal, model = "aggregation mismatch", None
+        return self.judge(base_model, candidate_hash, model, refusal)
+
+    def judge(
+        self, base_model: bytes, candidate_hash: Hash, model: bytes | None, refusal: str
+    ) -> Evaluation:
+        """The verdict on a recomputed candidate `model` (None: refused, `refusal` says why)."""
+        before = self.metrics_of(base_model)
+        self.best_certified = learning.best_of(self.best_certified, before, self.verdict)
         after = self.metrics_of(model) if model is not None else dict(before)
         verdict = model is not None and learning.improved(
             before, after, self.verdict, best=self.best_certified

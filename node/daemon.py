@@ -85,15 +85,6 @@ def find_me(
     )
 
 
-def refuse_unbuilt_privacy(genesis: Genesis) -> None:
-    """Refuse a genesis that switches on secure aggregation: the protocol exists (learning/secagg)
-    but the node does not run it yet, and sending updates in the clear under a genesis that
-    promises masking would mislead every member (docs/ARCHITECTURE.md "Secure aggregation")."""
-    if genesis.privacy.secure_aggregation:
-        raise UserError(
-            "the genesis switches on privacy.secure_aggregation, which this node does not run yet "
-            "(updates would travel in the clear); make a genesis without --secure-aggregation"
-        )
 def allowed_peers(core: ConsensusCore, observers: Sequence[str]) -> set[str]:
     """Peer gating follows the member set: the current members, the sites a pending or
     scheduled change adds or rotates to (so a joiner can sync before its activation height),
@@ -142,7 +133,6 @@ async def run_node(home_dir: Path) -> None:
         validator_set = validate_genesis(genesis, verifier)
     except InvalidGenesis as exc:
         raise UserError(f"the genesis is invalid: {exc}") from None
-    refuse_unbuilt_privacy(genesis)
     load_genesis_model(home, genesis)
     identity = load_node_identity(home)
     validator_key = load_validator_key(home)
@@ -219,6 +209,19 @@ async def run_node(home_dir: Path) -> None:
         except DataConfigError as exc:
             raise UserError(str(exc)) from None
 
+    secagg = None
+    if genesis.privacy.secure_aggregation:
+        from node.keys import load_agreement_key
+        from node.services.secagg_round import RevealLog, SecAggKeys
+
+        trains = is_trainer and who.me is not None
+        secagg = SecAggKeys(
+            agreement_key=load_agreement_key(home) if trains else None,
+            signer=signer,
+            verifier=verifier,
+            reveal_log=RevealLog(home.secagg_reveals_path, genesis.chain_id) if trains else None,
+            wait_s=max(2.0, genesis.timeouts.attestation / 3),
+        )
     nursery_box: list[trio.Nursery] = []  # the root nursery, for the gate's disconnects
     driver = Driver(
         core=core,
@@ -231,6 +234,7 @@ async def run_node(home_dir: Path) -> None:
         equivocator=signer if config.byzantine.behaviour == "equivocate" and signs else None,
         insider=(config.byzantine.behaviour, signer) if signs and signer is not None else None,
         on_height=lambda h, r: log_ctx.set(height=h, round=r),
+        secagg=secagg,
         on_members=lambda c: nursery_box[0].start_soon(
             net.follow_members, allowed_peers(c, config.network.observers)
         ),

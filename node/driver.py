@@ -69,6 +69,7 @@ from node.network import NodeNetwork, Topic
 from node.services.catch_up import CatchUp
 from node.services.learning_worker import LearningWorker, ShellCall
 from node.services.observer import Housekeeping, MetricsObserver, NodeState
+from node.services.secagg_round import SecAggKeys, SecAggRound, Setting, parent_hash_of
 from node.store import ChainStore
 from telemetry.metrics import NodeMetrics
 
@@ -102,6 +103,7 @@ class Driver:
         on_height: Callable[[int, int], None] = lambda h, r: None,
         on_members: Callable[[ConsensusCore], None] = lambda core: None,
         clock: Callable[[], float] | None = None,
+        secagg: SecAggKeys | None = None,
     ) -> None:
         self.core = core
         self.store = store
@@ -128,6 +130,8 @@ class Driver:
             clock=self.clock,
             answer=self.submit,
         )
+        self.secagg = None if secagg is None else self._secagg(secagg)
+        self.worker.secagg = self.secagg
         self.observer = MetricsObserver(
             metrics=metrics,
             net=net,
@@ -145,6 +149,31 @@ class Driver:
             pinned=lambda: [core.genesis.initial_model_hash, core.model_hash],
         )
         self._nursery: trio.Nursery | None = None
+
+    def _secagg(self, keys: SecAggKeys) -> SecAggRound:
+        """This node's side of secure aggregation (node/services/secagg_round.py)."""
+        core = self.core
+
+        def setting() -> Setting:
+            parent = parent_hash_of(core.genesis, core.last_block)
+            return Setting(int(core.height), core.validator_set, parent)
+
+        round_ = SecAggRound(
+            genesis=core.genesis,
+            me=core.me,
+            agreement_key=keys.agreement_key,
+            signer=keys.signer,
+            verifier=keys.verifier,
+            reveal_log=keys.reveal_log,
+            setting=setting,
+            fetch=lambda blob_hash, author: self.worker.blob(blob_hash, author),
+            publish=self._gossip,
+            cap=self.net.settings.size_caps[Topic.SECAGG],
+            wait_s=keys.wait_s,
+            count=self.metrics.count_core_rejection,
+        )
+        self.net.set_validator(Topic.SECAGG, round_.validate)
+        return round_
 
     @property
     def state(self) -> NodeState:
@@ -164,6 +193,8 @@ class Driver:
         for topic in (Topic.CONSENSUS, Topic.RECEIPTS, Topic.CANDIDATES, Topic.ATTESTATIONS):
             self.net.subscribe(topic, self._on_gossip)
         self.net.subscribe(Topic.GOVERNANCE, self._on_governance)
+        if self.secagg is not None:
+            self.net.subscribe(Topic.SECAGG, self.secagg.on_gossip)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for service in (self.worker, self.catch_up, self.observer, self.housekeeping):

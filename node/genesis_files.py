@@ -110,6 +110,7 @@ def build_genesis(
             peer_id=str(info["peer_id"]),
             power=power_of[str(info["name"])],
             roles=tuple(sorted(set(info["roles"]))),
+            agreement_key=bytes(info.get("agreement_public_key", b"")),
         )
         for info in node_infos
     )

@@ -196,8 +196,8 @@ class GossipValidator:
         return validate
 
     def install(self, net: _SettableNetwork) -> None:
-        """Install the validator of every topic on `net`."""
-        for topic in Topic:
+        """Install the validator of every topic on `net` (secagg's is node/secagg_wire.py's)."""
+        for topic in TOPIC_TYPES:
             net.set_validator(topic, self.validator_for(topic))
 
     # -- checks ---------------------------------------------------------------------------

@@ -118,6 +118,7 @@ def member_from_json(info: Any, power: int | None) -> ValidatorInfo:
         pop = bytes.fromhex(str(info["bls_proof_of_possession"]))
         name, peer_id = str(info["name"]), str(info["peer_id"])
         roles = tuple(sorted({str(r) for r in info.get("roles", ["trainer", "validator"])}))
+        agreement = bytes.fromhex(str(info.get("agreement_public_key", "")))
     except (KeyError, ValueError, TypeError):
         raise BadRequest(
             "node_info needs name, peer_id, bls_public_key and bls_proof_of_possession (hex)"
@@ -134,6 +135,7 @@ def member_from_json(info: Any, power: int | None) -> ValidatorInfo:
         peer_id=peer_id,
         power=(1 if power is None else power) if validator else 0,
         roles=roles,
+        agreement_key=agreement,
     )
 
 
@@ -166,7 +168,13 @@ def change_from_json(core: ConsensusCore, body: dict[str, Any]) -> MemberChange:
         CHANGE_ROTATE,
         target,
         ValidatorInfo(
-            target, new.public_key, new.proof_of_possession, new.peer_id, old.power, old.roles
+            target,
+            new.public_key,
+            new.proof_of_possession,
+            new.peer_id,
+            old.power,
+            old.roles,
+            new.agreement_key or old.agreement_key,
         ),
     )
 

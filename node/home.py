@@ -7,6 +7,7 @@
     HOME/node_info.json         public facts for the genesis maker (`bcfl init`, node/nodeinfo.py)
     HOME/keys/node_key          32-byte Ed25519 seed: the libp2p identity (node/keys.py)
     HOME/keys/validator_key     32-byte BLS seed (node/keys.py)
+    HOME/keys/agreement_key     32-byte X25519 private key for secure aggregation (node/keys.py)
     HOME/data/chain.sqlite      blocks, certificates, ledger snapshots (node/store.py)
     HOME/data/blobs/ab/cdef...  content-addressed model and update blobs (node/blobs.py)
     HOME/data/signer_state      what the validator last signed (node/signer_state_file.py)
@@ -54,6 +55,15 @@ class NodeHome:
     @property
     def validator_key_path(self) -> Path:
         return self.keys_dir / "validator_key"
+
+    @property
+    def agreement_key_path(self) -> Path:
+        return self.keys_dir / "agreement_key"
+
+    @property
+    def secagg_reveals_path(self) -> Path:
+        """The height and U3 of this trainer's last reveal (node/services/secagg_round.py)."""
+        return self.data_dir / "secagg_reveals.json"
 
     @property
     def data_dir(self) -> Path:

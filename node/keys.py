@@ -1,7 +1,8 @@
-"""The node's two long-lived secrets, kept in the node home (layout: node/home.py)::
+"""The node's long-lived secrets, kept in the node home (layout: node/home.py)::
 
     HOME/keys/node_key          32-byte Ed25519 seed: the libp2p identity (peer id), mode 0600
     HOME/keys/validator_key     32-byte seed for blspy PopSchemeMPL.key_gen, mode 0600
+    HOME/keys/agreement_key     32-byte X25519 private key (secure aggregation), mode 0600
 
 Key files hold raw seeds, not serialised key objects: 32 bytes are easy to check, back up
 and audit. A key file that is readable by group or others, or that has the wrong size, is
@@ -111,7 +112,26 @@ def generate_keys(home: NodeHome, *, overwrite: bool = False) -> tuple[NodeIdent
     node_seed, validator_seed = os.urandom(SEED_SIZE), os.urandom(SEED_SIZE)
     write_seed(home.node_key_path, node_seed)
     write_seed(home.validator_key_path, validator_seed)
+    ensure_agreement_key(home)
     return NodeIdentity(node_seed), ValidatorKey(validator_seed)
+
+
+def ensure_agreement_key(home: NodeHome) -> bytes:
+    """The X25519 public key of this home's agreement key, creating the key file (0600, fresh
+    from the OS CSPRNG) when a home made before secure aggregation has none."""
+    from learning.secagg.primitives import new_private_key, private_bytes, public_bytes
+
+    path = home.agreement_key_path
+    if not path.exists():
+        write_seed(path, private_bytes(new_private_key()))
+    return public_bytes(load_agreement_key(home))
+
+
+def load_agreement_key(home: NodeHome):  # noqa: ANN201 - cryptography's X25519PrivateKey
+    """The X25519 private key of secure aggregation (docs/ARCHITECTURE.md)."""
+    from learning.secagg.primitives import load_private
+
+    return load_private(read_seed(home.agreement_key_path))
 
 
 def load_node_identity(home: NodeHome) -> NodeIdentity:

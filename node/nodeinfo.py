@@ -25,7 +25,7 @@ def read_node_info(path: Path | str) -> dict[str, Any]:
     """Read and check one site's `node_info.json`; raise GenesisFileError naming the problem.
 
     Returns {name, peer_id, roles (sorted list), bls_public_key (bytes), bls_proof_of_possession
-    (bytes), multiaddr (str or None)}. The proof of possession itself is checked by
+    (bytes), multiaddr (str or None), agreement_public_key (X25519, bytes; empty when absent)}. The proof of possession itself is checked by
     `build_genesis` (it needs the BLS library).
     """
     path = Path(path)
@@ -75,6 +75,7 @@ def read_node_info(path: Path | str) -> dict[str, Any]:
             f"node info {path}: 'roles' must be a non-empty list of {', '.join(sorted(ROLES))}"
         )
     multiaddr = info.get("multiaddr")
+    agreement = hex_bytes("agreement_public_key", 32) if "agreement_public_key" in info else b""
     return {
         "name": name,
         "peer_id": peer_id,
@@ -82,4 +83,5 @@ def read_node_info(path: Path | str) -> dict[str, Any]:
         "bls_public_key": hex_bytes("bls_public_key", PUBLIC_KEY_SIZE),
         "bls_proof_of_possession": hex_bytes("bls_proof_of_possession", SIGNATURE_SIZE),
         "multiaddr": multiaddr if isinstance(multiaddr, str) else None,
+        "agreement_public_key": agreement,
     }

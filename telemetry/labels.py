@@ -24,7 +24,7 @@ STEPS = ("propose", "prevote", "precommit", "commit")
 """Tendermint steps of a round, plus the commit step (decision -> block stored)."""
 
 
-TOPICS = ("consensus", "receipts", "candidates", "attestations", "governance")
+TOPICS = ("consensus", "receipts", "candidates", "attestations", "governance", "secagg")
 """Gossip topics, by the last segment of `bcfl/<chain>/<name>`."""
 
 DIRECTIONS = ("in", "out")
@@ -48,7 +48,10 @@ GOSSIP_REJECT_REASONS = (
 )
 """Why a topic validator (or the guarded pubsub handler) dropped a message."""
 
-CORE_REJECT_REASONS = (*ADMISSION_REASONS, *CORE_REASONS, "other")
+SECAGG_REASONS = ("secagg-malformed", "secagg-second-draft", "secagg-threshold", "secagg-invalid")
+"""Why the node's secure aggregation refused a draft or reveal (node/services/secagg_round.py)."""
+
+CORE_REJECT_REASONS = (*ADMISSION_REASONS, *CORE_REASONS, *SECAGG_REASONS, "other")
 """Why the consensus core refused a message that passed the gossip edge, or a synced block
 (`consensus.events.Rejected.reason`: consensus/admission.py's codes, then the core's own)."""
 

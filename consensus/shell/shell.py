@@ -213,12 +213,14 @@ class NodeShell:
         rejected: Sequence[UpdateReceipt],
         model_hash: Hash | None,
         now: float,
+        reason: str = "",
     ) -> list[Request]:
         """The answer to `Aggregate`: assemble the candidate (the core signs it).
 
         `accepted` must be in the order the model was aggregated in (float sums depend on it,
         and every evaluator recomputes in the candidate's order); `model_hash` None means no
-        update survived, and the candidate keeps the base model.
+        update survived, and the candidate keeps the base model; `reason` then says why, for
+        the carry-over block (e.g. `secagg-threshold`).
         """
         action = request.action
         me = self.core.me
@@ -232,7 +234,7 @@ class NodeShell:
             rejected=tuple(rejected),
             rule=self.core.genesis.aggregation_rule,
         )
-        return self._run(CandidateBuilt(candidate), now)
+        return self._run(CandidateBuilt(candidate, reason[:64]), now)
 
     def evaluated(
         self,

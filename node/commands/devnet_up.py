@@ -80,7 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prometheus", action="store_true", help="also start a local Prometheus")
     from node.commands.genesis import add_dp_arguments
 
-    add_dp_arguments(parser)
+    dp = add_dp_arguments(parser)
+    dp.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="the genesis switches on secure aggregation: trainers publish masked updates",
+    )
     parser.add_argument(
         "--json", action="store_true", help="print the run's result as JSON on exit"
     )

@@ -44,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
     from node.config import ConfigError, NodeConfig, save_config, validate
     from node.fsutil import atomic_write_text
     from node.home import NodeHome
-    from node.keys import generate_keys, load_node_identity, load_validator_key
+    from node.keys import (
+        ensure_agreement_key,
+        generate_keys,
+        load_node_identity,
+        load_validator_key,
+    )
 
     home = NodeHome(Path(args.home).expanduser().resolve())
     if home.config_path.exists() and not args.force:
@@ -86,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         "roles": config.node.roles,
         "bls_public_key": validator.public_key.hex(),
         "bls_proof_of_possession": validator.proof_of_possession().hex(),
+        "agreement_public_key": ensure_agreement_key(home).hex(),
     }
     atomic_write_text(home.node_info_path, json.dumps(info, indent=2) + "\n")
     if args.json:

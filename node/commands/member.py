@@ -65,6 +65,7 @@ def _node_info_json(path: Path) -> dict[str, Any]:
         "roles": info["roles"],
         "bls_public_key": bytes(info["bls_public_key"]).hex(),
         "bls_proof_of_possession": bytes(info["bls_proof_of_possession"]).hex(),
+        "agreement_public_key": bytes(info["agreement_public_key"]).hex(),
     }
 
 

@@ -21,6 +21,7 @@ class Topic(enum.StrEnum):
     CANDIDATES = "candidates"  # candidate announcements
     ATTESTATIONS = "attestations"  # attestations and eval reports
     GOVERNANCE = "governance"  # member-set proposals and approvals (consensus/governance.py)
+    SECAGG = "secagg"  # secure aggregation drafts and reveals (node/secagg_wire.py)
 
     def wire_name(self, chain_id: str) -> str:
         return f"bcfl/{chain_id}/{self.value}"

@@ -23,10 +23,11 @@ from consensus.events import TrainingFinished
 from consensus.shell import Aggregate, Evaluate, NodeShell, Request, Train
 from consensus.types import Genesis, Hash, UpdateReceipt
 from learning.serialize import FileSource
-from node.app import LearningApp
+from node.app import Evaluation, LearningApp
 from node.blobs import BlobCorruptError
 from node.chain import Chain
 from node.network import BlobUnavailableError, NodeNetwork
+from node.services.secagg_round import SecAggRound, Setting
 from telemetry import labels
 from telemetry.metrics import NodeMetrics
 
@@ -63,6 +64,10 @@ class LearningWorker:
         # model it builds in memory, so a daemon's peak is the largest job's, not their sum
         # (they share two cores anyway). Blob fetches run outside it, concurrently.
         self._compute = trio.Lock()
+        # secure aggregation (node/services/secagg_round.py), set by the driver under a genesis
+        # with privacy.secure_aggregation: updates leave the site masked, candidates are unmasked
+        # sums, and evaluation recomputes them from the masked blobs and the transcript
+        self.secagg: SecAggRound | None = None
         self._send, self._receive = trio.open_memory_channel[Callable[[], Awaitable[None]]](10_000)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -75,7 +80,8 @@ class LearningWorker:
     # -- requests (called on the event loop, never block) -----------------------------------
 
     def train(self, request: Train) -> None:
-        self._send.send_nowait(lambda: self._train(request))
+        setting = self.secagg.setting() if self.secagg is not None else None  # at request time
+        self._send.send_nowait(lambda: self._train(request, setting))
 
     def aggregate(self, request: Aggregate) -> None:
         self._send.send_nowait(lambda: self._aggregate(request))
@@ -167,7 +173,7 @@ class LearningWorker:
 
     # -- the work --------------------------------------------------------------------------
 
-    async def _train(self, request: Train) -> None:
+    async def _train(self, request: Train, setting: Setting | None = None) -> None:
         action = request.action
         app = self.app
         async with self._compute:
@@ -188,7 +194,11 @@ class LearningWorker:
         if outcome.update is None:
             log.info("not contributing at height %d: %s", action.height, outcome.skipped)
             return
-        blob_hash = await self._put_blob(outcome.update)
+        update = outcome.update
+        if self.secagg is not None and setting is not None:
+            pairing = self.secagg.pairing(setting)
+            update = await trio.to_thread.run_sync(self.secagg.mask, pairing, update)
+        blob_hash = await self._put_blob(update)  # under secure aggregation: only the masked one
         loss = outcome.train_loss if math.isfinite(outcome.train_loss) else 0.0
         done = TrainingFinished(
             action.height,
@@ -212,6 +222,9 @@ class LearningWorker:
         action = request.action
         app = self.app
         if app is None:
+            return
+        if self.secagg is not None:
+            await self._aggregate_masked(request)
             return
         updates = await self._updates(action.receipts)
         async with self._compute:
@@ -239,6 +252,9 @@ class LearningWorker:
         app = self.app
         if app is None:
             return
+        if self.secagg is not None:
+            await self._evaluate_masked(request)
+            return
         updates = await self._updates(candidate.receipts)
         rejected = await self._updates(candidate.rejected)
         async with self._compute:
@@ -258,6 +274,12 @@ class LearningWorker:
             )
             seconds = self.clock() - started
             del base
+        await self._finish_evaluation(request, result, seconds)
+
+    async def _finish_evaluation(
+        self, request: Evaluate, result: Evaluation, seconds: float
+    ) -> None:
+        candidate = request.candidate
         self.metrics.observe_evaluation(seconds)
         if result.refusal:
             log.warning("refusing candidate at height %d: %s", candidate.height, result.refusal)
@@ -273,6 +295,54 @@ class LearningWorker:
                 request, improved=improved, report=report, seconds=seconds, now=now
             )
         )
+
+    # -- secure aggregation (node/services/secagg_round.py) ---------------------------------
+
+    async def _aggregate_masked(self, request: Aggregate) -> None:
+        """The proposer under secure aggregation: U3, reveals, transcript, the unmasked sum."""
+        action, secagg = request.action, self.secagg
+        assert secagg is not None
+        base = await self._base(action.base_model_hash, "build a candidate", action.height)
+        if base is None:
+            return
+        started = self.clock()
+        built = await secagg.build(
+            int(action.height), int(action.round), action.receipts, base, self._put_blob
+        )
+        self.metrics.observe_aggregation(self.clock() - started)
+        for _ in built.accepted:
+            self.metrics.count_update("accepted")
+        model_hash = None if built.model is None else await self._put_blob(built.model)
+        accepted, reason = built.accepted, built.reason
+        self.answer(
+            lambda shell, now: shell.aggregated(
+                request,
+                accepted=accepted,
+                rejected=(),
+                model_hash=model_hash,
+                now=now,
+                reason=reason,
+            )
+        )
+
+    async def _evaluate_masked(self, request: Evaluate) -> None:
+        """A validator under secure aggregation: recompute from public data, then judge."""
+        candidate, app, secagg = request.candidate, self.app, self.secagg
+        assert app is not None and secagg is not None
+        base = await self._base(candidate.base_model_hash, "evaluate a candidate", candidate.height)
+        if base is None:
+            return
+        started = self.clock()
+        model, refusal = await secagg.recompute(
+            candidate.model_hash, candidate.receipts, base, int(candidate.proposer)
+        )
+        if candidate.rejected:  # nobody can screen a masked update, so nobody may reject one
+            model, refusal = None, "a secure aggregation candidate rejects updates"
+        async with self._compute:
+            result = await trio.to_thread.run_sync(
+                app.judge, base, request.candidate_hash, model, refusal
+            )
+        await self._finish_evaluation(request, result, self.clock() - started)
 
 
 __all__ = ["LearningWorker", "ShellCall"]
