@@ -66,10 +66,11 @@ from consensus.types import (
 from node.app import LearningApp
 from node.chain import Chain
 from node.network import NodeNetwork, Topic
+from node.secagg_wire import parent_hash_of
 from node.services.catch_up import CatchUp
 from node.services.learning_worker import LearningWorker, ShellCall
 from node.services.observer import Housekeeping, MetricsObserver, NodeState
-from node.services.secagg_round import SecAggKeys, SecAggRound, Setting, parent_hash_of
+from node.services.secagg_round import SecAggKeys, SecAggRound, Setting
 from node.store import ChainStore
 from telemetry.metrics import NodeMetrics
 

@@ -7,22 +7,27 @@ signature]`, BLS-signed by a member over `[domain tag, chain id, fields...]`. `c
 gossip edge's validator for the topic: a message is refused with a reason of
 `telemetry.labels.GOSSIP_REJECT_REASONS` (oversized, undecodable, schema, wrong-chain,
 unknown-signer, height-window, invalid, bad-signature) and counted by the network, never raised.
+`pairing_for` is the public setting of a height (session, pairing set, keys) that trainers,
+validators and `bcfl chain verify` derive alike from the chain.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import cbor2
 
+from consensus.codec import block_hash, genesis_hash
 from consensus.crypto import Signer, Verifier
-from consensus.types import ROLE_TRAINER, SIGNATURE_SIZE, ValidatorInfo
+from consensus.types import ROLE_TRAINER, SIGNATURE_SIZE, Genesis, ValidatorInfo
 from consensus.validators import ValidatorSet
+from learning.secagg import chained
 from learning.secagg.chained import RevealBody, decode_body, encode_body
-from learning.secagg.params import SecAggError
+from learning.secagg.params import SecAggError, SecAggParams
+from learning.secagg.primitives import session_id
 
 DRAFT, REVEAL = "secagg-draft", "secagg-reveal"
 VERSION = 1
@@ -111,6 +116,38 @@ def encode(m: SecAggMessage) -> bytes:
             m.signature,
         ]
     return cbor2.dumps(value, canonical=True)
+
+
+# -- the public setting of a height (also `bcfl chain verify`'s, node/verify.py) --------------
+
+
+def params_of(genesis: Genesis) -> SecAggParams:
+    p = genesis.privacy
+    return SecAggParams(
+        clip_range=p.secagg_clip_range,
+        quant_range=p.secagg_quant_range,
+        modulus_bits=p.secagg_modulus_bits,
+        neighbours=p.secagg_neighbours,
+        threshold=p.secagg_threshold,
+    )
+
+
+def pairing_for(
+    genesis: Genesis, height: int, parent_hash: bytes, members: Sequence[ValidatorInfo]
+) -> chained.Pairing:
+    """The public setting of `height`: its session and the keys of its set's trainers."""
+    keys = {
+        i: m.agreement_key
+        for i, m in enumerate(members)
+        if ROLE_TRAINER in m.roles and len(m.agreement_key) == 32
+    }
+    return chained.Pairing(
+        session_id(genesis.chain_id, height, parent_hash), keys, params_of(genesis)
+    )
+
+
+def parent_hash_of(genesis: Genesis, last_block: Any) -> bytes:
+    return genesis_hash(genesis) if last_block is None else block_hash(last_block)
 
 
 class WireError(Exception):

@@ -14,7 +14,10 @@ Per height h, in order, stopping at the first problem (one message naming the he
 4. the ledger transition `consensus.ledger.apply_block` gives byte for byte the stored ledger
    snapshot;
 5. every blob the block references that is still on disk hashes to its name, and for a model
-   block `learning.aggregate(rule, M(h-1), included updates)` hashes to `header.model_hash`.
+   block `learning.aggregate(rule, M(h-1), included updates)` hashes to `header.model_hash`;
+   under secure aggregation, the mean unmasked from the included masked blobs and the
+   transcript the stored model names (node/secagg_wire.py `pairing_for`,
+   learning/secagg/chained_model.py) does.
 
 Choices where the issue is silent: a blob pruned by the node's retention policy
 (`storage.keep_last_models`) makes that height's aggregation "skipped", not a failure; the
@@ -36,7 +39,7 @@ from consensus.crypto import BlsVerifier
 from consensus.genesis import InvalidGenesis, validate_genesis
 from consensus.governance import next_members
 from consensus.ledger import apply_block, genesis_ledger
-from consensus.types import Block, Genesis, Hash
+from consensus.types import Block, Genesis, Hash, ValidatorInfo
 from consensus.validity import BlockChecker, Parent
 from node.blobs import BlobCorruptError
 from node.chain import Chain, ChainDataError
@@ -190,7 +193,7 @@ class ChainVerifier:
                         height,
                         "the stored ledger snapshot differs from the replayed ledger transition",
                     )
-                model = self._model(genesis, chain, block, model, parent.ledger.model_hash)
+                model = self._model(genesis, chain, block, model, parent.ledger.model_hash, members)
                 parent = Parent(height, cert.block_hash, block.header.time_ms, ledger)
                 self.result.blocks = height
                 if block.is_carry_over:
@@ -203,7 +206,13 @@ class ChainVerifier:
             raise _Failed(exc.height, exc.reason) from None
 
     def _model(
-        self, genesis: Genesis, chain: Chain, block: Block, model: bytes | None, base: Hash
+        self,
+        genesis: Genesis,
+        chain: Chain,
+        block: Block,
+        model: bytes | None,
+        base: Hash,
+        members: tuple[ValidatorInfo, ...] = (),
     ) -> bytes | None:
         """Check the block's blobs and replay its aggregation; return M(h) if known."""
         height = int(block.header.height)
@@ -228,7 +237,16 @@ class ChainVerifier:
                 )
                 return stored_model
             updates.append((receipt.blob_hash, data, receipt.n_samples))
-        candidate = self._aggregate(genesis, height, model, updates)
+        if genesis.privacy.secure_aggregation:
+            masked = {int(r.author): u[1] for r, u in zip(block.receipts, updates, strict=True)}
+            if stored_model is None:
+                self.result.skipped.append(
+                    (height, "the model blob (naming its transcript) was pruned")
+                )
+                return None
+            candidate = self._unmask(genesis, chain, block, members, model, stored_model, masked)
+        else:
+            candidate = self._aggregate(genesis, height, model, updates)
         if hashlib.sha256(candidate).digest() != target:
             raise _Failed(
                 height,
@@ -237,6 +255,37 @@ class ChainVerifier:
             )
         self.result.replayed.append(height)
         return candidate
+
+    def _unmask(
+        self,
+        genesis: Genesis,
+        chain: Chain,
+        block: Block,
+        members: tuple[ValidatorInfo, ...],
+        base: bytes,
+        stored_model: bytes,
+        masked: dict[int, bytes],
+    ) -> bytes:
+        """Secure aggregation: the model from the masked blobs and the transcript the stored
+        model names (docs/ARCHITECTURE.md "Secure aggregation")."""
+        from learning.secagg.chained import decode_transcript
+        from learning.secagg.chained_model import candidate_model, require_transcript_hash
+        from learning.secagg.params import SecAggError
+        from node.secagg_wire import pairing_for
+
+        height = int(block.header.height)
+        try:
+            transcript_hash = require_transcript_hash(stored_model)
+            raw = _blob(chain, Hash(transcript_hash), height, "transcript")
+            if raw is None:
+                raise _Failed(height, "the secure aggregation transcript is missing")
+            transcript = decode_transcript(raw)
+            if dict(transcript.included) != {int(r.author): r.blob_hash for r in block.receipts}:
+                raise _Failed(height, "the transcript's included updates are not the block's")
+            pairing = pairing_for(genesis, height, block.header.parent_hash, members)
+            return candidate_model(pairing, transcript, transcript_hash, masked, base)
+        except SecAggError as exc:
+            raise _Failed(height, f"the masked updates cannot be unmasked: {exc}") from None
 
     def _aggregate(
         self, genesis: Genesis, height: int, model: bytes, updates: list[tuple[bytes, bytes, int]]

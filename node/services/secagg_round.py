@@ -24,53 +24,23 @@ from typing import Any
 
 import trio
 
-from consensus.codec import block_hash, genesis_hash
 from consensus.crypto import Signer, Verifier
-from consensus.types import ROLE_TRAINER, Genesis, Hash, UpdateReceipt, ValidatorInfo
+from consensus.types import Genesis, Hash, UpdateReceipt
 from consensus.validators import ValidatorSet
 from learning.secagg import chained
 from learning.secagg.chained_model import candidate_model, masked_blob, require_transcript_hash
-from learning.secagg.params import SecAggError, SecAggParams
-from learning.secagg.primitives import session_id
+from learning.secagg.params import SecAggError
 from node import secagg_wire as wire
 from node.errors import UserError
 from node.fsutil import atomic_write
 from node.network import Topic
+from node.secagg_wire import pairing_for
 
 log = logging.getLogger("bcfl.secagg")
 
 MAX_HEIGHTS_KEPT = 4
 MAX_REVEALS_PER_DRAFT = 1024
 MAX_DRAFTS_PER_HEIGHT = 16
-
-
-def params_of(genesis: Genesis) -> SecAggParams:
-    p = genesis.privacy
-    return SecAggParams(
-        clip_range=p.secagg_clip_range,
-        quant_range=p.secagg_quant_range,
-        modulus_bits=p.secagg_modulus_bits,
-        neighbours=p.secagg_neighbours,
-        threshold=p.secagg_threshold,
-    )
-
-
-def pairing_for(
-    genesis: Genesis, height: int, parent_hash: bytes, members: Sequence[ValidatorInfo]
-) -> chained.Pairing:
-    """The public setting of `height`: its session and the keys of its set's trainers."""
-    keys = {
-        i: m.agreement_key
-        for i, m in enumerate(members)
-        if ROLE_TRAINER in m.roles and len(m.agreement_key) == 32
-    }
-    return chained.Pairing(
-        session_id(genesis.chain_id, height, parent_hash), keys, params_of(genesis)
-    )
-
-
-def parent_hash_of(genesis: Genesis, last_block: Any) -> bytes:
-    return genesis_hash(genesis) if last_block is None else block_hash(last_block)
 
 
 class RevealLog:
