@@ -48,7 +48,13 @@ GOSSIP_REJECT_REASONS = (
 )
 """Why a topic validator (or the guarded pubsub handler) dropped a message."""
 
-SECAGG_REASONS = ("secagg-malformed", "secagg-second-draft", "secagg-threshold", "secagg-invalid")
+SECAGG_REASONS = (
+    "secagg-malformed",
+    "secagg-second-draft",
+    "secagg-threshold",
+    "secagg-invalid",
+    "secagg-equivocation",
+)
 """Why the node's secure aggregation refused a draft or reveal (node/services/secagg_round.py)."""
 
 CORE_REJECT_REASONS = (*ADMISSION_REASONS, *CORE_REASONS, *SECAGG_REASONS, "other")

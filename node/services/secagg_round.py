@@ -179,6 +179,11 @@ class SecAggRound:
         known = self.drafts.setdefault(draft.height, {})
         if len(known) >= MAX_DRAFTS_PER_HEIGHT and draft.draft_id not in known:
             return
+        if draft.draft_id not in known and any(
+            d.round == draft.round and d.proposer == draft.proposer for d in known.values()
+        ):  # two U3 signed for one round: the proposer equivocates (docs/THREAT-MODEL.md)
+            log.warning("proposer %d signed two drafts at height %d", draft.proposer, draft.height)
+            self.count("secagg-equivocation")
         known.setdefault(draft.draft_id, draft)
         self._keep(draft.height)
         await self._answer(draft)
