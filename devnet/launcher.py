@@ -21,6 +21,7 @@ also signs a nil vote for every block it votes for (caught as evidence, then sla
 The insider kinds of issue 10 (docs/THREAT-MODEL.md): `timestamp` stamps its proposals far in the
 future, `inflate` claims 10^9 samples, `rule-swap` declares the rule "median", `double-propose`
 signs two versions of each proposal (consensus/sim/insider.py, applied by node/driver.py),
+`secagg-silent` (with --secure-aggregation) publishes its masked update and never reveals,
 `forge-rejection` rejects an honest update as an outlier when it proposes, and `drift` adds
 noise of the update's own norm to its update, small enough to pass screening (node/app.py).
 """

@@ -104,6 +104,7 @@ BYZANTINE_BEHAVIOURS = (
     "drift",
     "rule-swap",
     "double-propose",
+    "secagg-silent",
 )
 BUILTIN_DATASETS = ("breast-cancer", "diabetes", "digits", "surveillance")
 DEVICES = ("auto", "cpu", "cuda")

@@ -221,6 +221,7 @@ async def run_node(home_dir: Path) -> None:
             verifier=verifier,
             reveal_log=RevealLog(home.secagg_reveals_path, genesis.chain_id) if trains else None,
             wait_s=max(2.0, genesis.timeouts.attestation / 3),
+            silent=config.byzantine.behaviour == "secagg-silent",
         )
     nursery_box: list[trio.Nursery] = []  # the root nursery, for the gate's disconnects
     driver = Driver(

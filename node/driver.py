@@ -172,6 +172,7 @@ class Driver:
             cap=self.net.settings.size_caps[Topic.SECAGG],
             wait_s=keys.wait_s,
             count=self.metrics.count_core_rejection,
+            silent=keys.silent,
         )
         self.net.set_validator(Topic.SECAGG, round_.validate)
         return round_

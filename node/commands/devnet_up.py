@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=(
             "KIND:COUNT, KIND poison, garbage, equivocate, timestamp, inflate, "
-            "forge-rejection, drift, rule-swap or double-propose"
+            "forge-rejection, drift, rule-swap, double-propose or secagg-silent"
         ),
     )
     parser.add_argument(

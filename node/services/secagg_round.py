@@ -41,6 +41,7 @@ log = logging.getLogger("bcfl.secagg")
 MAX_HEIGHTS_KEPT = 4
 MAX_REVEALS_PER_DRAFT = 1024
 MAX_DRAFTS_PER_HEIGHT = 16
+MAX_SIGNED_SLOTS = 4096
 
 
 class RevealLog:
@@ -91,6 +92,9 @@ class SecAggKeys:
     verifier: Verifier
     reveal_log: RevealLog | None
     wait_s: float
+    silent: bool = False
+    """Test networks only (`byzantine.behaviour = "secagg-silent"`): publish the masked update,
+    then never reveal (the dropout the protocol recovers from)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +127,16 @@ class SecAggRound:
         cap: int,
         wait_s: float,
         count: Callable[[str], None] = lambda reason: None,
+        silent: bool = False,
     ) -> None:
         self.genesis, self.me, self._key = genesis, me, agreement_key
         self._signer, self._verifier, self._log = signer, verifier, reveal_log
         self.setting, self._fetch, self._publish = setting, fetch, publish
         self.cap, self.wait_s, self.count = cap, wait_s, count
+        self.silent = silent
         self.drafts: dict[int, dict[bytes, wire.Draft]] = {}
         self.reveals: dict[tuple[int, bytes], dict[int, chained.RevealBody]] = {}
+        self._signed: dict[tuple[int, int, int], bytes] = {}  # (height, round, proposer) -> U3
         self._changed = trio.Event()
 
     # -- the gossip edge and delivery --------------------------------------------------------
@@ -166,6 +173,8 @@ class SecAggRound:
             del self.drafts[h]
         for key in [k for k in self.reveals if k[0] < height - MAX_HEIGHTS_KEPT]:
             del self.reveals[key]
+        for slot in [k for k in self._signed if k[0] < height - MAX_HEIGHTS_KEPT]:
+            del self._signed[slot]
 
     def _on_reveal(self, reveal: wire.Reveal) -> None:
         pool = self.reveals.setdefault((reveal.height, reveal.draft_id), {})
@@ -179,9 +188,11 @@ class SecAggRound:
         known = self.drafts.setdefault(draft.height, {})
         if len(known) >= MAX_DRAFTS_PER_HEIGHT and draft.draft_id not in known:
             return
-        if draft.draft_id not in known and any(
-            d.round == draft.round and d.proposer == draft.proposer for d in known.values()
-        ):  # two U3 signed for one round: the proposer equivocates (docs/THREAT-MODEL.md)
+        slot = (draft.height, draft.round, draft.proposer)
+        if slot not in self._signed and len(self._signed) >= MAX_SIGNED_SLOTS:
+            return  # a proposer signing drafts for round after round: bounded memory
+        first = self._signed.setdefault(slot, draft.draft_id)
+        if first != draft.draft_id:  # two U3 for one round: equivocation (docs/THREAT-MODEL.md)
             log.warning("proposer %d signed two drafts at height %d", draft.proposer, draft.height)
             self.count("secagg-equivocation")
         known.setdefault(draft.draft_id, draft)
@@ -205,6 +216,8 @@ class SecAggRound:
         me, s = self.me, self.setting()
         log_ = self._log
         if me is None or me not in draft.included or self._signer is None or log_ is None:
+            return
+        if self.silent:
             return
         if draft.height != s.height or not log_.allows(draft.height, draft.draft_id):
             if draft.height == s.height:

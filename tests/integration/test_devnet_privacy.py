@@ -49,3 +49,43 @@ def test_budgets_are_spent_within_the_budget_and_blocks_continue(tmp_path: Path)
         assert node["privacy"]["site"]["bcfl_dp_budget_exhausted"] == 1.0, node["name"]
         assert node["privacy"]["ledger"]["budget_exhausted"], node["name"]
     assert result["final_metric"] is not None
+
+
+def test_secure_aggregation_commits_with_a_trainer_silent_after_publishing(tmp_path: Path) -> None:
+    """`--secure-aggregation --byzantine secagg-silent:1`: the last site publishes its masked
+    update every height and never reveals; its self mask is recovered from the other three
+    holders' shares (t = 3 of 4), so every height commits a model block with all four updates,
+    and `bcfl chain verify` recomputes each from the masked blobs and the transcript
+    (docs/THREAT-MODEL.md "Privacy: secure aggregation")."""
+    import json
+    import subprocess
+    import sys
+
+    blocks = 3
+    result = devnet_json(
+        tmp_path,
+        "--nodes",
+        "4",
+        "--blocks",
+        str(blocks),
+        "--secure-aggregation",
+        "--byzantine",
+        "secagg-silent:1",
+        timeout_s=90,
+    )
+    assert result["secure_aggregation"] is True
+    rows = result["blocks"][:blocks]
+    assert [r["carry_over"] for r in rows] == [False] * blocks, [
+        r["carry_over_reason"] for r in rows
+    ]
+    assert all(r["updates"] == 4 for r in rows), [r["updates"] for r in rows]
+    home = tmp_path / "dn" / "node0"
+    done = subprocess.run(
+        [sys.executable, "-m", "node.cli", "chain", "verify", "--home", str(home), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    verified = json.loads(done.stdout)
+    assert verified["ok"], verified["problem"]
+    assert set(range(1, blocks + 1)) <= set(verified["aggregation"]["replayed"])

@@ -260,3 +260,17 @@ def test_a_reveal_naming_one_member_twice_is_left_out_of_the_transcript(tmp_path
     built = trio.run(fed.nodes[p].build, HEIGHT, 0, receipts, BASE, fed.put_async)
     assert built.model is not None
     assert (p, "secagg-malformed") in fed.counted
+
+
+def test_two_drafts_signed_for_one_round_are_counted_as_equivocation(tmp_path: Path) -> None:
+    """The proposer's attack left open (docs/THREAT-MODEL.md): a second U3 for the same round
+    is seen and counted `secagg-equivocation` (and not answered); another round's is not."""
+    fed = Federation(tmp_path)
+    receipts = _train(fed, _updates(7))
+    p = _proposer()
+    node = fed.nodes[(p + 1) % N]
+    trio.run(node.on_gossip, _draft(fed, receipts, 1), "peer")
+    assert not any(reason == "secagg-equivocation" for _, reason in fed.counted)
+    trio.run(node.on_gossip, _draft(fed, receipts, 0), "peer")
+    trio.run(node.on_gossip, _draft(fed, receipts[:3], 0), "peer")
+    assert ((p + 1) % N, "secagg-equivocation") in fed.counted
