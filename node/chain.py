@@ -117,7 +117,13 @@ class Chain:
 
     # -- writing --------------------------------------------------------------------------
 
-    def append(self, commit: Commit, *, phases: dict[str, float] | None = None) -> None:
+    def append(
+        self,
+        commit: Commit,
+        *,
+        phases: dict[str, float] | None = None,
+        extra_refs: tuple[bytes, ...] = (),
+    ) -> None:
         """Store a committed block with its certificate, blob refs, ledger and phases.
 
         Re-appending the block already stored at its height is a no-op (phases are
@@ -134,6 +140,7 @@ class Chain:
             blob_refs=(
                 block.header.model_hash,
                 *(() if block.is_carry_over else (r.blob_hash for r in block.receipts)),
+                *extra_refs,  # e.g. a secure aggregation transcript, kept with its block
             ),
             ledger_snapshot=codec.encode(commit.ledger),
         )

@@ -63,6 +63,7 @@ from consensus.types import (
     UpdateReceipt,
     Vote,
 )
+from learning.secagg.chained_model import transcript_hash_in_file
 from node.app import LearningApp
 from node.chain import Chain
 from node.network import NodeNetwork, Topic
@@ -368,9 +369,21 @@ class Driver:
         event = request.event
         self.submit(lambda shell, now: shell.fire(event, now))
 
+    def _transcript(self, request: StoreCommit) -> tuple[bytes, ...]:
+        """Under secure aggregation, the transcript a local model blob names (kept and
+        pruned with its block's blobs, for `bcfl chain verify`)."""
+        block = request.commit.block
+        if self.secagg is None or block.is_carry_over:
+            return ()
+        path = self.store.blobs.path(block.header.model_hash)
+        found = transcript_hash_in_file(path) if path.exists() else None
+        return () if found is None else (found,)
+
     def _store(self, request: StoreCommit) -> None:
         started = self.clock()
-        self.chain.append(request.commit, phases=request.phases)
+        self.chain.append(
+            request.commit, phases=request.phases, extra_refs=self._transcript(request)
+        )
         self.observer.committed(request, store_seconds=self.clock() - started)
         model_hash = request.commit.block.header.model_hash
         if not self.chain.has_blob(model_hash):

@@ -244,7 +244,11 @@ class ChainVerifier:
                     (height, "the model blob (naming its transcript) was pruned")
                 )
                 return None
-            candidate = self._unmask(genesis, chain, block, members, model, stored_model, masked)
+            unmasked = self._unmask(genesis, chain, block, members, model, stored_model, masked)
+            if unmasked is None:
+                self.result.skipped.append((height, "the transcript blob was pruned"))
+                return stored_model
+            candidate = unmasked
         else:
             candidate = self._aggregate(genesis, height, model, updates)
         if hashlib.sha256(candidate).digest() != target:
@@ -265,8 +269,8 @@ class ChainVerifier:
         base: bytes,
         stored_model: bytes,
         masked: dict[int, bytes],
-    ) -> bytes:
-        """Secure aggregation: the model from the masked blobs and the transcript the stored
+    ) -> bytes | None:
+        """Secure aggregation (None: the transcript is not on disk): the model from the masked blobs and the transcript the stored
         model names (docs/ARCHITECTURE.md "Secure aggregation")."""
         from learning.secagg.chained import decode_transcript
         from learning.secagg.chained_model import candidate_model, require_transcript_hash
@@ -278,7 +282,7 @@ class ChainVerifier:
             transcript_hash = require_transcript_hash(stored_model)
             raw = _blob(chain, Hash(transcript_hash), height, "transcript")
             if raw is None:
-                raise _Failed(height, "the secure aggregation transcript is missing")
+                return None
             transcript = decode_transcript(raw)
             if dict(transcript.included) != {int(r.author): r.blob_hash for r in block.receipts}:
                 raise _Failed(height, "the transcript's included updates are not the block's")

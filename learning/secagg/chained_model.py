@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -74,6 +75,19 @@ def transcript_hash_of(model: bytes) -> bytes | None:
     if len(raw) != 32:
         return None
     return raw
+
+
+def transcript_hash_in_file(path: Path) -> bytes | None:
+    """`transcript_hash_of` reading only a model file's header."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            (size,) = struct.unpack("<Q", head)
+            return transcript_hash_of(head + f.read(min(size, 1 << 24)))
+    except OSError:
+        return None
 
 
 def require_transcript_hash(model: bytes) -> bytes:

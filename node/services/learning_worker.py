@@ -334,7 +334,11 @@ class LearningWorker:
             return
         started = self.clock()
         model, refusal = await secagg.recompute(
-            candidate.model_hash, candidate.receipts, base, int(candidate.proposer)
+            int(candidate.height),
+            candidate.model_hash,
+            candidate.receipts,
+            base,
+            int(candidate.proposer),
         )
         if candidate.rejected:  # nobody can screen a masked update, so nobody may reject one
             model, refusal = None, "a secure aggregation candidate rejects updates"

@@ -218,6 +218,7 @@ class SecAggRound:
         if me is None or me not in draft.included or self._signer is None or log_ is None:
             return
         if self.silent:
+            log.info("secagg-silent: withholding the reveal at height %d", draft.height)
             return
         if draft.height != s.height or not log_.allows(draft.height, draft.draft_id):
             if draft.height == s.height:
@@ -350,10 +351,17 @@ class SecAggRound:
     # -- the validator's side ------------------------------------------------------------
 
     async def recompute(
-        self, model_hash: bytes, receipts: Sequence[UpdateReceipt], base: bytes, proposer: int
+        self,
+        height: int,
+        model_hash: bytes,
+        receipts: Sequence[UpdateReceipt],
+        base: bytes,
+        proposer: int,
     ) -> tuple[bytes | None, str]:
         """The candidate model recomputed from public data, or (None, why it cannot be)."""
         s = self.setting()
+        if s.height != height:
+            return None, "the candidate is not of the current height"
         pairing = self.pairing(s)
         model = await self._fetch(model_hash, proposer)
         if model is None:

@@ -79,6 +79,8 @@ def test_secure_aggregation_commits_with_a_trainer_silent_after_publishing(tmp_p
         r["carry_over_reason"] for r in rows
     ]
     assert all(r["updates"] == 4 for r in rows), [r["updates"] for r in rows]
+    silent_log = (tmp_path / "dn" / "node3" / "node.log").read_text()
+    assert "withholding the reveal" in silent_log  # it did publish and then kept silent
     home = tmp_path / "dn" / "node0"
     done = subprocess.run(
         [sys.executable, "-m", "node.cli", "chain", "verify", "--home", str(home), "--json"],
