@@ -177,7 +177,12 @@ class SecAggRound:
             del self._signed[slot]
 
     def _on_reveal(self, reveal: wire.Reveal) -> None:
-        pool = self.reveals.setdefault((reveal.height, reveal.draft_id), {})
+        key = (reveal.height, reveal.draft_id)
+        if key not in self.reveals:
+            if sum(1 for h, _ in self.reveals if h == reveal.height) >= 2 * MAX_DRAFTS_PER_HEIGHT:
+                return  # reveals for made-up drafts: bounded memory
+            self._keep(reveal.height)
+        pool = self.reveals.setdefault(key, {})
         if reveal.revealer in pool or len(pool) >= MAX_REVEALS_PER_DRAFT:
             return
         pool[reveal.revealer] = reveal.body
@@ -253,6 +258,7 @@ class SecAggRound:
             return
         if self.setting().height != draft.height or not log_.allows(draft.height, draft.draft_id):
             return  # the height moved on, or another draft was answered meanwhile
+        log_.height, log_.draft_id = draft.height, draft.draft_id  # taken before any await
         await trio.to_thread.run_sync(log_.record, draft.height, draft.draft_id)
         reveal = wire.signed(
             wire.Reveal(self.genesis.chain_id, draft.height, draft.draft_id, body), self._signer
