@@ -82,3 +82,17 @@ def test_secure_aggregation_with_fedavg_validates() -> None:
     too_many = dataclasses.replace(Privacy(secure_aggregation=True), secagg_neighbours=9)
     with pytest.raises(InvalidGenesis, match="secagg_neighbours"):
         validate_genesis(_genesis(too_many), VERIFIER)
+
+
+def test_secure_aggregation_needs_every_trainers_agreement_key() -> None:
+    """Masks come from keys on chain: a trainer without one, or two sharing one, is refused."""
+    keys = [bytes([i + 1]) * 32 for i in range(4)]
+    secure = Privacy(secure_aggregation=True)
+    make = lambda ks: make_genesis("c", SIGNERS, privacy=secure, agreement_keys=ks)  # noqa: E731
+    validate_genesis(make(keys), VERIFIER)
+    with pytest.raises(InvalidGenesis, match="every trainer's agreement key"):
+        validate_genesis(make([*keys[:3], b""]), VERIFIER)
+    with pytest.raises(InvalidGenesis, match="share one agreement key"):
+        validate_genesis(make([*keys[:3], keys[0]]), VERIFIER)
+    with pytest.raises(InvalidGenesis, match="not 32 bytes"):
+        validate_genesis(make([*keys[:3], b"short"]), VERIFIER)

@@ -62,3 +62,20 @@ def test_generate_refuses_to_overwrite(tmp_path: Path) -> None:
     generate_keys(home)
     with pytest.raises(KeyFileError, match="already exists"):
         generate_keys(home)
+
+
+def test_the_agreement_key_is_0600_and_its_public_half_is_stable(tmp_path: Path) -> None:
+    """Secure aggregation's X25519 key is written with the others (owner-only), a home made
+    before it gets one on `ensure_agreement_key`, and a readable copy is refused."""
+    from node.keys import ensure_agreement_key, load_agreement_key
+
+    home = NodeHome(tmp_path / "home")
+    generate_keys(home)
+    assert stat.S_IMODE(home.agreement_key_path.stat().st_mode) == 0o600
+    public = ensure_agreement_key(home)
+    assert len(public) == 32 and ensure_agreement_key(home) == public
+    home.agreement_key_path.unlink()
+    assert ensure_agreement_key(home) != public  # an old home gets a fresh key
+    os.chmod(home.agreement_key_path, 0o640)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        load_agreement_key(home)

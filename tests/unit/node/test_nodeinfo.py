@@ -25,6 +25,12 @@ def test_node_info_written_by_init_reads_back(tmp_path: Path) -> None:
     info = read_node_info(tmp_path / "a" / "node_info.json")
     assert len(info["bls_public_key"]) == 48 and len(info["bls_proof_of_possession"]) == 96
     assert info["roles"] == ["trainer", "validator"] and info["name"] == "a"
+    assert len(info["agreement_public_key"]) == 32  # secure aggregation's X25519 key
+    raw = json.loads((tmp_path / "a" / "node_info.json").read_text())
+    raw["agreement_public_key"] = "00" * 31
+    (tmp_path / "b.json").write_text(json.dumps(raw))
+    with pytest.raises(GenesisFileError, match="'agreement_public_key' is 31 bytes"):
+        read_node_info(tmp_path / "b.json")
 
 
 @pytest.mark.parametrize(
