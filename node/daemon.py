@@ -214,7 +214,7 @@ async def run_node(home_dir: Path) -> None:
         from node.keys import load_agreement_key
         from node.services.secagg_round import RevealLog, SecAggKeys
 
-        trains = is_trainer and who.me is not None
+        trains = is_trainer  # a joiner too: it masks once governance adds it
         secagg = SecAggKeys(
             agreement_key=load_agreement_key(home) if trains else None,
             signer=signer,

@@ -162,7 +162,7 @@ class Driver:
 
         round_ = SecAggRound(
             genesis=core.genesis,
-            me=core.me,
+            me=lambda: None if core.me is None else int(core.me),
             agreement_key=keys.agreement_key,
             signer=keys.signer,
             verifier=keys.verifier,

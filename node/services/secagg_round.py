@@ -116,7 +116,7 @@ class SecAggRound:
         self,
         *,
         genesis: Genesis,
-        me: int | None,
+        me: int | None | Callable[[], int | None],
         agreement_key: Any,
         signer: Signer | None,
         verifier: Verifier,
@@ -129,7 +129,9 @@ class SecAggRound:
         count: Callable[[str], None] = lambda reason: None,
         silent: bool = False,
     ) -> None:
-        self.genesis, self.me, self._key = genesis, me, agreement_key
+        self.genesis, self._key = genesis, agreement_key
+        # a joiner's index appears when governance adds it: read it from the core each time
+        self._me: Callable[[], int | None] = me if callable(me) else (lambda: me)
         self._signer, self._verifier, self._log = signer, verifier, reveal_log
         self.setting, self._fetch, self._publish = setting, fetch, publish
         self.cap, self.wait_s, self.count = cap, wait_s, count
@@ -138,6 +140,11 @@ class SecAggRound:
         self.reveals: dict[tuple[int, bytes], dict[int, chained.RevealBody]] = {}
         self._signed: dict[tuple[int, int, int], bytes] = {}  # (height, round, proposer) -> U3
         self._changed = trio.Event()
+
+    @property
+    def me(self) -> int | None:
+        """This member's index (None: an observer, or a site not added yet)."""
+        return self._me()
 
     # -- the gossip edge and delivery --------------------------------------------------------
 
