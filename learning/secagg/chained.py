@@ -212,10 +212,10 @@ def reveal_for(
         raise SecAggError(f"member {me} reveals only for a set that includes it")
     graph = pairing.graph()
     alive = len(u3 & set(pairing.holders(me)))
-    if alive < pairing.threshold(me):
+    needed = max(2, pairing.threshold(me))  # never for a set where one update is the sum
+    if alive < needed:
         raise SecAggError(
-            f"only {alive} of member {me}'s holders are included, the threshold is"
-            f" {pairing.threshold(me)}",
+            f"only {alive} of member {me}'s holders are included, {needed} are needed",
             reason="secagg-threshold",
         )
     shares = {
