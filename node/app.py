@@ -9,7 +9,9 @@ Choices (docs/ARCHITECTURE.md "Proof of learning" is silent on them):
 - An update blob is a delta (learning/). The proposer rejects, with a named reason, an update
   that fails `validate_update` or could not be fetched; the rest are aggregated with the
   genesis rule. Every validator recomputes that aggregation from the same blobs and attests
-  "not improved" when its bytes differ from the candidate's model hash.
+  "not improved" when its bytes differ from the candidate's model hash. Under secure
+  aggregation the learning worker recomputes the candidate from the masked blobs and the
+  transcript (node/services/secagg_round.py) and only `judge`s it here.
 - A validator's verdict compares the base model and the candidate on its private validation
   split with the genesis verdict rule; the numbers go into its `EvalReport`, whose
   `metric_name` says which metric decided (the rule's, or the loss where the rule's metric is
