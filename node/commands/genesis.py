@@ -152,8 +152,6 @@ def privacy_policy(args: argparse.Namespace):  # noqa: ANN201 - consensus.types.
         epsilon_budget=float(args.dp_epsilon or 0.0),
         secure_aggregation=secure,
     )
-
-
 def parse_powers(items: list[str]) -> dict[str, int]:
     """`--power NAME=P` items as a map; one sentence for a malformed or repeated item."""
     out: dict[str, int] = {}
