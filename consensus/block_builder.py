@@ -26,6 +26,8 @@ from consensus.types import (
     Block,
     Candidate,
     CommitCertificate,
+    DuplicateProposalEvidence,
+    DuplicateVoteEvidence,
     EvalReport,
     Hash,
     Header,
@@ -81,6 +83,7 @@ class BlockBuilder:
             rejected=candidate.rejected,
             rule=candidate.rule,
             certificate=certificate,
+            rejection_reasons=candidate.rejection_reasons,
             reports=self._signed_reports(attestations),
             reason="",
         )
@@ -123,6 +126,7 @@ class BlockBuilder:
         certificate: ImprovementCertificate | None,
         reports: tuple[EvalReport, ...],
         reason: str,
+        rejection_reasons: tuple[str, ...] = (),
     ) -> Block:
         me = self._ctx.me
         if me is None:
@@ -153,9 +157,13 @@ class BlockBuilder:
             eval_reports=reports,
             carry_over_reason=reason,
             last_commit=last_commit,
-            evidence=evidence,
+            evidence=tuple(e for e in evidence if isinstance(e, DuplicateVoteEvidence)),
+            proposal_evidence=tuple(
+                e for e in evidence if isinstance(e, DuplicateProposalEvidence)
+            ),
             proposals=proposals,
             approvals=approvals,
+            rejection_reasons=rejection_reasons,
         )
         consequence = self._ctx.genesis.safeguards.evidence_consequence
         root = ledger_root(apply_block(parent.ledger, block, consequence))

@@ -82,7 +82,7 @@ from consensus.types import (
     Vote,
     VoteType,
 )
-from consensus.validity import Parent
+from consensus.validity import Parent, proposal_evidence
 from consensus.votes import VoteLog, VoteSet
 
 PV, PC = VoteType.PREVOTE, VoteType.PRECOMMIT
@@ -244,6 +244,7 @@ class Tendermint:
             out.append(refusal("proposal", reason))
             return
         if proposal.round in self._proposals:
+            self._second_proposal(proposal, out)
             return
         bhash = block_hash(proposal.block)
         if not admission.signature_ok(proposal, block_hash=bhash):
@@ -258,6 +259,19 @@ class Tendermint:
             else:  # our own prevotes of that round may still show the polka
                 out.append(Rejected(BAD_POLKA, f"re-proposal with a bad polka: {problem}"))
         self.progress(now, out)
+
+    def _second_proposal(self, proposal: Proposal, out: list[Action]) -> None:
+        """Another proposal of a round we hold one for: signed and conflicting, it is evidence
+        (docs/THREAT-MODEL.md "Evidence that costs nothing"); the first one still counts."""
+        first, first_hash = self._proposals[proposal.round]
+        bhash = block_hash(proposal.block)
+        evidence = proposal_evidence(first, first_hash, proposal, bhash)
+        if evidence is None:
+            return
+        if not self._ctx.admission.signature_ok(proposal, block_hash=bhash):
+            out.append(Rejected(BAD_SIGNATURE, "proposal with a bad signature"))
+            return
+        self._ctx.evidence.add(evidence, self._parent.ledger.punished, out)
 
     def _polka_problem(self, polka: PolkaCertificate, valid_round: int, bhash: Hash) -> str | None:
         """Why `polka` does not prove >2/3 round-`valid_round` prevotes for `bhash`, or None."""

@@ -186,6 +186,8 @@ class Candidate:
     rejected: tuple[UpdateReceipt, ...]
     rule: str
     signature: Signature = EMPTY_SIGNATURE
+    rejection_reasons: tuple[str, ...] = ()
+    """One code per `rejected` receipt, in order (consensus/rejections.py)."""
 
     @property
     def signer(self) -> ValidatorIndex:
@@ -284,6 +286,62 @@ class DuplicateVoteEvidence:
     vote_a: Vote
     vote_b: Vote
 
+    kind = "duplicate-vote"
+
+    @property
+    def offender(self) -> ValidatorIndex:
+        """The validator who signed both votes."""
+        return self.vote_a.validator
+
+    @property
+    def offence(self) -> tuple[int, int, int, int]:
+        """(validator, height, round, vote type): what the chain punishes once."""
+        v = self.vote_a
+        return (int(v.validator), int(v.height), int(v.round), int(v.vote_type))
+
+
+PROPOSAL_OFFENCE = 3
+"""The last slot of a double proposal's offence key (votes use their `VoteType`, 1 and 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalHead:
+    """What a proposer signs of a proposal besides (height, round): ⟨id(v), vr⟩ and the
+    signature (consensus/signing.py `proposal_head_bytes`); the block itself is not needed to
+    prove that two of them conflict."""
+
+    block_hash: Hash
+    valid_round: Round
+    signature: Signature
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateProposalEvidence:
+    """Two signed proposals of one member for one (height, round) with different blocks or
+    valid rounds, `first` < `second` by (block hash, valid round)."""
+
+    height: Height
+    round: Round
+    proposer: ValidatorIndex
+    first: ProposalHead
+    second: ProposalHead
+
+    kind = "double-proposal"
+
+    @property
+    def offender(self) -> ValidatorIndex:
+        """The member who signed both proposals."""
+        return self.proposer
+
+    @property
+    def offence(self) -> tuple[int, int, int, int]:
+        """(proposer, height, round, PROPOSAL_OFFENCE): what the chain punishes once."""
+        return (int(self.proposer), int(self.height), int(self.round), PROPOSAL_OFFENCE)
+
+
+Evidence = DuplicateVoteEvidence | DuplicateProposalEvidence
+"""Every kind of misbehaviour evidence a block can carry."""
+
 
 @dataclass(frozen=True, slots=True)
 class Header:
@@ -318,6 +376,15 @@ class Block:
     """Member-set changes proposed in this block (consensus/governance.py)."""
     approvals: tuple[GovernanceApproval, ...] = ()
     """Approvals of pending member-set changes carried by this block."""
+    rejection_reasons: tuple[str, ...] = ()
+    """One code per `rejected` receipt, in order (consensus/rejections.py)."""
+    proposal_evidence: tuple[DuplicateProposalEvidence, ...] = ()
+    """Double proposals this block punishes (`evidence` holds the duplicate votes)."""
+
+    @property
+    def all_evidence(self) -> tuple[Evidence, ...]:
+        """Duplicate votes, then double proposals: every offence this block punishes."""
+        return (*self.evidence, *self.proposal_evidence)
 
     @property
     def height(self) -> Height:

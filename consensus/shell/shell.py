@@ -55,6 +55,7 @@ from consensus.events import (
     TrainingFinished,
     received,
 )
+from consensus.rejections import UNAVAILABLE
 from consensus.shell.phases import HeightTimes
 from consensus.shell.requests import (
     ATTESTATIONS,
@@ -213,12 +214,14 @@ class NodeShell:
         rejected: Sequence[UpdateReceipt],
         model_hash: Hash | None,
         now: float,
+        reasons: Sequence[str] = (),
     ) -> list[Request]:
         """The answer to `Aggregate`: assemble the candidate (the core signs it).
 
         `accepted` must be in the order the model was aggregated in (float sums depend on it,
         and every evaluator recomputes in the candidate's order); `model_hash` None means no
-        update survived, and the candidate keeps the base model.
+        update survived, and the candidate keeps the base model. `reasons` name each rejection
+        (consensus/rejections.py; empty: "unavailable" for each, a rejection nobody proves).
         """
         action = request.action
         me = self.core.me
@@ -231,6 +234,7 @@ class NodeShell:
             receipts=tuple(accepted),
             rejected=tuple(rejected),
             rule=self.core.genesis.aggregation_rule,
+            rejection_reasons=tuple(reasons) if reasons else (UNAVAILABLE,) * len(rejected),
         )
         return self._run(CandidateBuilt(candidate), now)
 
