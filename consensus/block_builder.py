@@ -19,6 +19,7 @@ from dataclasses import replace
 from consensus.codec import commit_hash, ledger_root, updates_root
 from consensus.context import Context
 from consensus.errors import ConsensusInvariantError
+from consensus.invalid_proposal import MAX_INVALID_PROPOSALS_PER_BLOCK
 from consensus.ledger import apply_block
 from consensus.types import (
     HASH_SIZE,
@@ -33,6 +34,7 @@ from consensus.types import (
     Header,
     Height,
     ImprovementCertificate,
+    InvalidProposalEvidence,
     Round,
     UpdateReceipt,
     ValidatorIndex,
@@ -161,6 +163,9 @@ class BlockBuilder:
             proposal_evidence=tuple(
                 e for e in evidence if isinstance(e, DuplicateProposalEvidence)
             ),
+            invalid_proposals=tuple(e for e in evidence if isinstance(e, InvalidProposalEvidence))[
+                :MAX_INVALID_PROPOSALS_PER_BLOCK
+            ],
             proposals=proposals,
             approvals=approvals,
             rejection_reasons=rejection_reasons,

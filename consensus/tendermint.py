@@ -67,6 +67,7 @@ from consensus.codec import block_hash
 from consensus.context import Context
 from consensus.errors import BAD_POLKA, INVALID_BLOCK, UNTIMELY_PROPOSAL, refusal
 from consensus.events import Action, Broadcast, Rejected, ScheduleTimeout, TimeoutFired
+from consensus.invalid_proposal import invalid_proposal_evidence
 from consensus.privacy import problem_reason
 from consensus.signing import vote_sign_bytes
 from consensus.types import (
@@ -252,6 +253,9 @@ class Tendermint:
             return
         self._store_proposal(proposal, bhash)
         self._received_at[proposal.round] = now
+        invalid = invalid_proposal_evidence(proposal, self._ctx.genesis)
+        if invalid is not None:  # valid(v) refuses it too; this makes it cost the proposer
+            self._ctx.evidence.add(invalid, self._parent.ledger.punished, out)
         if proposal.valid_round >= 0 and proposal.polka is not None:
             problem = self._polka_problem(proposal.polka, proposal.valid_round, bhash)
             if problem is None:

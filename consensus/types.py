@@ -27,6 +27,15 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from consensus.evidence_types import INVALID_PROPOSAL_OFFENCE as INVALID_PROPOSAL_OFFENCE
+from consensus.evidence_types import PROPOSAL_OFFENCE as PROPOSAL_OFFENCE
+from consensus.evidence_types import DuplicateProposalEvidence as DuplicateProposalEvidence
+from consensus.evidence_types import DuplicateVoteEvidence as DuplicateVoteEvidence
+from consensus.evidence_types import Evidence as Evidence
+from consensus.evidence_types import InvalidProposalEvidence as InvalidProposalEvidence
+from consensus.evidence_types import ProposalHead as ProposalHead
+from consensus.evidence_types import Vote as Vote
+from consensus.evidence_types import VoteType as VoteType
 from consensus.members import (
     CHANGE_ADD,
     CHANGE_KINDS,
@@ -118,13 +127,6 @@ class Step(enum.IntEnum):
     PRECOMMIT = 2
     UPDATE_WINDOW = 3
     ATTESTATION = 4
-
-
-class VoteType(enum.IntEnum):
-    """The two vote kinds of Algorithm 1."""
-
-    PREVOTE = 1
-    PRECOMMIT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,87 +265,6 @@ class CommitCertificate:
 
 
 @dataclass(frozen=True, slots=True)
-class Vote:
-    """A prevote or precommit; `block_hash` None is a vote for nil."""
-
-    vote_type: VoteType
-    height: Height
-    round: Round
-    block_hash: Hash | None
-    validator: ValidatorIndex
-    signature: Signature = EMPTY_SIGNATURE
-
-    @property
-    def signer(self) -> ValidatorIndex:
-        """The validator who cast the vote (`validator`)."""
-        return self.validator
-
-
-@dataclass(frozen=True, slots=True)
-class DuplicateVoteEvidence:
-    """Two signed votes of one validator for one (height, round, type) with different values."""
-
-    vote_a: Vote
-    vote_b: Vote
-
-    kind = "duplicate-vote"
-
-    @property
-    def offender(self) -> ValidatorIndex:
-        """The validator who signed both votes."""
-        return self.vote_a.validator
-
-    @property
-    def offence(self) -> tuple[int, int, int, int]:
-        """(validator, height, round, vote type): what the chain punishes once."""
-        v = self.vote_a
-        return (int(v.validator), int(v.height), int(v.round), int(v.vote_type))
-
-
-PROPOSAL_OFFENCE = 3
-"""The last slot of a double proposal's offence key (votes use their `VoteType`, 1 and 2)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProposalHead:
-    """What a proposer signs of a proposal besides (height, round): ⟨id(v), vr⟩ and the
-    signature (consensus/signing.py `proposal_head_bytes`); the block itself is not needed to
-    prove that two of them conflict."""
-
-    block_hash: Hash
-    valid_round: Round
-    signature: Signature
-
-
-@dataclass(frozen=True, slots=True)
-class DuplicateProposalEvidence:
-    """Two signed proposals of one member for one (height, round) with different blocks or
-    valid rounds, `first` < `second` by (block hash, valid round)."""
-
-    height: Height
-    round: Round
-    proposer: ValidatorIndex
-    first: ProposalHead
-    second: ProposalHead
-
-    kind = "double-proposal"
-
-    @property
-    def offender(self) -> ValidatorIndex:
-        """The member who signed both proposals."""
-        return self.proposer
-
-    @property
-    def offence(self) -> tuple[int, int, int, int]:
-        """(proposer, height, round, PROPOSAL_OFFENCE): what the chain punishes once."""
-        return (int(self.proposer), int(self.height), int(self.round), PROPOSAL_OFFENCE)
-
-
-Evidence = DuplicateVoteEvidence | DuplicateProposalEvidence
-"""Every kind of misbehaviour evidence a block can carry."""
-
-
-@dataclass(frozen=True, slots=True)
 class Header:
     """Block header; `time_ms` is the proposer's clock, strictly above the parent's."""
 
@@ -380,11 +301,13 @@ class Block:
     """One code per `rejected` receipt, in order (consensus/rejections.py)."""
     proposal_evidence: tuple[DuplicateProposalEvidence, ...] = ()
     """Double proposals this block punishes (`evidence` holds the duplicate votes)."""
+    invalid_proposals: tuple[InvalidProposalEvidence, ...] = ()
+    """Signed proposals of objectively invalid blocks this block punishes."""
 
     @property
     def all_evidence(self) -> tuple[Evidence, ...]:
-        """Duplicate votes, then double proposals: every offence this block punishes."""
-        return (*self.evidence, *self.proposal_evidence)
+        """Duplicate votes, double proposals, invalid proposals: every offence punished here."""
+        return (*self.evidence, *self.proposal_evidence, *self.invalid_proposals)
 
     @property
     def height(self) -> Height:

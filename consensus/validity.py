@@ -30,6 +30,8 @@ from consensus.codec import (
 )
 from consensus.crypto import Verifier
 from consensus.governance import block_governance_problem, next_members
+from consensus.invalid_proposal import MAX_INVALID_PROPOSALS_PER_BLOCK
+from consensus.invalid_proposal import evidence_problem as invalid_proposal_problem
 from consensus.ledger import apply_block
 from consensus.privacy import Accountant, PrivacyRules
 from consensus.rejections import reasons_problem
@@ -414,7 +416,9 @@ class BlockChecker:
             problem = self.reports_problem(block.eval_reports)
             if problem:
                 return problem
-        if len(block.all_evidence) > MAX_EVIDENCE_PER_BLOCK:
+        if len(block.all_evidence) > MAX_EVIDENCE_PER_BLOCK or (
+            len(block.invalid_proposals) > MAX_INVALID_PROPOSALS_PER_BLOCK
+        ):
             return "too much evidence in one block"
         punished = set(parent.ledger.punished)
         for evidence in block.all_evidence:
@@ -422,8 +426,12 @@ class BlockChecker:
                 return "evidence already punished"
             if isinstance(evidence, DuplicateVoteEvidence):
                 problem = self.evidence_problem(evidence, header.height)
-            else:
+            elif isinstance(evidence, DuplicateProposalEvidence):
                 problem = self.proposal_evidence_problem(evidence, header.height)
+            else:
+                problem = invalid_proposal_problem(
+                    evidence, self.genesis, self.validator_set, self.verifier, header.height
+                )
             if problem:
                 return problem
             punished.add(evidence.offence)

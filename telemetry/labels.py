@@ -77,7 +77,7 @@ PROPOSAL_RESULTS = ("sent", "accepted", "rejected")
 VOTE_TYPES = ("prevote", "precommit")
 VOTE_RESULTS = ("sent", "accepted", "rejected", "duplicate")
 ATTESTATION_VERDICTS = ("improved", "not_improved", "refused")
-EVIDENCE_KINDS = ("duplicate_vote", "double_proposal")
+EVIDENCE_KINDS = ("duplicate_vote", "double_proposal", "invalid_proposal")
 """`kind` of bcfl_byzantine_evidence_total: the evidence types of consensus/types.py."""
 CERTIFICATE_KINDS = ("commit", "improvement")
 BLOCK_KINDS = ("model", "carry_over")
