@@ -352,8 +352,9 @@ class LearningRound:
             or me is None
         ):
             return None
-        if not candidate.receipts:
-            return self._blocks.carry_over(self.round, "every update was rejected", now)
+        shares = self._ctx.checker.privacy.noise_shares_problem(len(candidate.receipts))
+        if not candidate.receipts or shares:
+            return self._blocks.carry_over(self.round, shares or "every update was rejected", now)
         candidate = replace(candidate, round=self.round, proposer=me)
         problem = self._ctx.checker.receipts_problem(
             (*candidate.receipts, *candidate.rejected),

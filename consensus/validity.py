@@ -386,7 +386,9 @@ class BlockChecker:
                 return "model block with a carry-over reason"
             if not block.receipts or not block.rule:
                 return "model block without updates or rule"
-            problem = reasons_problem(block.rejected, block.rejection_reasons)
+            problem = reasons_problem(
+                block.rejected, block.rejection_reasons
+            ) or self.privacy.noise_shares_problem(len(block.receipts))
             if problem:
                 return problem
             problem = self.rule_problem(block.rule)

@@ -228,8 +228,8 @@ class LearningApp:
         if self.drift:
             update = learning.attack_update("drift", base_model, update, seed=height)
         if self.privacy.enabled:
-            update = learning.privatize_update(
-                update, self.policy.clip_norm, self.policy.noise_multiplier
+            update = learning.privatize_update(  # this site's share of the noise
+                update, self.policy.clip_norm, self.policy.site_noise_multiplier
             )
             self.releases.record(release)
         return TrainingOutcome(update, n, stats.loss_last_epoch, epsilon, stats.seconds)
