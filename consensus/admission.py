@@ -40,6 +40,7 @@ from collections.abc import Sequence
 
 from consensus.codec import block_hash as compute_block_hash
 from consensus.crypto import Verifier, batch_verify_same_message
+from consensus.rejections import reasons_problem
 from consensus.signing import proposal_bytes, report_bytes, sign_bytes
 from consensus.types import (
     Attestation,
@@ -74,6 +75,7 @@ BAD_STATISTICS = "bad-statistics"
 BAD_SIGNATURE = "bad-signature"
 WRONG_RULE = "wrong-rule"
 SAMPLES_OVER_CAP = "samples-over-cap"
+BAD_REJECTIONS = "bad-rejections"
 
 REASONS = (
     UNKNOWN_SIGNER,
@@ -88,6 +90,7 @@ REASONS = (
     BAD_SIGNATURE,
     WRONG_RULE,
     SAMPLES_OVER_CAP,
+    BAD_REJECTIONS,
 )
 """Every reason code an `Admission` check returns (closed: metric label values)."""
 
@@ -203,6 +206,8 @@ class Admission:
             return EMPTY_CANDIDATE
         if self.rule is not None and candidate.rule != self.rule:
             return WRONG_RULE
+        if reasons_problem(candidate.rejected, candidate.rejection_reasons) is not None:
+            return BAD_REJECTIONS
         return self._signature_reason(candidate, verify)
 
     def attestation(self, attestation: Attestation, *, verify: bool = True) -> str | None:

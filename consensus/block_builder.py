@@ -19,6 +19,7 @@ from dataclasses import replace
 from consensus.codec import commit_hash, ledger_root, updates_root
 from consensus.context import Context
 from consensus.errors import ConsensusInvariantError
+from consensus.invalid_proposal import MAX_INVALID_PROPOSALS_PER_BLOCK
 from consensus.ledger import apply_block
 from consensus.types import (
     HASH_SIZE,
@@ -26,11 +27,14 @@ from consensus.types import (
     Block,
     Candidate,
     CommitCertificate,
+    DuplicateProposalEvidence,
+    DuplicateVoteEvidence,
     EvalReport,
     Hash,
     Header,
     Height,
     ImprovementCertificate,
+    InvalidProposalEvidence,
     Round,
     UpdateReceipt,
     ValidatorIndex,
@@ -81,6 +85,7 @@ class BlockBuilder:
             rejected=candidate.rejected,
             rule=candidate.rule,
             certificate=certificate,
+            rejection_reasons=candidate.rejection_reasons,
             reports=self._signed_reports(attestations),
             reason="",
         )
@@ -123,6 +128,7 @@ class BlockBuilder:
         certificate: ImprovementCertificate | None,
         reports: tuple[EvalReport, ...],
         reason: str,
+        rejection_reasons: tuple[str, ...] = (),
     ) -> Block:
         me = self._ctx.me
         if me is None:
@@ -153,9 +159,16 @@ class BlockBuilder:
             eval_reports=reports,
             carry_over_reason=reason,
             last_commit=last_commit,
-            evidence=evidence,
+            evidence=tuple(e for e in evidence if isinstance(e, DuplicateVoteEvidence)),
+            proposal_evidence=tuple(
+                e for e in evidence if isinstance(e, DuplicateProposalEvidence)
+            ),
+            invalid_proposals=tuple(e for e in evidence if isinstance(e, InvalidProposalEvidence))[
+                :MAX_INVALID_PROPOSALS_PER_BLOCK
+            ],
             proposals=proposals,
             approvals=approvals,
+            rejection_reasons=rejection_reasons,
         )
         consequence = self._ctx.genesis.safeguards.evidence_consequence
         root = ledger_root(apply_block(parent.ledger, block, consequence))

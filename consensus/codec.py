@@ -452,7 +452,8 @@ def updates_root(receipts: Sequence[UpdateReceipt], rejected: Sequence[UpdateRec
 
 
 def candidate_hash(candidate: Candidate) -> Hash:
-    """A candidate's identity: height, base, model, rule and receipts (not round or proposer)."""
+    """A candidate's identity: height, base, model, rule, receipts and rejection reasons (not
+    round or proposer)."""
     return candidate_id(
         candidate.height,
         candidate.base_model_hash,
@@ -460,6 +461,7 @@ def candidate_hash(candidate: Candidate) -> Hash:
         candidate.rule,
         candidate.receipts,
         candidate.rejected,
+        candidate.rejection_reasons,
     )
 
 
@@ -470,17 +472,20 @@ def candidate_id(
     rule: str,
     receipts: Sequence[UpdateReceipt],
     rejected: Sequence[UpdateReceipt],
+    rejection_reasons: Sequence[str] = (),
 ) -> Hash:
-    """The candidate hash from its parts, as a block's validity check recomputes it."""
+    """The candidate hash from its parts, as a block's validity check recomputes it; it covers
+    the reason of every rejection (consensus/rejections.py)."""
     return sha256(
         canonical(
             [
-                "bcfl/candidate-id/v1",
+                "bcfl/candidate-id/v2",
                 height,
                 base_model_hash,
                 model_hash,
                 rule,
                 updates_root(receipts, rejected),
+                list(rejection_reasons),
             ]
         )
     )

@@ -20,7 +20,7 @@ from consensus.admission import (
     VALID_ROUND,
 )
 from consensus.events import Rejected
-from consensus.privacy import DP_BUDGET, DP_INCREMENT
+from consensus.privacy import DP_BUDGET, DP_INCREMENT, DP_NOISE_SHARES
 
 
 class ConsensusInvariantError(Exception):
@@ -62,6 +62,7 @@ CORE_REASONS = (
     BAD_POLKA,
     DP_BUDGET,
     DP_INCREMENT,
+    DP_NOISE_SHARES,
     GOVERNANCE_INVALID,
 )
 """The reason codes of `Rejected` actions beyond `consensus.admission.REASONS`."""

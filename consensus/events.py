@@ -20,8 +20,8 @@ from consensus.types import (
     Block,
     Candidate,
     CommitCertificate,
-    DuplicateVoteEvidence,
     EvalReport,
+    Evidence,
     GovernanceApproval,
     GovernanceProposal,
     Hash,
@@ -254,9 +254,10 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class ReportEvidence:
-    """Equivocation detected (for metrics and logs; the core also includes it in a block)."""
+    """Equivocation detected: a duplicate vote or a double proposal (for metrics and logs; the
+    core also includes it in a block)."""
 
-    evidence: DuplicateVoteEvidence
+    evidence: Evidence
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,6 +167,17 @@ def check_privacy(genesis: Genesis, n_trainers: int) -> None:
             "privacy.noise_multiplier and privacy.epsilon_budget need privacy.clip_norm > 0"
             " (noise without clipping bounds nothing)"
         )
+    if p.dp_noise_shares < 0 or p.dp_noise_shares > n_trainers:
+        raise InvalidGenesis(
+            f"privacy.dp_noise_shares is {p.dp_noise_shares}; use 0 (full noise at each site) up"
+            f" to the {n_trainers} trainers"
+        )
+    if p.dp_noise_shares and not (p.dp_enabled and p.secure_aggregation):
+        raise InvalidGenesis(
+            "privacy.dp_noise_shares splits the DP noise between sites, which is private only"
+            " when nobody sees one update: it needs privacy.clip_norm > 0 and"
+            " privacy.secure_aggregation"
+        )
     if not p.secure_aggregation:
         return
     if genesis.aggregation_rule in SECAGG_REFUSED_RULES:

@@ -352,8 +352,10 @@ class LearningRound:
             or me is None
         ):
             return None
-        if not candidate.receipts:
-            return self._blocks.carry_over(self.round, reason or "every update was rejected", now)
+        shares = self._ctx.checker.privacy.noise_shares_problem(len(candidate.receipts))
+        if not candidate.receipts or shares:
+            why = shares or reason or "every update was rejected"
+            return self._blocks.carry_over(self.round, why, now)
         candidate = replace(candidate, round=self.round, proposer=me)
         problem = self._ctx.checker.receipts_problem(
             (*candidate.receipts, *candidate.rejected),

@@ -8,8 +8,10 @@ budget spent, times slashed. Choices (the issue is silent on the numbers):
 - an update accepted into a block with an improvement certificate credits its author
   `CREDIT_ACCEPTED` reputation points and its sample count;
 - an update the proposer rejected (and the attesters accepted as rejected) debits
-  `DEBIT_REJECTED`;
-- equivocation evidence slashes `SLASH_EVIDENCE` once per (validator, height, round, type); with
+  `DEBIT_REJECTED`, unless its reason is "unavailable" (consensus/rejections.py: the proposer
+  could not fetch it, which proves nothing against the trainer);
+- equivocation evidence (a duplicate vote, or a double proposal whose type slot is
+  `PROPOSAL_OFFENCE`) slashes `SLASH_EVIDENCE` once per (validator, height, round, type); with
   the genesis `safeguards.evidence_consequence = "remove"` it also schedules the offender's
   removal from the member set (roles and power gone) for GOVERNANCE_DELAY heights later;
 - the DP budget of every included receipt, accepted or rejected, is spent: the trainer touched
@@ -28,6 +30,7 @@ import hashlib
 from dataclasses import replace
 
 from consensus.governance import GOVERNANCE_DELAY, apply_governance
+from consensus.rejections import debits
 from consensus.types import (
     CHANGE_REMOVE,
     Block,
@@ -76,12 +79,14 @@ def apply_block(ledger: Ledger, block: Block, evidence_consequence: str = "slash
                 epsilon_spent=r.epsilon_spent + float(receipt.epsilon_spent),
                 last_update_height=int(block.header.height),
             )
-        for receipt in block.rejected:
+        reasons = block.rejection_reasons or ("",) * len(block.rejected)
+        for receipt, reason in zip(block.rejected, reasons, strict=True):
             r = records[receipt.author]
+            debit = debits(reason)
             records[receipt.author] = replace(
                 r,
-                rejected_updates=r.rejected_updates + 1,
-                reputation=r.reputation - DEBIT_REJECTED,
+                rejected_updates=r.rejected_updates + int(debit),
+                reputation=r.reputation - DEBIT_REJECTED * int(debit),
                 epsilon_spent=r.epsilon_spent + float(receipt.epsilon_spent),
                 last_update_height=int(block.header.height),
             )
@@ -93,18 +98,17 @@ def apply_block(ledger: Ledger, block: Block, evidence_consequence: str = "slash
             )
     punished = set(ledger.punished)
     removals: list[ScheduledChange] = []
-    for evidence in block.evidence:
-        vote = evidence.vote_a
-        key = (int(vote.validator), int(vote.height), int(vote.round), int(vote.vote_type))
+    for evidence in block.all_evidence:
+        key, offender = evidence.offence, int(evidence.offender)
         if key in punished:
             continue
         punished.add(key)
-        r = records[vote.validator]
-        records[vote.validator] = replace(
+        r = records[offender]
+        records[offender] = replace(
             r, reputation=r.reputation - SLASH_EVIDENCE, slashed=r.slashed + 1
         )
         if evidence_consequence == "remove":
-            removals += _removal(governed, block.header.height, int(vote.validator), key, removals)
+            removals += _removal(governed, block.header.height, offender, key, removals)
     if removals:
         governed = replace(governed, scheduled=(*governed.scheduled, *removals))
     return replace(

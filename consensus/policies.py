@@ -86,6 +86,15 @@ class Privacy:
     - `secagg_clip_range`, `secagg_quant_range`, `secagg_modulus_bits`: fixed-point quantisation
       of each coordinate in [-clip_range, clip_range] to [0, quant_range], summed modulo
       2^modulus_bits.
+
+    Distributed DP (DP and secure aggregation together, docs/THREAT-MODEL.md):
+
+    - `dp_noise_shares`: m > 0 splits the Gaussian noise: each site adds N(0, (z C)^2 / m), so
+      the sum of any m honest shares carries the full N(0, (z C)^2) the accountant assumes,
+      and every model block must aggregate at least m updates (`dp-noise-shares`). Only the
+      sum is ever visible, so a site's own share need not protect it alone. The guarantee holds
+      while at least m of a block's included trainers add their share honestly: a consortium
+      that assumes t colluders sets m = trainers - t. 0: every site adds the full noise.
     """
 
     clip_norm: float = 0.0
@@ -98,8 +107,15 @@ class Privacy:
     secagg_clip_range: float = 8.0
     secagg_quant_range: int = 2**22
     secagg_modulus_bits: int = 32
+    dp_noise_shares: int = 0
 
     @property
     def dp_enabled(self) -> bool:
         """True when sites clip and noise their updates (and receipts account epsilon)."""
         return self.clip_norm > 0
+
+    @property
+    def site_noise_multiplier(self) -> float:
+        """The noise multiplier of one site's share: z, or z / sqrt(m) with distributed DP."""
+        shares = self.dp_noise_shares
+        return self.noise_multiplier / shares**0.5 if shares > 0 else self.noise_multiplier

@@ -35,6 +35,9 @@ DP_BUDGET = "dp-budget"
 DP_INCREMENT = "dp-increment"
 """A receipt whose epsilon is not the increment of a release under the genesis policy."""
 
+DP_NOISE_SHARES = "dp-noise-shares"
+"""A model block (distributed DP) aggregating fewer updates than the genesis noise shares."""
+
 EPSILON_RTOL = 1e-9
 """Relative tolerance between float sums of increments and the accountant's eps(j)."""
 
@@ -151,6 +154,17 @@ class PrivacyRules:
                 return problem
         return None
 
+    def noise_shares_problem(self, included: int) -> str | None:
+        """Why a model aggregating `included` updates lacks the genesis noise shares, or None:
+        with distributed DP the sum carries the accounted noise only from m shares on."""
+        shares = self.policy.dp_noise_shares
+        if shares and included < shares:
+            return (
+                f"{DP_NOISE_SHARES}: {included} update(s) carry less than the"
+                f" {shares} noise shares the genesis DP guarantee needs"
+            )
+        return None
+
     def active_trainers(self, trainers: Sequence[int], ledger: Ledger) -> int:
         """How many of `trainers` still have budget for a release (rule 3)."""
         return sum(1 for t in trainers if not self.exhausted(record_of(ledger, t)))
@@ -158,7 +172,7 @@ class PrivacyRules:
 
 def problem_reason(problem: str, default: str) -> str:
     """The reason code of a validity `problem` sentence: a DP code when it starts with one."""
-    for code in (DP_BUDGET, DP_INCREMENT):
+    for code in (DP_BUDGET, DP_INCREMENT, DP_NOISE_SHARES):
         if problem.startswith(code + ":"):
             return code
     return default

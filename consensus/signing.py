@@ -48,16 +48,16 @@ def vote_bytes(chain_id: str, vote: Vote) -> bytes:
 
 def proposal_bytes(chain_id: str, proposal: Proposal, block_hash: Hash) -> bytes:
     """What a proposer signs: ⟨PROPOSAL, h, r, id(v), vr⟩."""
-    return canonical(
-        [
-            DOMAIN_PROPOSAL,
-            chain_id,
-            proposal.height,
-            proposal.round,
-            block_hash,
-            proposal.valid_round,
-        ]
+    return proposal_head_bytes(
+        chain_id, proposal.height, proposal.round, block_hash, proposal.valid_round
     )
+
+
+def proposal_head_bytes(
+    chain_id: str, height: int, round_: int, block_hash: bytes, valid_round: int
+) -> bytes:
+    """`proposal_bytes` from its parts, as double-proposal evidence is checked."""
+    return canonical([DOMAIN_PROPOSAL, chain_id, height, round_, block_hash, valid_round])
 
 
 def receipt_bytes(chain_id: str, receipt: UpdateReceipt) -> bytes:

@@ -67,6 +67,7 @@ from consensus.codec import block_hash
 from consensus.context import Context
 from consensus.errors import BAD_POLKA, INVALID_BLOCK, UNTIMELY_PROPOSAL, refusal
 from consensus.events import Action, Broadcast, Rejected, ScheduleTimeout, TimeoutFired
+from consensus.invalid_proposal import invalid_proposal_evidence
 from consensus.privacy import problem_reason
 from consensus.signing import vote_sign_bytes
 from consensus.types import (
@@ -82,7 +83,7 @@ from consensus.types import (
     Vote,
     VoteType,
 )
-from consensus.validity import Parent
+from consensus.validity import Parent, proposal_evidence
 from consensus.votes import VoteLog, VoteSet
 
 PV, PC = VoteType.PREVOTE, VoteType.PRECOMMIT
@@ -244,6 +245,7 @@ class Tendermint:
             out.append(refusal("proposal", reason))
             return
         if proposal.round in self._proposals:
+            self._second_proposal(proposal, out)
             return
         bhash = block_hash(proposal.block)
         if not admission.signature_ok(proposal, block_hash=bhash):
@@ -251,6 +253,9 @@ class Tendermint:
             return
         self._store_proposal(proposal, bhash)
         self._received_at[proposal.round] = now
+        invalid = invalid_proposal_evidence(proposal, self._ctx.genesis)
+        if invalid is not None:  # valid(v) refuses it too; this makes it cost the proposer
+            self._ctx.evidence.add(invalid, self._parent.ledger.punished, out)
         if proposal.valid_round >= 0 and proposal.polka is not None:
             problem = self._polka_problem(proposal.polka, proposal.valid_round, bhash)
             if problem is None:
@@ -258,6 +263,19 @@ class Tendermint:
             else:  # our own prevotes of that round may still show the polka
                 out.append(Rejected(BAD_POLKA, f"re-proposal with a bad polka: {problem}"))
         self.progress(now, out)
+
+    def _second_proposal(self, proposal: Proposal, out: list[Action]) -> None:
+        """Another proposal of a round we hold one for: signed and conflicting, it is evidence
+        (docs/THREAT-MODEL.md "Evidence that costs nothing"); the first one still counts."""
+        first, first_hash = self._proposals[proposal.round]
+        bhash = block_hash(proposal.block)
+        evidence = proposal_evidence(first, first_hash, proposal, bhash)
+        if evidence is None:
+            return
+        if not self._ctx.admission.signature_ok(proposal, block_hash=bhash):
+            out.append(Rejected(BAD_SIGNATURE, "proposal with a bad signature"))
+            return
+        self._ctx.evidence.add(evidence, self._parent.ledger.punished, out)
 
     def _polka_problem(self, polka: PolkaCertificate, valid_round: int, bhash: Hash) -> str | None:
         """Why `polka` does not prove >2/3 round-`valid_round` prevotes for `bhash`, or None."""

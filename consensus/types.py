@@ -27,6 +27,15 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from consensus.evidence_types import INVALID_PROPOSAL_OFFENCE as INVALID_PROPOSAL_OFFENCE
+from consensus.evidence_types import PROPOSAL_OFFENCE as PROPOSAL_OFFENCE
+from consensus.evidence_types import DuplicateProposalEvidence as DuplicateProposalEvidence
+from consensus.evidence_types import DuplicateVoteEvidence as DuplicateVoteEvidence
+from consensus.evidence_types import Evidence as Evidence
+from consensus.evidence_types import InvalidProposalEvidence as InvalidProposalEvidence
+from consensus.evidence_types import ProposalHead as ProposalHead
+from consensus.evidence_types import Vote as Vote
+from consensus.evidence_types import VoteType as VoteType
 from consensus.members import (
     CHANGE_ADD,
     CHANGE_KINDS,
@@ -120,13 +129,6 @@ class Step(enum.IntEnum):
     ATTESTATION = 4
 
 
-class VoteType(enum.IntEnum):
-    """The two vote kinds of Algorithm 1."""
-
-    PREVOTE = 1
-    PRECOMMIT = 2
-
-
 @dataclass(frozen=True, slots=True)
 class PolkaCertificate:
     """>2/3 of voting power prevoted a re-proposal's block in its valid round: bitfield + one
@@ -186,6 +188,8 @@ class Candidate:
     rejected: tuple[UpdateReceipt, ...]
     rule: str
     signature: Signature = EMPTY_SIGNATURE
+    rejection_reasons: tuple[str, ...] = ()
+    """One code per `rejected` receipt, in order (consensus/rejections.py)."""
 
     @property
     def signer(self) -> ValidatorIndex:
@@ -261,31 +265,6 @@ class CommitCertificate:
 
 
 @dataclass(frozen=True, slots=True)
-class Vote:
-    """A prevote or precommit; `block_hash` None is a vote for nil."""
-
-    vote_type: VoteType
-    height: Height
-    round: Round
-    block_hash: Hash | None
-    validator: ValidatorIndex
-    signature: Signature = EMPTY_SIGNATURE
-
-    @property
-    def signer(self) -> ValidatorIndex:
-        """The validator who cast the vote (`validator`)."""
-        return self.validator
-
-
-@dataclass(frozen=True, slots=True)
-class DuplicateVoteEvidence:
-    """Two signed votes of one validator for one (height, round, type) with different values."""
-
-    vote_a: Vote
-    vote_b: Vote
-
-
-@dataclass(frozen=True, slots=True)
 class Header:
     """Block header; `time_ms` is the proposer's clock, strictly above the parent's."""
 
@@ -318,6 +297,17 @@ class Block:
     """Member-set changes proposed in this block (consensus/governance.py)."""
     approvals: tuple[GovernanceApproval, ...] = ()
     """Approvals of pending member-set changes carried by this block."""
+    rejection_reasons: tuple[str, ...] = ()
+    """One code per `rejected` receipt, in order (consensus/rejections.py)."""
+    proposal_evidence: tuple[DuplicateProposalEvidence, ...] = ()
+    """Double proposals this block punishes (`evidence` holds the duplicate votes)."""
+    invalid_proposals: tuple[InvalidProposalEvidence, ...] = ()
+    """Signed proposals of objectively invalid blocks this block punishes."""
+
+    @property
+    def all_evidence(self) -> tuple[Evidence, ...]:
+        """Duplicate votes, double proposals, invalid proposals: every offence punished here."""
+        return (*self.evidence, *self.proposal_evidence, *self.invalid_proposals)
 
     @property
     def height(self) -> Height:

@@ -30,10 +30,14 @@ from consensus.codec import (
 )
 from consensus.crypto import Verifier
 from consensus.governance import block_governance_problem, next_members
+from consensus.invalid_proposal import MAX_INVALID_PROPOSALS_PER_BLOCK
+from consensus.invalid_proposal import evidence_problem as invalid_proposal_problem
 from consensus.ledger import apply_block
 from consensus.privacy import Accountant, PrivacyRules
+from consensus.rejections import reasons_problem
 from consensus.signing import (
     attestation_sign_bytes,
+    proposal_head_bytes,
     receipt_bytes,
     report_bytes,
     vote_bytes,
@@ -43,11 +47,14 @@ from consensus.types import (
     HASH_SIZE,
     Block,
     CommitCertificate,
+    DuplicateProposalEvidence,
     DuplicateVoteEvidence,
     EvalReport,
     Genesis,
     Hash,
     Ledger,
+    Proposal,
+    ProposalHead,
     UpdateReceipt,
     ValidatorInfo,
     Vote,
@@ -240,6 +247,7 @@ class BlockChecker:
             block.rule,
             block.receipts,
             block.rejected,
+            block.rejection_reasons,
         )
         if cert.candidate_hash != expected:
             return "improvement certificate is for another candidate"
@@ -281,6 +289,31 @@ class BlockChecker:
         for vote in (a, b):
             if not self.verifier.verify(key, vote_bytes(chain, vote), vote.signature):
                 return "evidence vote signature does not verify"
+        return None
+
+    def proposal_evidence_problem(
+        self, evidence: DuplicateProposalEvidence, max_height: int
+    ) -> str | None:
+        """Why `evidence` does not prove a double proposal, or None."""
+        a, b = evidence.first, evidence.second
+        if (bytes(a.block_hash), int(a.valid_round)) >= (bytes(b.block_hash), int(b.valid_round)):
+            return "evidence proposals do not conflict or are out of order"
+        if not self.validator_set.is_validator(evidence.proposer):
+            return "evidence against a non-validator"
+        if not 1 <= evidence.height <= max_height or evidence.round < 0:
+            return "evidence for an impossible height"
+        if min(a.valid_round, b.valid_round) < -1 or max(a.valid_round, b.valid_round) >= (
+            evidence.round
+        ):
+            return "evidence proposal with an impossible valid round"
+        key = self.validator_set.public_keys[evidence.proposer]
+        chain = self.genesis.chain_id
+        for head in (a, b):
+            message = proposal_head_bytes(
+                chain, evidence.height, evidence.round, head.block_hash, head.valid_round
+            )
+            if not self.verifier.verify(key, message, head.signature):
+                return "evidence proposal signature does not verify"
         return None
 
     def rule_problem(self, rule: str) -> str | None:
@@ -336,7 +369,7 @@ class BlockChecker:
         if block.improvement_certificate is None:
             if not 0 < len(block.carry_over_reason) <= MAX_REASON_LENGTH:
                 return "carry-over block without a reason (or an overlong one)"
-            if block.rejected or block.rule or block.eval_reports:
+            if block.rejected or block.rejection_reasons or block.rule or block.eval_reports:
                 return "carry-over block with updates"
             if block.receipts:  # with DP on: releases accounted without a model
                 if not self.privacy.enabled:
@@ -353,6 +386,11 @@ class BlockChecker:
                 return "model block with a carry-over reason"
             if not block.receipts or not block.rule:
                 return "model block without updates or rule"
+            problem = reasons_problem(
+                block.rejected, block.rejection_reasons
+            ) or self.privacy.noise_shares_problem(len(block.receipts))
+            if problem:
+                return problem
             problem = self.rule_problem(block.rule)
             if problem:
                 return problem
@@ -380,18 +418,25 @@ class BlockChecker:
             problem = self.reports_problem(block.eval_reports)
             if problem:
                 return problem
-        if len(block.evidence) > MAX_EVIDENCE_PER_BLOCK:
+        if len(block.all_evidence) > MAX_EVIDENCE_PER_BLOCK or (
+            len(block.invalid_proposals) > MAX_INVALID_PROPOSALS_PER_BLOCK
+        ):
             return "too much evidence in one block"
         punished = set(parent.ledger.punished)
-        for evidence in block.evidence:
-            v = evidence.vote_a
-            key = (int(v.validator), int(v.height), int(v.round), int(v.vote_type))
-            if key in punished:
+        for evidence in block.all_evidence:
+            if evidence.offence in punished:
                 return "evidence already punished"
-            problem = self.evidence_problem(evidence, header.height)
+            if isinstance(evidence, DuplicateVoteEvidence):
+                problem = self.evidence_problem(evidence, header.height)
+            elif isinstance(evidence, DuplicateProposalEvidence):
+                problem = self.proposal_evidence_problem(evidence, header.height)
+            else:
+                problem = invalid_proposal_problem(
+                    evidence, self.genesis, self.validator_set, self.verifier, header.height
+                )
             if problem:
                 return problem
-            punished.add(key)
+            punished.add(evidence.offence)
         problem = block_governance_problem(
             self.genesis.chain_id, parent.ledger, block, self.verifier
         )
@@ -413,3 +458,23 @@ def make_evidence(first: Vote, second: Vote) -> DuplicateVoteEvidence:
     if evidence_order(first.block_hash) > evidence_order(second.block_hash):
         first, second = second, first
     return DuplicateVoteEvidence(vote_a=first, vote_b=second)
+
+
+def proposal_evidence(
+    first: Proposal, first_hash: Hash, second: Proposal, second_hash: Hash
+) -> DuplicateProposalEvidence | None:
+    """The evidence that two proposals of one member for one (height, round) conflict (their
+    blocks or valid rounds differ), or None; signatures are the caller's to check."""
+    position = (first.height, first.round, first.proposer)
+    if position != (second.height, second.round, second.proposer):
+        return None
+    heads = sorted(
+        (
+            ProposalHead(first_hash, first.valid_round, first.signature),
+            ProposalHead(second_hash, second.valid_round, second.signature),
+        ),
+        key=lambda h: (bytes(h.block_hash), int(h.valid_round)),
+    )
+    if (heads[0].block_hash, heads[0].valid_round) == (heads[1].block_hash, heads[1].valid_round):
+        return None
+    return DuplicateProposalEvidence(first.height, first.round, first.proposer, *heads)

@@ -24,9 +24,15 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from consensus.admission import BAD_SIGNATURE, Admission
 from consensus.crypto import batch_verify_same_message
 from consensus.events import Action, Rejected, ReportEvidence
-from consensus.ledger import evidence_key
 from consensus.signing import vote_bytes
-from consensus.types import DuplicateVoteEvidence, Hash, Round, ValidatorIndex, Vote, VoteType
+from consensus.types import (
+    Evidence,
+    Hash,
+    Round,
+    ValidatorIndex,
+    Vote,
+    VoteType,
+)
 from consensus.validators import ValidatorSet
 from consensus.validity import make_evidence
 
@@ -144,21 +150,16 @@ class EvidencePool:
     """
 
     def __init__(self) -> None:
-        self._by_offence: dict[Offence, DuplicateVoteEvidence] = {}
+        self._by_offence: dict[Offence, Evidence] = {}
 
-    def add(
-        self, evidence: DuplicateVoteEvidence, punished: Collection[Offence], out: list[Action]
-    ) -> None:
+    def add(self, evidence: Evidence, punished: Collection[Offence], out: list[Action]) -> None:
         """Keep new evidence and report it to the node (once per offence)."""
-        v = evidence.vote_a
-        key = evidence_key(int(v.validator), int(v.height), int(v.round), int(v.vote_type))
+        key = evidence.offence
         if key not in self._by_offence and key not in punished:
             self._by_offence[key] = evidence
             out.append(ReportEvidence(evidence))
 
-    def for_block(
-        self, punished: Collection[Offence], limit: int
-    ) -> tuple[DuplicateVoteEvidence, ...]:
+    def for_block(self, punished: Collection[Offence], limit: int) -> tuple[Evidence, ...]:
         """At most `limit` unpunished pieces of evidence, oldest offence first."""
         pending = (e for k, e in sorted(self._by_offence.items()) if k not in punished)
         return tuple(pending)[:limit]

@@ -90,6 +90,7 @@ class DevnetSpec:
     leave_at: int | None = None  # the last site is removed by governance and stopped
     extra_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     privacy: Privacy | None = None  # the genesis privacy policy (None: off)
+    max_regression: float | None = None  # genesis safeguards.max_regression (None: default)
 
 
 def parse_byzantine(value: str | None, nodes: int) -> tuple[str, int] | None:
@@ -274,6 +275,7 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
         rule=spec.rule,
         timeouts=timeouts,
         privacy=spec.privacy,
+        max_regression=spec.max_regression,
     )
     for node in nodes:
         write_genesis(node.home, genesis, model)

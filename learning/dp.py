@@ -159,15 +159,18 @@ class PrivacyBudget:
         """Return whether one more release stays within the epsilon budget."""
         return epsilon_after(self.config, self.releases + 1) <= self.config.epsilon
 
-    def privatize(self, update_blob: bytes, rng: np.random.Generator | None = None) -> bytes:
+    def privatize(
+        self, update_blob: bytes, rng: np.random.Generator | None = None, shares: int = 0
+    ) -> bytes:
         """Clip the delta, add Gaussian noise and record the release; refuse past the budget.
 
-        The noise is from the OS CSPRNG; only a simulation passes a seeded `rng`.
+        The noise is from the OS CSPRNG; only a simulation passes a seeded `rng`. `shares` m > 0
+        adds this site's share of distributed noise, N(0, (z C)^2 / m): only under secure
+        aggregation, where m shares sum to the accounted noise (consensus Privacy.dp_noise_shares).
         """
         if not self.can_release():
             raise RuntimeError("privacy budget exhausted: this site must stop contributing")
-        noisy = privatize_update(
-            update_blob, self.config.clip_norm, self.config.noise_multiplier, rng
-        )
+        multiplier = self.config.noise_multiplier / (shares**0.5 if shares > 0 else 1.0)
+        noisy = privatize_update(update_blob, self.config.clip_norm, multiplier, rng)
         self.releases += 1
         return noisy

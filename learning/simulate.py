@@ -70,6 +70,7 @@ class SimConfig:
     seed: int = 0
     threads: int = 1
     secure_aggregation: bool = False
+    dp_noise_shares: int = 0  # distributed DP: each site adds 1/m of the noise variance
     secagg_neighbours: int = 0
     secagg_dropouts: int = 0
 
@@ -187,7 +188,7 @@ def run_simulation(
             if i in budgets:
                 # a seeded generator keeps simulations reproducible; a node's noise is from the OS
                 sim_rng = np.random.default_rng(_seed(config.seed, r, i, 0xD9))
-                update = budgets[i].privatize(update, sim_rng)
+                update = budgets[i].privatize(update, sim_rng, shares=config.dp_noise_shares)
             reason = validate_update(task, model, update, config.max_update_norm)
             if reason is not None:
                 rejected[str(i)] = reason
@@ -198,6 +199,9 @@ def run_simulation(
             entry["rejected_updates"] = rejected
         if budgets:
             entry["epsilon_spent"] = round(max(b.spent() for b in budgets.values()), 6)
+        if len(updates) < config.dp_noise_shares:  # the sum would carry too little noise
+            entry["reason"] = "dp-noise-shares"
+            updates = []
         candidate = _candidate(config, rule, r, model, updates, entry) if updates else None
         if candidate is None:
             entry.update(accepted=False, attestations=0, reason=entry.get("reason", "no updates"))

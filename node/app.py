@@ -47,6 +47,7 @@ from pathlib import Path
 
 import learning
 from consensus.privacy import Accountant, PrivacyRules
+from consensus.rejections import debits
 from consensus.types import EvalReport, Genesis, Hash, UpdateReceipt, ValidatorIndex
 from learning.screening import screen_outliers
 from learning.serialize import Blob
@@ -229,8 +230,8 @@ class LearningApp:
         if self.drift:
             update = learning.attack_update("drift", base_model, update, seed=height)
         if self.privacy.enabled:
-            update = learning.privatize_update(
-                update, self.policy.clip_norm, self.policy.noise_multiplier
+            update = learning.privatize_update(  # this site's share of the noise
+                update, self.policy.clip_norm, self.policy.site_noise_multiplier
             )
             self.releases.record(release)
         return TrainingOutcome(update, n, stats.loss_last_epoch, epsilon, stats.seconds)
@@ -263,13 +264,16 @@ class LearningApp:
         self,
         base_model: bytes,
         updates: Sequence[tuple[UpdateReceipt, Blob | None]],
-        rejected: Sequence[tuple[UpdateReceipt, Blob | None]],
+        rejected: Sequence[tuple[UpdateReceipt, Blob | None, str]],
     ) -> bool:
-        """True when the proposer excluded an update that our own screening of all the
-        candidate's updates accepts (screening is deterministic given the blobs)."""
-        recomputed = self.build_candidate(base_model, [*updates, *rejected])
-        kept = {bytes(r.blob_hash) for r in recomputed.accepted}
-        return any(bytes(r.blob_hash) in kept for r, _ in rejected)
+        """True when a screening rejection (every reason but "unavailable") does not reproduce:
+        our own validation and screening of all the candidate's screened updates gives that
+        update another verdict than the reason the proposer put in the candidate (both are
+        deterministic given the content-addressed blobs)."""
+        screened = [(r, blob, why) for r, blob, why in rejected if debits(why)]
+        recomputed = self.build_candidate(base_model, [*updates, *((r, b) for r, b, _ in screened)])
+        verdicts = {bytes(r.blob_hash): why for r, why in recomputed.rejected}
+        return any(verdicts.get(bytes(r.blob_hash)) != why for r, _, why in screened)
 
     def _check(self, base_model: bytes, blob: Blob) -> str:
         return learning.validate_update(self.task, base_model, blob, MAX_UPDATE_NORM) or ""
@@ -286,14 +290,15 @@ class LearningApp:
         candidate_hash: Hash,
         model_hash: Hash,
         updates: Sequence[tuple[UpdateReceipt, Blob | None]],
-        rejected: Sequence[tuple[UpdateReceipt, Blob | None]] | None = None,
+        rejected: Sequence[tuple[UpdateReceipt, Blob | None, str]] | None = None,
     ) -> Evaluation:
         """Recompute the candidate from its updates and judge it on the local validation split.
 
-        `rejected` are the updates the proposer excluded: each exclusion must reproduce here
-        (the update is unavailable, invalid, or a screening outlier among all the candidate's
-        updates), else the verdict is "not improved", so a proposer cannot silently drop an
-        honest site and debit its reputation (docs/THREAT-MODEL.md "Forged rejections").
+        `rejected` are the updates the proposer excluded with a screening reason (those it
+        called "unavailable" debit nothing and are not re-checked), with that reason: each must
+        reproduce here with the same reason among all the candidate's screened updates, else the
+        verdict is "not improved", so a proposer cannot drop an honest site and debit its
+        reputation (docs/THREAT-MODEL.md "Forged rejections").
         """
         refusal = ""
         model: bytes | None = None

@@ -77,7 +77,7 @@ def block_summary(
         "updates": len(block.receipts),
         "rejected": len(block.rejected),
         "carry_over_reason": block.carry_over_reason or None,
-        "evidence": len(block.evidence),
+        "evidence": len(block.all_evidence),
         "commit_signers": signers,
         "metric": block_metric(block),
     }
@@ -177,12 +177,13 @@ def block_to_json(block: Block, cert: CommitCertificate | None) -> dict[str, Any
         "last_commit": _cert_json(block.last_commit),
         "evidence": [
             {
-                "validator": int(e.vote_a.validator),
-                "height": int(e.vote_a.height),
-                "round": int(e.vote_a.round),
-                "vote_type": int(e.vote_a.vote_type),
+                "kind": e.kind,
+                "validator": e.offence[0],
+                "height": e.offence[1],
+                "round": e.offence[2],
+                "vote_type": e.offence[3],
             }
-            for e in block.evidence
+            for e in block.all_evidence
         ],
         "commit_certificate": _cert_json(cert),
     }

@@ -78,6 +78,7 @@ def build_genesis(
     privacy: Privacy | None = None,
     powers: Mapping[str, int] | None = None,
     evidence_consequence: str = "slash",
+    max_regression: float | None = None,
 ) -> tuple[Genesis, bytes]:
     """The genesis of the members `node_infos` (from `read_node_info`) and its model blob.
 
@@ -137,7 +138,10 @@ def build_genesis(
         ),
         genesis_time_ms=int(time.time() * 1000) if genesis_time_ms is None else genesis_time_ms,
         privacy=privacy or Privacy(),
-        safeguards=Safeguards(evidence_consequence=evidence_consequence),
+        safeguards=Safeguards(
+            evidence_consequence=evidence_consequence,
+            **({} if max_regression is None else {"max_regression": float(max_regression)}),
+        ),
     )
     check_genesis(genesis)
     return genesis, model_bytes

@@ -26,7 +26,7 @@ from consensus.types import (
     Block,
     Candidate,
     CommitCertificate,
-    DuplicateVoteEvidence,
+    Evidence,
     GovernanceApproval,
     GovernanceProposal,
     Hash,
@@ -137,7 +137,7 @@ class CountRejection:
 class NoteEvidence:
     """A validator equivocated (the core also puts the evidence into a block)."""
 
-    evidence: DuplicateVoteEvidence
+    evidence: Evidence
 
 
 Request = (

@@ -55,6 +55,7 @@ from consensus.events import (
     TrainingFinished,
     received,
 )
+from consensus.rejections import UNAVAILABLE
 from consensus.shell.phases import HeightTimes
 from consensus.shell.requests import (
     ATTESTATIONS,
@@ -213,14 +214,17 @@ class NodeShell:
         rejected: Sequence[UpdateReceipt],
         model_hash: Hash | None,
         now: float,
+        reasons: Sequence[str] = (),
         reason: str = "",
     ) -> list[Request]:
         """The answer to `Aggregate`: assemble the candidate (the core signs it).
 
         `accepted` must be in the order the model was aggregated in (float sums depend on it,
         and every evaluator recomputes in the candidate's order); `model_hash` None means no
-        update survived, and the candidate keeps the base model; `reason` then says why, for
-        the carry-over block (e.g. `secagg-threshold`).
+        update survived, and the candidate keeps the base model. `reasons` name each rejection
+        (consensus/rejections.py; empty: "unavailable" for each, a rejection nobody proves);
+        `reason` says why no candidate could be built, for the carry-over block (e.g.
+        `secagg-threshold`).
         """
         action = request.action
         me = self.core.me
@@ -233,6 +237,7 @@ class NodeShell:
             receipts=tuple(accepted),
             rejected=tuple(rejected),
             rule=self.core.genesis.aggregation_rule,
+            rejection_reasons=tuple(reasons) if reasons else (UNAVAILABLE,) * len(rejected),
         )
         return self._run(CandidateBuilt(candidate, reason[:64]), now)
 

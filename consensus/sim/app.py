@@ -22,6 +22,7 @@ import hashlib
 import random
 
 from consensus.events import BuildCandidate, StartTraining, TrainingFinished
+from consensus.rejections import debits
 from consensus.types import Candidate, EvalReport, Hash, UpdateReceipt, ValidatorIndex
 
 NOT_IMPROVED_BELOW = 26
@@ -85,7 +86,7 @@ class FakeLearningApp:
         verdict_byte = _sha(b"fake-verdict", candidate_hash, self.member.to_bytes(4, "big"))[0]
         improved = (
             candidate.model_hash == expected
-            and not candidate.rejected
+            and not any(debits(why) for why in candidate.rejection_reasons)
             and verdict_byte >= NOT_IMPROVED_BELOW
         )
         report = EvalReport(

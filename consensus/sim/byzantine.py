@@ -236,6 +236,7 @@ class ForgeRejection(Behaviour):
             message,
             receipts=kept,
             rejected=(*message.rejected, victim),
+            rejection_reasons=(*message.rejection_reasons, "outlier"),
             model_hash=aggregate_model_hash(message.base_model_hash, kept),
         )
         return [(peers, self._sign(forged))]

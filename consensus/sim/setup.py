@@ -93,6 +93,7 @@ class SimChain:
             block.rule,
             block.receipts,
             block.rejected,
+            block.rejection_reasons,
         )
         if certificate.candidate_hash != expected:
             return "improvement certificate is for another candidate"

@@ -23,6 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", default=None, help="a model of the task (default: its own)")
     parser.add_argument("--rule", default="fedavg", help="fedavg, median, trimmed-mean, multi-krum")
+    parser.add_argument(
+        "--max-regression",
+        type=float,
+        default=None,
+        help="genesis safeguards.max_regression: how far below the best certified model a "
+        "candidate's metric may be (default 0.01; a large value leaves only the parent check)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="data partition and model seed")
     parser.add_argument("--blocks", type=int, default=None, help="stop after B committed blocks")
     parser.add_argument(
@@ -117,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--prometheus needs the metrics that --no-metrics turns off; drop one")
     if not 0 <= args.observers <= 16:
         raise UserError(f"--observers must be between 0 and 16, got {args.observers}")
+    if args.max_regression is not None and not 0.0 <= args.max_regression < float("inf"):
+        raise UserError(f"--max-regression must be a finite number >= 0, got {args.max_regression}")
     if args.blocks is not None and args.blocks < 1:
         raise UserError(f"--blocks must be at least 1, got {args.blocks}")
     if args.join_at is not None and args.leave_at is not None:
@@ -151,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
             link_delay_ms=link_delay_ms,
             link_loss=link_loss,
             privacy=privacy_policy(args),
+            max_regression=args.max_regression,
             join_at=args.join_at,
             leave_at=args.leave_at,
         )

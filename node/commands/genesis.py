@@ -112,6 +112,14 @@ def add_dp_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup
         default=20,
         help="releases the budget should last when --dp-noise is not given (default 20)",
     )
+    dp.add_argument(
+        "--dp-noise-shares",
+        type=int,
+        default=0,
+        metavar="M",
+        help="distributed DP under secure aggregation: each site adds 1/M of the noise "
+        "variance, and a model block needs M updates (M = trainers - assumed colluders)",
+    )
     return dp
 
 
@@ -125,6 +133,14 @@ def privacy_policy(args: argparse.Namespace):  # noqa: ANN201 - consensus.types.
 
     secure = bool(getattr(args, "secure_aggregation", False))
     dp_on = args.dp_clip is not None or args.dp_noise is not None or args.dp_epsilon is not None
+    shares = int(getattr(args, "dp_noise_shares", 0) or 0)
+    if shares and not (dp_on and secure):
+        raise UserError(
+            "--dp-noise-shares splits the DP noise between sites, which is private only when "
+            "nobody sees one update: it needs --secure-aggregation and --dp-epsilon or --dp-noise"
+        )
+    if shares < 0:
+        raise UserError(f"--dp-noise-shares must be 0 or more, got {shares}")
     if not dp_on:
         return Privacy(delta=args.dp_delta, secure_aggregation=secure)
     clip = DEFAULT_DP_CLIP if args.dp_clip is None else args.dp_clip
@@ -151,6 +167,7 @@ def privacy_policy(args: argparse.Namespace):  # noqa: ANN201 - consensus.types.
         delta=float(args.dp_delta),
         epsilon_budget=float(args.dp_epsilon or 0.0),
         secure_aggregation=secure,
+        dp_noise_shares=shares,
     )
 def parse_powers(items: list[str]) -> dict[str, int]:
     """`--power NAME=P` items as a map; one sentence for a malformed or repeated item."""

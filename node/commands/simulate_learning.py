@@ -61,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="trainers per round silent after masking (recovered from shares; default 0)",
     )
+    parser.add_argument(
+        "--dp-noise-shares",
+        type=int,
+        default=0,
+        help="with --secure-aggregation and --dp-epsilon: each site adds 1/M of the noise "
+        "variance and a round needs M updates (distributed DP; default 0: full noise each)",
+    )
     parser.add_argument("--verdict-metric", default="loss")
     parser.add_argument("--verdict-tolerance", type=float, default=0.005)
     parser.add_argument("--fedprox-mu", type=float, default=0.0)
@@ -97,6 +104,13 @@ def _config(args: argparse.Namespace) -> Any:
             f"--secure-aggregation sums the updates and cannot run --rule {args.rule}, "
             "which needs each update: use --rule fedavg"
         )
+    if args.dp_noise_shares and not (args.secure_aggregation and args.dp_epsilon is not None):
+        raise UserError(
+            "--dp-noise-shares splits the noise between sites, which is private only when "
+            "nobody sees one update: it needs --secure-aggregation and --dp-epsilon"
+        )
+    if not 0 <= args.dp_noise_shares <= args.nodes:
+        raise UserError(f"--dp-noise-shares must be between 0 and --nodes ({args.nodes})")
     if args.secagg_neighbours < 0 or args.secagg_dropouts < 0:
         raise UserError("--secagg-neighbours and --secagg-dropouts must be 0 or more")
     return SimConfig(
@@ -122,6 +136,7 @@ def _config(args: argparse.Namespace) -> Any:
         secure_aggregation=args.secure_aggregation,
         secagg_neighbours=args.secagg_neighbours,
         secagg_dropouts=args.secagg_dropouts,
+        dp_noise_shares=args.dp_noise_shares,
     )
 
 
@@ -131,7 +146,7 @@ def compare_with_plain(config: Any, result: dict[str, Any]) -> dict[str, Any]:
 
     from learning.simulate import run_simulation
 
-    plain = run_simulation(replace(config, secure_aggregation=False))
+    plain = run_simulation(replace(config, secure_aggregation=False, dp_noise_shares=0))
     metric = result["metric"]
     return {
         "metric": metric,

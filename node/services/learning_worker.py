@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from consensus.events import TrainingFinished
+from consensus.rejections import debits
 from consensus.shell import Aggregate, Evaluate, NodeShell, Request, Train
 from consensus.types import Genesis, Hash, UpdateReceipt
 from learning.serialize import FileSource
@@ -241,9 +242,15 @@ class LearningWorker:
             self.metrics.count_update("accepted")
         model_hash = None if outcome.model is None else await self._put_blob(outcome.model)
         accepted, rejected = outcome.accepted, tuple(r for r, _ in outcome.rejected)
+        reasons = tuple(reason for _, reason in outcome.rejected)
         self.answer(
             lambda shell, now: shell.aggregated(
-                request, accepted=accepted, rejected=rejected, model_hash=model_hash, now=now
+                request,
+                accepted=accepted,
+                rejected=rejected,
+                model_hash=model_hash,
+                now=now,
+                reasons=reasons,
             )
         )
 
@@ -256,7 +263,14 @@ class LearningWorker:
             await self._evaluate_masked(request)
             return
         updates = await self._updates(candidate.receipts)
-        rejected = await self._updates(candidate.rejected)
+        # only screening verdicts are re-checked; "unavailable" debits nothing and proves nothing
+        screened = [
+            (receipt, why)
+            for receipt, why in zip(candidate.rejected, candidate.rejection_reasons, strict=True)
+            if debits(why)
+        ]
+        fetched = await self._updates(tuple(receipt for receipt, _ in screened))
+        rejected = [(r, blob, why) for (r, blob), (_, why) in zip(fetched, screened, strict=True)]
         async with self._compute:
             base = await self._base(
                 candidate.base_model_hash, "evaluate a candidate", candidate.height

@@ -87,8 +87,9 @@ class MetricsObserver:
         log.debug("core refused a message: %s (%s)", request.reason, request.detail)
 
     def evidence(self, request: NoteEvidence) -> None:
-        self.metrics.count_evidence("equivocation")
-        log.warning("equivocation by validator %d", request.evidence.vote_a.validator)
+        evidence = request.evidence
+        self.metrics.count_evidence(evidence.kind.replace("-", "_"))
+        log.warning("%s evidence against member %d", evidence.kind, evidence.offender)
 
     def committed(self, request: StoreCommit, *, store_seconds: float) -> None:
         block, cert = request.commit.block, request.commit.commit_certificate
@@ -110,8 +111,9 @@ class MetricsObserver:
             gains = [r.loss_before - r.loss_after for r in block.eval_reports]
             if gains:
                 self.metrics.set_attested_improvement(median(gains))
-        if block.evidence:
-            self.metrics.set_byzantine_validators(len({e.vote_a.validator for e in block.evidence}))
+        if block.all_evidence:
+            offenders = {e.offender for e in block.all_evidence}
+            self.metrics.set_byzantine_validators(len(offenders))
         after = self.evaluations.get(block.header.model_hash)
         name = self.metric_name
         if after is not None and name is not None:

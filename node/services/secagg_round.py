@@ -220,8 +220,10 @@ class SecAggRound:
         """This trainer's masked blob of `update` (in a worker thread: PRG work)."""
         if self.me is None or self._key is None:
             raise SecAggError("only a trainer with an agreement key masks updates")
-        clip = self.genesis.privacy.clip_norm or None
-        return masked_blob(pairing, self.me, self._key, update, clip)
+        # no second clip: with DP on, the update is already clipped and noised
+        # (learning.privatize_update); rescaling it would shrink the noise share the sum counts
+        # on (docs/THREAT-MODEL.md "Distributed DP")
+        return masked_blob(pairing, self.me, self._key, update, None)
 
     async def _answer(self, draft: wire.Draft) -> None:
         """Reveal for `draft` once: only when included, at the current height, first U3."""

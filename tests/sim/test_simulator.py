@@ -33,7 +33,7 @@ INSIDER_REFUSALS = {
     "rule-swap": "wrong-rule",
     "forge-rejection": "carry-over",
     "drift": "carry-over",
-    "double-propose": None,  # no double-proposal evidence yet: safety and liveness only
+    "double-propose": "evidence",  # honest nodes report DuplicateProposalEvidence
 }
 
 
@@ -63,6 +63,8 @@ def test_insider_mix_is_safe_and_live_and_refused(behaviour: str) -> None:
     expected = INSIDER_REFUSALS[behaviour]
     if expected == "carry-over":
         assert sum(r.carry_over_blocks for r in summary.results) > 0
+    elif expected == "evidence":
+        assert sum(r.evidence for r in summary.results) > 0
     elif expected is not None:
         assert sum(r.rejections.get(expected, 0) for r in summary.results) > 0
 

@@ -253,6 +253,18 @@ def test_candidate_without_updates_or_rule_is_empty_candidate(admission: Admissi
     assert admission.candidate(candidate(rule="")) == "empty-candidate"
 
 
+def test_candidate_whose_rejections_lack_reasons_is_bad_rejections(admission: Admission) -> None:
+    """Every rejected receipt carries one well-formed reason code, in order."""
+    rejected = (receipt(2),)
+    assert admission.candidate(candidate(rejected=rejected)) == "bad-rejections"
+    bad = candidate(rejected=rejected, rejection_reasons=("Outlier!",))
+    assert admission.candidate(bad) == "bad-rejections"
+    extra = candidate(rejected=rejected, rejection_reasons=("outlier", "outlier"))
+    assert admission.candidate(extra) == "bad-rejections"
+    good = candidate(rejected=rejected, rejection_reasons=("outlier",))
+    assert admission.candidate(good) is None
+
+
 def test_receipt_with_impossible_statistics_is_bad_statistics(admission: Admission) -> None:
     """No samples, or a negative privacy budget, is bad-statistics."""
     assert admission.receipt(receipt(n_samples=0)) == "bad-statistics"

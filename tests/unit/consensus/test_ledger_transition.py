@@ -34,13 +34,14 @@ def receipt(author: int, n: int, eps: float) -> UpdateReceipt:
     )
 
 
-def model_block(cluster, accepted, rejected):  # type: ignore[no-untyped-def]
+def model_block(cluster, accepted, rejected, reasons=None):  # type: ignore[no-untyped-def]
     block = cluster.carry_over(0)
     cert = ImprovementCertificate(Hash(bytes(32)), b"\x0f", Signature(bytes(96)))
     return replace(
         block,
         receipts=tuple(accepted),
         rejected=tuple(rejected),
+        rejection_reasons=tuple(reasons if reasons is not None else ["outlier"] * len(rejected)),
         improvement_certificate=cert,
         carry_over_reason="",
         header=replace(block.header, model_hash=Hash(b"\x09" * 32)),
@@ -61,6 +62,23 @@ def test_accepted_and_rejected_updates() -> None:
     assert (a.epsilon_spent, b.epsilon_spent) == (0.5, 0.25)
     assert after.participants[2] == before.participants[2]
     assert before.participants[0].accepted_updates == 0  # pure: the input is unchanged
+
+
+def test_an_unavailable_update_debits_nothing() -> None:
+    """A rejection for "unavailable" (the proposer could not fetch it) spends the trainer's DP
+    but costs it no reputation; an "outlier" rejection in the same block does."""
+    cluster = make_cluster(4)
+    block = model_block(
+        cluster,
+        [receipt(0, 120, 0.5)],
+        [receipt(1, 80, 0.25), receipt(2, 80, 0.25)],
+        ["unavailable", "outlier"],
+    )
+    after = apply_block(genesis_ledger(cluster.genesis), block)
+    unavailable, outlier = after.participants[1], after.participants[2]
+    assert (unavailable.rejected_updates, unavailable.reputation) == (0, 0)
+    assert unavailable.epsilon_spent == 0.25
+    assert (outlier.rejected_updates, outlier.reputation) == (1, -DEBIT_REJECTED)
 
 
 def test_carry_over_keeps_model_and_counts() -> None:

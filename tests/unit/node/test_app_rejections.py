@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import learning
 from consensus import codec
 from consensus.crypto import BlsSigner
 from consensus.genesis import make_genesis
@@ -44,7 +45,7 @@ def test_an_honest_update_listed_as_rejected_makes_the_verdict_not_improved(
     """Site 3's honest update is dropped and listed as rejected: the validator's own screening
     accepts it, so it refuses the candidate."""
     app, model, updates = _setup(tmp_path)
-    accepted, dropped = updates[:3], updates[3:]
+    accepted, dropped = updates[:3], [(*updates[3], "outlier")]
     model_hash = _candidate_hash(app, model, accepted)
     result = app.evaluate_candidate(model, Hash(bytes(32)), model_hash, accepted, dropped)
     assert result.refusal == "a rejection does not reproduce"
@@ -61,11 +62,54 @@ def test_without_the_recheck_the_forged_rejection_is_attested(tmp_path: Path) ->
     assert result.refusal == ""
 
 
-def test_a_reproducible_rejection_is_accepted(tmp_path: Path) -> None:
-    """An update that is unavailable to the validator too is a rejection that reproduces."""
+def test_an_update_unavailable_to_the_validator_does_not_reproduce_as_an_outlier(
+    tmp_path: Path,
+) -> None:
+    """The proposer says "outlier" of an update the validator cannot fetch: the claim cannot be
+    reproduced, so the verdict refuses it (an honest proposer that could not fetch says
+    "unavailable")."""
     app, model, updates = _setup(tmp_path)
     accepted = updates[:3]
-    unavailable = [(updates[3][0], None)]
+    claimed = [(updates[3][0], None, "outlier")]
+    model_hash = _candidate_hash(app, model, accepted)
+    result = app.evaluate_candidate(model, Hash(bytes(32)), model_hash, accepted, claimed)
+    assert result.refusal == "a rejection does not reproduce"
+
+
+def test_unavailable_is_not_rechecked(tmp_path: Path) -> None:
+    """An honest proposer that could not fetch an update the validator can fetch says
+    "unavailable": the validator does not re-check it and attests (no liveness trap)."""
+    app, model, updates = _setup(tmp_path)
+    accepted = updates[:3]
+    unavailable = [(*updates[3], "unavailable")]
     model_hash = _candidate_hash(app, model, accepted)
     result = app.evaluate_candidate(model, Hash(bytes(32)), model_hash, accepted, unavailable)
     assert result.refusal == ""
+
+
+def test_a_reproducible_screening_rejection_is_accepted(tmp_path: Path) -> None:
+    """A sign-flipped update the proposer called an outlier is an outlier here too."""
+    app, model, updates = _setup(tmp_path)
+    accepted = updates[:3]
+    receipt, blob = updates[3]
+    flipped = learning.attack_update("signflip", model, blob, seed=1)
+    outcome = app.build_candidate(model, [*accepted, (receipt, flipped)])
+    assert [why for _, why in outcome.rejected] == ["outlier"]
+    model_hash = _candidate_hash(app, model, accepted)
+    result = app.evaluate_candidate(
+        model, Hash(bytes(32)), model_hash, accepted, [(receipt, flipped, "outlier")]
+    )
+    assert result.refusal == ""
+
+
+def test_a_rejection_with_another_reason_does_not_reproduce(tmp_path: Path) -> None:
+    """The same outlier named "norm-exceeded": the code is part of what must reproduce."""
+    app, model, updates = _setup(tmp_path)
+    accepted = updates[:3]
+    receipt, blob = updates[3]
+    flipped = learning.attack_update("signflip", model, blob, seed=1)
+    model_hash = _candidate_hash(app, model, accepted)
+    result = app.evaluate_candidate(
+        model, Hash(bytes(32)), model_hash, accepted, [(receipt, flipped, "norm-exceeded")]
+    )
+    assert result.refusal == "a rejection does not reproduce"
