@@ -100,12 +100,13 @@ UpdateInput = tuple[bytes, Blob, int]  # (blob hash, update blob or its source, 
 
 def aggregate(
     rule: AggregationRule | str, global_blob: Blob, updates: Sequence[UpdateInput]
-) -> bytes:
+) -> bytearray:
     """Return the candidate model blob: global + rule(update deltas). Same bytes for any order.
 
     The updates are read a chunk of coordinates at a time (from memory or from files), and the
-    result is written straight into one output buffer, so the working memory is the output plus
-    n x CHUNK float64 values, whatever the model size.
+    result is written straight into one output buffer, which is returned as it is (no copy into
+    a `bytes`), so the working memory is the output plus n x CHUNK float64 values, whatever the
+    model size.
     """
     if isinstance(rule, str):
         rule = AggregationRule(name=rule)
@@ -179,7 +180,7 @@ def aggregate(
             out, dtype="<f4", count=stop - start, offset=offsets[name] + 4 * start
         )
         target[:] = (g + agg).astype(np.float32)
-    return bytes(out)
+    return out
 
 
 def sample_weights(rule: AggregationRule, counts: Sequence[int]) -> F64:

@@ -201,9 +201,10 @@ class LearningWorker:
         seconds = outcome.seconds
         self.answer(lambda shell, now: shell.trained(done, seconds=seconds, now=now))
 
-    async def _base(self, base_hash: Hash, what: str, height: int) -> bytes | None:
-        """The base model a candidate is built or judged from (None: logged, cannot)."""
-        base = await self.blob(base_hash) if self.app is not None else None
+    async def _base(self, base_hash: Hash, what: str, height: int) -> FileSource | None:
+        """The base model a candidate is built or judged from, as a verified file of the store
+        (read a tensor or a chunk at a time, never whole); None: logged, cannot."""
+        base = await self.update_file(base_hash, None) if self.app is not None else None
         if base is None:
             log.warning("cannot %s at height %d: base model unavailable", what, height)
         return base

@@ -62,12 +62,15 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_aggregating_file_updates_holds_about_twice_the_output(
     files: tuple[bytes, list[tuple[bytes, FileSource, int]]],
 ) -> None:
-    """fedavg of six on-disk updates peaks near the output buffer and its copy, not 6 models."""
+    """fedavg of six on-disk updates peaks near the one output buffer (returned as it is, with
+    no copy into a `bytes`), not 6 models."""
     base, updates = files
     for rule in ("fedavg", "median"):
+        aggregate(rule, base, updates)  # first call: what numpy imports lazily is not counted
         model, peak = _peak(lambda r=rule: aggregate(r, base, updates))  # type: ignore[misc]
         assert len(model) == len(base)
-        assert peak < 2 * len(base) + 8 * CHUNK_BYTES < N_UPDATES * len(base), (rule, peak)
+        # the output, two float64 blocks (the next is read while the last is alive) and slack
+        assert peak < len(base) + 4 * CHUNK_BYTES < 2 * len(base), (rule, peak)
 
 
 @pytest.mark.usefixtures("small_chunks")
