@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from learning.aggregate import aggregate
+from learning.aggregate import AggregationRule, aggregate
 from learning.screening import screen_outliers
 from learning.serialize import FileSource, MemorySource, TensorView, weights_to_bytes
 from learning.task import TaskSpec
@@ -56,6 +56,7 @@ def _peak(fn: Callable[[], Any]) -> tuple[Any, int]:
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     for module in ("learning.aggregate", "learning.screening", "learning.validation"):
         monkeypatch.setattr(importlib.import_module(module), "CHUNK", CHUNK)
+    monkeypatch.setattr(importlib.import_module("learning.aggregate"), "OUTPUT_CHUNK", CHUNK)
 
 
 @pytest.mark.usefixtures("small_chunks")
@@ -112,3 +113,26 @@ def test_tensor_view_refuses_offsets_that_do_not_tile_the_data() -> None:
     assert bad != good
     with pytest.raises(ValueError, match="gap or overlap"):
         TensorView(bad)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        AggregationRule("fedavg"),
+        AggregationRule("median"),
+        AggregationRule("trimmed-mean"),
+        AggregationRule("multi-krum"),
+        AggregationRule("fedavg", clip_norm=0.05),
+    ],
+)
+def test_the_output_chunk_changes_no_bit(
+    files: tuple[bytes, list[tuple[bytes, FileSource, int]]],
+    rule: AggregationRule,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pass that writes the aggregate is coordinate-wise: a tiny output chunk (with a
+    partial last one) gives the same bytes as the default."""
+    base, updates = files
+    expected = aggregate(rule, base, updates)
+    monkeypatch.setattr(importlib.import_module("learning.aggregate"), "OUTPUT_CHUNK", 1000)
+    assert aggregate(rule, base, updates) == expected
