@@ -26,7 +26,7 @@ from learning.data import Split
 from learning.metrics import LOWER_IS_BETTER
 from learning.models import build_model, load_view
 from learning.plugin import resolve
-from learning.serialize import TensorView
+from learning.serialize import Blob, TensorView
 from learning.task import TaskSpec
 
 
@@ -67,7 +67,7 @@ class VerdictRule:
         return cls(metric=str(data.get("metric", "loss")), **values)
 
 
-def predict(task: TaskSpec, weights_blob: bytes, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+def predict(task: TaskSpec, weights_blob: Blob, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Return raw model outputs (logits, or standardised targets) for `x` as float64."""
     model = build_model(task)
     load_view(model, TensorView(weights_blob))  # tensor by tensor: no second copy of the model
@@ -84,7 +84,7 @@ def metrics_from_outputs(
     return resolve(task).metrics(task, out, np.asarray(y, dtype=np.float64))
 
 
-def evaluate(task: TaskSpec, weights_blob: bytes, split: Split) -> dict[str, float]:
+def evaluate(task: TaskSpec, weights_blob: Blob, split: Split) -> dict[str, float]:
     """Return loss and the task's metrics of a model blob on a split."""
     if len(split) == 0:
         raise ValueError("cannot evaluate on an empty split")

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 
 import torch
 
+STEP_CHUNK = 1 << 20  # elements of a parameter whose Adam denominator is built at a time
+
 
 class Optimizer:
     """Parameters that own gradients, and the step that moves them."""
@@ -87,9 +89,19 @@ class Adam(Optimizer):
             if p.grad is None:
                 continue
             grad = p.grad
-            m = self.first.setdefault(i, torch.zeros_like(p))
-            v = self.second.setdefault(i, torch.zeros_like(p))
+            m, v = self.first.get(i), self.second.get(i)
+            if m is None or v is None:  # the moments are allocated once, on the first step
+                m = self.first[i] = torch.zeros_like(p)
+                v = self.second[i] = torch.zeros_like(p)
             m.lerp_(grad, 1 - self.beta1)
             v.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
-            denom = (v.sqrt() / correction2_sqrt).add_(self.eps)
-            p.addcdiv_(m, denom, value=-step_size)
+            # the denominator is the one temporary: built STEP_CHUNK elements at a time (the
+            # rule is elementwise), so a large layer costs a chunk, not a fifth copy of itself
+            if not (p.is_contiguous() and m.is_contiguous() and v.is_contiguous()):
+                p.addcdiv_(m, v.sqrt().div_(correction2_sqrt).add_(self.eps), value=-step_size)
+                continue
+            flat_p, flat_m, flat_v = p.view(-1), m.view(-1), v.view(-1)
+            for start in range(0, flat_p.numel(), STEP_CHUNK):
+                piece = slice(start, start + STEP_CHUNK)
+                denom = flat_v[piece].sqrt().div_(correction2_sqrt).add_(self.eps)
+                flat_p[piece].addcdiv_(flat_m[piece], denom, value=-step_size)

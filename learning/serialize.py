@@ -57,7 +57,7 @@ def weights_to_bytes(weights: Weights) -> bytes:
     return bytes(_st_save(tensors))
 
 
-def bytes_to_weights(blob: bytes, max_bytes: int = DEFAULT_MAX_BLOB_BYTES) -> Weights:
+def bytes_to_weights(blob: bytes | bytearray, max_bytes: int = DEFAULT_MAX_BLOB_BYTES) -> Weights:
     """Parse a safetensors blob into named float32 arrays; raise BlobError on anything else."""
     if len(blob) > max_bytes:
         raise BlobError(f"blob of {len(blob)} bytes exceeds the limit of {max_bytes}")
@@ -98,9 +98,13 @@ class ByteSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class MemorySource:
-    """A blob already in memory; reads are zero-copy views."""
+    """A blob already in memory; reads are zero-copy views.
 
-    data: bytes
+    A `bytearray` is a blob that this process built (an aggregate, a training delta) and owns:
+    it is read in place, not copied, and must not change while it is read.
+    """
+
+    data: bytes | bytearray
 
     def size(self) -> int:
         return len(self.data)
@@ -127,14 +131,16 @@ class FileSource:
         return data
 
 
-Blob = bytes | ByteSource
+Blob = bytes | bytearray | ByteSource
 READ_PIECE = 4 << 20  # bytes per read when a blob is hashed or streamed
 
 
 def as_source(blob: Blob) -> ByteSource:
     """The blob as a `ByteSource` (bytes are wrapped, sources pass through)."""
-    if isinstance(blob, bytes | bytearray | memoryview):
-        return MemorySource(bytes(blob) if not isinstance(blob, bytes) else blob)
+    if isinstance(blob, bytes | bytearray):
+        return MemorySource(blob)
+    if isinstance(blob, memoryview):
+        return MemorySource(bytes(blob))
     return blob
 
 

@@ -114,7 +114,7 @@ def _candidate(
     """The round's candidate; None (and the reason in `entry`) when secure aggregation cannot
     unmask, which on a chain is a carry-over block."""
     if not config.secure_aggregation:
-        return aggregate(rule, model, updates)
+        return bytes(aggregate(rule, model, updates))
     params = SecAggParams(neighbours=config.secagg_neighbours)
     session = session_id(f"simulate-{config.seed}", r, blob_hash(model))
     silent = range(max(0, len(updates) - config.secagg_dropouts), len(updates))
@@ -182,7 +182,8 @@ def run_simulation(
             site_cfg = cfg.with_seed(_seed(config.seed, r, i))
             if i in attackers and config.attack == "labelflip":
                 site_cfg = replace(site_cfg, label_flip=True)
-            update, n, _stats = train(task, model, site.train, site_cfg)
+            trained, n, _stats = train(task, model, site.train, site_cfg)
+            update = bytes(trained)  # the simulator keeps every update: immutable, hashable
             if i in attackers:
                 update = attack_update(str(config.attack), model, update, _seed(config.seed, r, i))
             if i in budgets:

@@ -33,6 +33,7 @@ from learning.serialize import (
 from learning.task import TaskSpec
 
 OPTIMIZERS = ("sgd", "adam")
+DELTA_CHUNK = 1 << 20  # coordinates subtracted and squared at a time when the delta is built
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +102,11 @@ def _targets(
 
 def train(
     task: TaskSpec, global_blob: Blob, data: Split, config: TrainConfig
-) -> tuple[bytes, int, TrainStats]:
-    """Train the global model on `data`; return (delta blob, number of samples, stats)."""
+) -> tuple[bytearray, int, TrainStats]:
+    """Train the global model on `data`; return (delta blob, number of samples, stats).
+
+    The delta is the buffer it was built in (a `bytearray`, handed over without a copy).
+    """
     started = time.perf_counter()
     torch.set_num_threads(config.threads)
     device = torch.device(config.device)
@@ -161,8 +165,14 @@ def train(
     return delta_blob, n, stats
 
 
-def _delta_blob(model: torch.nn.Module, base: TensorView) -> tuple[bytes, float]:
-    """local - global (float32) written straight into one safetensors buffer, and its L2 norm."""
+def _delta_blob(model: torch.nn.Module, base: TensorView) -> tuple[bytearray, float]:
+    """local - global (float32) written straight into one safetensors buffer, and its L2 norm.
+
+    The base is read and the norm accumulated `DELTA_CHUNK` coordinates at a time, so the
+    working memory is the model and the output buffer plus O(chunk), never a float64 copy of
+    a whole tensor (docs/ARCHITECTURE.md "Memory"). The sum runs chunk by chunk in a fixed
+    order, so the norm is the same for the same inputs.
+    """
     state = model.state_dict()
     names = sorted(state)
     header = safetensors_header({name: tuple(state[name].shape) for name in names})
@@ -173,13 +183,17 @@ def _delta_blob(model: torch.nn.Module, base: TensorView) -> tuple[bytes, float]
     for name in names:
         local = state[name].detach().reshape(-1).numpy()
         target = np.frombuffer(out, dtype="<f4", count=local.size, offset=position)
-        np.subtract(local, base.read(name, 0, local.size), out=target)
-        total += float(np.sum(target.astype(np.float64) ** 2))
+        for start in range(0, local.size, DELTA_CHUNK):
+            stop = min(start + DELTA_CHUNK, local.size)
+            piece = target[start:stop]
+            np.subtract(local[start:stop], base.read(name, start, stop), out=piece)
+            wide = piece.astype(np.float64)
+            total += float(np.dot(wide, wide))
         position += 4 * local.size
-    return bytes(out), float(np.sqrt(total))
+    return out, float(np.sqrt(total))
 
 
-def apply_delta(global_blob: bytes, delta_blob: bytes) -> bytes:
+def apply_delta(global_blob: bytes | bytearray, delta_blob: bytes | bytearray) -> bytes:
     """Return global + delta as a model blob (how a single site's local model is formed)."""
     base = bytes_to_weights(global_blob)
     delta = bytes_to_weights(delta_blob)

@@ -50,7 +50,7 @@ from consensus.privacy import Accountant, PrivacyRules
 from consensus.rejections import debits
 from consensus.types import EvalReport, Genesis, Hash, UpdateReceipt, ValidatorIndex
 from learning.screening import screen_outliers
-from learning.serialize import Blob
+from learning.serialize import Blob, source_hash
 from node.config import NodeConfig
 from node.fsutil import atomic_write
 from node.home import NodeHome
@@ -69,7 +69,7 @@ class DataConfigError(Exception):
 class TrainingOutcome:
     """What local training produced for one height."""
 
-    update: bytes | None  # None: this site did not contribute (DP budget spent, no data)
+    update: bytes | bytearray | None  # None: this site did not contribute (DP budget, no data)
     n_samples: int
     train_loss: float
     epsilon_spent: float
@@ -81,7 +81,7 @@ class TrainingOutcome:
 class CandidateOutcome:
     """The proposer's aggregation of the updates it could fetch and validate."""
 
-    model: bytes | None  # None when no update survived
+    model: bytes | bytearray | None  # None when no update survived
     accepted: tuple[UpdateReceipt, ...]
     rejected: tuple[tuple[UpdateReceipt, str], ...]
 
@@ -92,7 +92,7 @@ class Evaluation:
 
     improved: bool
     report: EvalReport
-    model: bytes | None
+    model: bytes | bytearray | None
     metrics_before: dict[str, float]
     metrics_after: dict[str, float]
     refusal: str = ""
@@ -107,8 +107,11 @@ def _device(setting: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def sha256(data: bytes) -> Hash:
-    return Hash(hashlib.sha256(data).digest())
+def sha256(data: Blob) -> Hash:
+    """The blob's id; a file is hashed a piece at a time."""
+    if isinstance(data, bytes | bytearray):
+        return Hash(hashlib.sha256(data).digest())
+    return Hash(source_hash(data))
 
 
 class ReleaseLog:
@@ -237,7 +240,7 @@ class LearningApp:
         return TrainingOutcome(update, n, stats.loss_last_epoch, epsilon, stats.seconds)
 
     def build_candidate(
-        self, base_model: bytes, updates: Sequence[tuple[UpdateReceipt, Blob | None]]
+        self, base_model: Blob, updates: Sequence[tuple[UpdateReceipt, Blob | None]]
     ) -> CandidateOutcome:
         """Validate each fetched update and aggregate the good ones (None bytes: unavailable)."""
         accepted: list[tuple[UpdateReceipt, Blob]] = []
@@ -262,7 +265,7 @@ class LearningApp:
 
     def forged_rejection(
         self,
-        base_model: bytes,
+        base_model: Blob,
         updates: Sequence[tuple[UpdateReceipt, Blob | None]],
         rejected: Sequence[tuple[UpdateReceipt, Blob | None, str]],
     ) -> bool:
@@ -275,18 +278,18 @@ class LearningApp:
         verdicts = {bytes(r.blob_hash): why for r, why in recomputed.rejected}
         return any(verdicts.get(bytes(r.blob_hash)) != why for r, _, why in screened)
 
-    def _check(self, base_model: bytes, blob: Blob) -> str:
+    def _check(self, base_model: Blob, blob: Blob) -> str:
         return learning.validate_update(self.task, base_model, blob, MAX_UPDATE_NORM) or ""
 
     def _aggregate(
-        self, base_model: bytes, accepted: Sequence[tuple[UpdateReceipt, Blob]]
-    ) -> bytes:
+        self, base_model: Blob, accepted: Sequence[tuple[UpdateReceipt, Blob]]
+    ) -> bytearray:
         items = [(r.blob_hash, blob, r.n_samples) for r, blob in accepted]
         return learning.aggregate(self.rule, base_model, items)
 
     def evaluate_candidate(
         self,
-        base_model: bytes,
+        base_model: Blob,
         candidate_hash: Hash,
         model_hash: Hash,
         updates: Sequence[tuple[UpdateReceipt, Blob | None]],
@@ -301,7 +304,7 @@ class LearningApp:
         reputation (docs/THREAT-MODEL.md "Forged rejections").
         """
         refusal = ""
-        model: bytes | None = None
+        model: bytearray | None = None
         if any(blob is None for _, blob in updates):
             refusal = "update blob unavailable"
         elif any(self._check(base_model, blob) for _, blob in updates if blob is not None):
@@ -337,7 +340,7 @@ class LearningApp:
         )
         return Evaluation(verdict, report, model, before, after, refusal)
 
-    def metrics_of(self, model: bytes) -> dict[str, float]:
+    def metrics_of(self, model: Blob) -> dict[str, float]:
         """Validation metrics of a model on this site's split (cached by model hash)."""
         key = sha256(model)
         cached = self._eval_cache.get(key)

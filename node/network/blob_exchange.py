@@ -31,13 +31,18 @@ from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
-from node.blobs import PIECE, BlobStore
+from node.blobs import BlobStore
 from node.network.counters import NetworkCounters
 from node.network.framing import FramingError, check_length, read_exactly, read_struct
 
 logger = logging.getLogger(__name__)
 
 BLOB_PROTOCOL = TProtocol("/bcfl/blob/1.0.0")
+# Bytes read from the file (serve) or from the stream (fetch) and handed to a worker thread at
+# a time. Each transfer holds about two of them (the piece and its parts), so 8 serves and 3
+# fetches at once hold ~22 MiB, not the ~90 MiB of 4 MiB pieces; the blob throughput is set by
+# Noise and Yamux, not by the piece size (docs/ARCHITECTURE.md "Memory").
+STREAM_PIECE = 1 << 20
 HEADER = struct.Struct(">BQ")
 FOUND, NOT_FOUND, BUSY = 0, 1, 2
 
@@ -103,11 +108,12 @@ class BlobExchange:
                 # our disk fails there, and our own next read of it moves it aside)
                 with trio.fail_after(self._deadline_for(size)):
                     await stream.write(HEADER.pack(FOUND, size))
-                    for offset in range(0, size, PIECE):
+                    for offset in range(0, size, STREAM_PIECE):
+                        want = min(STREAM_PIECE, size - offset)
                         piece = await trio.to_thread.run_sync(
-                            self.blobs.read_piece, blob_hash, offset, min(PIECE, size - offset)
+                            self.blobs.read_piece, blob_hash, offset, want
                         )
-                        if len(piece) != min(PIECE, size - offset):
+                        if len(piece) != want:
                             raise FramingError("the blob file shrank while it was served")
                         await stream.write(piece)
                     await stream.close()
@@ -146,8 +152,8 @@ class BlobExchange:
             check_length("blob", length, self.max_blob_bytes)
             incoming = await trio.to_thread.run_sync(self.blobs.incoming, blob_hash, length)
             with trio.fail_after(self._deadline_for(length)):
-                for offset in range(0, length, PIECE):
-                    piece = await read_exactly(stream, min(PIECE, length - offset))
+                for offset in range(0, length, STREAM_PIECE):
+                    piece = await read_exactly(stream, min(STREAM_PIECE, length - offset))
                     await trio.to_thread.run_sync(incoming.write, piece)
             try:
                 await trio.to_thread.run_sync(incoming.commit)

@@ -213,8 +213,17 @@ class LearningWorker:
         self.answer(lambda shell, now: shell.trained(done, seconds=seconds, now=now))
 
     async def _base(self, base_hash: Hash, what: str, height: int) -> bytes | None:
-        """The base model a candidate is built or judged from (None: logged, cannot)."""
+        """The base model a candidate is built or judged from, in memory (None: logged, cannot)."""
         base = await self.blob(base_hash) if self.app is not None else None
+        if base is None:
+            log.warning("cannot %s at height %d: base model unavailable", what, height)
+        return base
+
+    async def _base_file(self, base_hash: Hash, what: str, height: int) -> FileSource | None:
+        """The base model as a verified file of the store, which plain aggregation and
+        evaluation read a tensor or a chunk at a time, so the job does not hold a copy of the
+        model beside the one it builds (docs/ARCHITECTURE.md "Memory"); None: logged, cannot."""
+        base = await self.update_file(base_hash, None) if self.app is not None else None
         if base is None:
             log.warning("cannot %s at height %d: base model unavailable", what, height)
         return base
@@ -229,7 +238,7 @@ class LearningWorker:
             return
         updates = await self._updates(action.receipts)
         async with self._compute:
-            base = await self._base(action.base_model_hash, "build a candidate", action.height)
+            base = await self._base_file(action.base_model_hash, "build a candidate", action.height)
             if base is None:
                 return
             started = self.clock()
@@ -272,7 +281,7 @@ class LearningWorker:
         fetched = await self._updates(tuple(receipt for receipt, _ in screened))
         rejected = [(r, blob, why) for (r, blob), (_, why) in zip(fetched, screened, strict=True)]
         async with self._compute:
-            base = await self._base(
+            base = await self._base_file(
                 candidate.base_model_hash, "evaluate a candidate", candidate.height
             )
             if base is None:

@@ -63,3 +63,18 @@ def test_training_does_not_load_the_compiler() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_adam_in_chunks_follows_the_same_trajectory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adam's denominator built a few elements at a time (a chunk smaller than every layer,
+    with a partial last chunk) moves the parameters exactly as one whole-tensor step does."""
+    import learning.optim as optim
+
+    whole = _run(True, "adam")
+    monkeypatch.setattr(optim, "STEP_CHUNK", 7)
+    chunked = _run(True, "adam")
+    for a, b in zip(whole, chunked, strict=True):
+        assert torch.equal(a, b)
+    theirs = _run(False, "adam")
+    for a, b in zip(chunked, theirs, strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)

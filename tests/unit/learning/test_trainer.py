@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from dataclasses import replace
 
 import numpy as np
+import pytest
+import torch
 
 from learning.evaluate import evaluate
-from learning.models import initial_weights
+from learning.models import build_model, initial_weights, load_view
 from learning.plugin import all_sites
-from learning.serialize import bytes_to_weights
+from learning.serialize import TensorView, bytes_to_weights
 from learning.task import TaskSpec
 from learning.trainer import TrainConfig, apply_delta, default_train_config, train
 from learning.validation import update_norm
@@ -73,3 +76,31 @@ def test_label_flip_trains_the_opposite_way(cancer: TaskSpec) -> None:
     h, f = bytes_to_weights(honest), bytes_to_weights(flipped)
     dot = sum(float(np.sum(h[k] * f[k])) for k in h)
     assert dot < 0
+
+
+def test_building_the_delta_holds_the_output_not_float64_copies(
+    cancer: TaskSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delta of a model with one large tensor is built in chunks: the traced peak is the
+    output buffer plus a chunk, not the float64 copies of the whole tensor a norm would need."""
+    import learning.trainer as trainer
+
+    monkeypatch.setattr(trainer, "DELTA_CHUNK", 1 << 12)
+    mlp = replace(cancer, model="mlp", hidden=(600, 600))  # 600 x 600 floats in one tensor
+    init = initial_weights(mlp, 0)
+    model = build_model(mlp)
+    load_view(model, TensorView(init))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)
+    tracemalloc.start()
+    try:
+        delta, norm = trainer._delta_blob(model, TensorView(init))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(delta, bytearray) and len(delta) == len(init)
+    assert peak < 1.1 * len(init)  # a float64 copy of the big tensor alone is 2 x its bytes
+    weights = bytes_to_weights(delta)
+    assert all(np.allclose(w, 0.5) for w in weights.values())
+    assert norm == pytest.approx(update_norm(weights), rel=1e-9)

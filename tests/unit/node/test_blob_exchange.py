@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,13 @@ import trio
 import trio.testing
 
 from node.blobs import BlobStore
-from node.network.blob_exchange import FOUND, HEADER, BlobExchange, BlobUnavailableError
+from node.network.blob_exchange import (
+    FOUND,
+    HEADER,
+    STREAM_PIECE,
+    BlobExchange,
+    BlobUnavailableError,
+)
 from node.network.counters import NetworkCounters
 
 Handler = Callable[[Any], Awaitable[None]]
@@ -44,6 +51,8 @@ class FakeStream:
 class FakeHost:
     """Routes `new_stream(peer)` to the handler that peer registered."""
 
+    pair = staticmethod(trio.testing.memory_stream_pair)  # buffers whatever the writer sends
+
     def __init__(self, nursery: trio.Nursery, directory: dict[str, FakeHost]) -> None:
         self.nursery = nursery
         self.directory = directory
@@ -55,7 +64,7 @@ class FakeHost:
     async def new_stream(self, peer_id: str, protocols: list[str]) -> FakeStream:
         server = self.directory[peer_id].handler
         assert server is not None
-        mine, theirs = trio.testing.memory_stream_pair()
+        mine, theirs = self.pair()
         self.nursery.start_soon(server, FakeStream(theirs))
         return FakeStream(mine)
 
@@ -82,6 +91,27 @@ async def test_a_blob_streams_into_the_store(tmp_path: Path) -> None:
         assert me.blobs.get(BLOB_ID) == BLOB
         assert list((me.blobs.root / ".incoming").iterdir()) == []
         assert me.counters.blob_bytes_in == len(BLOB)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_transfer_holds_a_few_pieces_not_the_blob(tmp_path: Path) -> None:
+    """Serving and fetching a 12 MiB blob in one process holds about four 1 MiB pieces (the
+    served piece, the stream's buffer, the fetched piece and its parts), not 4 MiB pieces."""
+    async with trio.open_nursery() as nursery:
+        directory: dict[str, FakeHost] = {}
+        server = _exchange(nursery, directory, "server", tmp_path)
+        me = _exchange(nursery, directory, "me", tmp_path)
+        # a write returns once the reader took it, as a muxer's window bounds what is in flight
+        directory["server"].pair = directory["me"].pair = trio.testing.lockstep_stream_pair
+        server.blobs.put(BLOB)
+        tracemalloc.start()
+        try:
+            await me.fetch_to_store(BLOB_ID, ["server"])  # type: ignore[list-item]
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert me.blobs.verify(BLOB_ID)
+        assert peak < 5 * STREAM_PIECE < len(BLOB) / 2, peak
         nursery.cancel_scope.cancel()
 
 
