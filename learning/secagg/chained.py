@@ -34,6 +34,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from learning.secagg.fields import MALFORMED, MAX_PARTICIPANTS, loads
+from learning.secagg.fields import index as _index
+from learning.secagg.fields import malformed as _fail
+from learning.secagg.fields import pairs as _pairs
+from learning.secagg.fields import raw as _raw
 from learning.secagg.graph import neighbours
 from learning.secagg.params import SecAggError, SecAggParams
 from learning.secagg.primitives import KEY_BYTES, agree, mask_vector, pair_info
@@ -44,9 +49,7 @@ MAGIC = b"BCFLSA02"
 VERSION = 1
 NONCE_BYTES = 12
 SEALED_SHARE_BYTES = NONCE_BYTES + 8 + SHARE_BYTES + 16
-MAX_PARTICIPANTS = 1024
 MAX_HEADER_BYTES = 64 + MAX_PARTICIPANTS * (SEALED_SHARE_BYTES + 16)
-MALFORMED = "secagg-malformed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +94,6 @@ class Transcript:
     included: Mapping[int, bytes]  # author -> masked blob hash
     self_seeds: Mapping[int, bytes]
     pair_seeds: Mapping[tuple[int, int], bytes]  # (dropped, included neighbour) -> s_uv
-
-
-def _fail(what: str) -> SecAggError:
-    return SecAggError(f"malformed secure aggregation {what}", reason=MALFORMED)
 
 
 def pair_seed(
@@ -315,39 +314,7 @@ def masked_total(
 
 
 def _loads(data: bytes, what: str) -> Any:
-    try:
-        value = cbor2.loads(data)
-    except Exception as exc:  # cbor2 raises several types on garbage; all mean "malformed"
-        raise _fail(what) from exc
-    if cbor2.dumps(value, canonical=True) != data:
-        raise SecAggError(f"a secure aggregation {what} is not canonical CBOR", MALFORMED)
-    return value
-
-
-def _index(value: Any, what: str) -> int:
-    if type(value) is not int or not 0 <= value < MAX_PARTICIPANTS:
-        raise _fail(what)
-    return value
-
-
-def _raw(value: Any, size: int, what: str) -> bytes:
-    if type(value) is not bytes or len(value) != size:
-        raise _fail(what)
-    return value
-
-
-def _pairs(value: Any, size: int, what: str) -> dict[int, bytes]:
-    if type(value) is not list or len(value) > MAX_PARTICIPANTS:
-        raise _fail(what)
-    out: dict[int, bytes] = {}
-    for item in value:
-        if type(item) is not list or len(item) != 2:
-            raise _fail(what)
-        index = _index(item[0], what)
-        if index in out:
-            raise _fail(what)
-        out[index] = _raw(item[1], size, what)
-    return out
+    return loads(data, what)
 
 
 def encode_body(body: RevealBody) -> list[Any]:

@@ -17,14 +17,18 @@ from typing import Any
 
 import cbor2
 
+from learning.secagg.fields import MALFORMED, MAX_PARTICIPANTS, loads
+from learning.secagg.fields import index as _index
+from learning.secagg.fields import malformed as _fail
+from learning.secagg.fields import pairs as _pairs
+from learning.secagg.fields import raw as _raw
 from learning.secagg.params import SecAggError
 from learning.secagg.primitives import KEY_BYTES
 from learning.secagg.protocol import SEALED_BYTES, KeyAdvert, Reveal, SealedShares, UnmaskRecord
 from learning.secagg.shamir import SHARE_BYTES, Share
 
-MAX_PARTICIPANTS = 1024  # the most quantised updates a 2^32 modulus sums at the defaults
 VERSION = 1
-_REASON = "secagg-malformed"
+_REASON = MALFORMED
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,48 +40,8 @@ class Transcript:
     record: UnmaskRecord
 
 
-def _fail(what: str) -> SecAggError:
-    return SecAggError(f"malformed secure aggregation {what}", reason=_REASON)
-
-
 def _loads(data: bytes, limit: int, what: str) -> Any:
-    if len(data) > limit:
-        raise SecAggError(
-            f"a secure aggregation {what} of {len(data)} bytes exceeds {limit}", reason=_REASON
-        )
-    try:
-        value = cbor2.loads(data)
-    except Exception as exc:  # cbor2 raises several types on garbage; all mean "malformed"
-        raise _fail(what) from exc
-    if cbor2.dumps(value, canonical=True) != data:
-        raise SecAggError(f"a secure aggregation {what} is not canonical CBOR", reason=_REASON)
-    return value
-
-
-def _index(value: Any, what: str) -> int:
-    if type(value) is not int or not 0 <= value < MAX_PARTICIPANTS:
-        raise _fail(what)
-    return value
-
-
-def _raw(value: Any, size: int, what: str) -> bytes:
-    if type(value) is not bytes or len(value) != size:
-        raise _fail(what)
-    return value
-
-
-def _pairs(value: Any, size: int, what: str) -> dict[int, bytes]:
-    if type(value) is not list or len(value) > MAX_PARTICIPANTS:
-        raise _fail(what)
-    out: dict[int, bytes] = {}
-    for item in value:
-        if type(item) is not list or len(item) != 2:
-            raise _fail(what)
-        index = _index(item[0], what)
-        if index in out:
-            raise _fail(what)
-        out[index] = _raw(item[1], size, what)
-    return out
+    return loads(data, what, limit)
 
 
 def encode_advert(advert: KeyAdvert) -> bytes:

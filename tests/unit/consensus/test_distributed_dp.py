@@ -8,20 +8,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from consensus_harness import TIMEOUTS, Cluster, InstantNet, fake_signers
+from consensus_harness import TIMEOUTS, Cluster, fake_signers
+from test_dp_budget import ACCOUNTANT, DELTA, NOISE, DpNet
 
 from consensus.core import ConsensusCore
 from consensus.crypto import FakeVerifier
-from consensus.events import TrainingFinished
 from consensus.genesis import InvalidGenesis, make_genesis, validate_genesis
 from consensus.privacy import PrivacyRules
 from consensus.shell import Train
-from consensus.types import Hash, Privacy, ValidatorIndex
-from learning import PolicyAccountant, privatize_update
+from consensus.types import Privacy, ValidatorIndex
+from learning import privatize_update
 from learning.serialize import bytes_to_weights, weights_to_bytes
-
-NOISE, DELTA = 1.2, 1e-5
-ACCOUNTANT = PolicyAccountant(NOISE, DELTA)
 
 
 def _policy(shares: int, secure: bool = True) -> Privacy:
@@ -73,23 +70,13 @@ def test_m_shares_sum_to_the_accounted_noise() -> None:
 
 
 @dataclass
-class ThreeTrainers(InstantNet):
+class ThreeTrainers(DpNet):
     """Member 3 never trains: each height has three updates."""
 
     def _perform(self, node: int, request: object) -> None:
-        if not isinstance(request, Train):
-            super()._perform(node, request)  # type: ignore[arg-type]
+        if node == 3 and isinstance(request, Train):
             return
-        if node == 3:
-            return
-        action = request.action
-        blob = hashlib.sha256(f"update-{node}-{action.height}".encode()).digest()
-        epsilon = ACCOUNTANT.epsilon_after(action.dp_releases + 1)
-        done = TrainingFinished(
-            action.height, action.base_model_hash, Hash(blob), 100, 0.5, epsilon
-        )
-        now = self.now
-        self.queue.append((node, lambda s: s.trained(done, seconds=0.0, now=now)))
+        super()._perform(node, request)
 
 
 def _blocks(shares: int) -> list:  # type: ignore[type-arg]
