@@ -73,6 +73,11 @@ class ProposalHead:
     valid_round: Round
     signature: Signature
 
+    @property
+    def order(self) -> tuple[bytes, int]:
+        """(block hash, valid round): what two heads of one round differ in, and their order."""
+        return (bytes(self.block_hash), int(self.valid_round))
+
 
 @dataclass(frozen=True, slots=True)
 class DuplicateProposalEvidence:

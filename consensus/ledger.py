@@ -79,8 +79,7 @@ def apply_block(ledger: Ledger, block: Block, evidence_consequence: str = "slash
                 epsilon_spent=r.epsilon_spent + float(receipt.epsilon_spent),
                 last_update_height=int(block.header.height),
             )
-        reasons = block.rejection_reasons or ("",) * len(block.rejected)
-        for receipt, reason in zip(block.rejected, reasons, strict=True):
+        for receipt, reason in zip(block.rejected, block.rejection_reasons, strict=True):
             r = records[receipt.author]
             debit = debits(reason)
             records[receipt.author] = replace(
@@ -142,10 +141,3 @@ def _removal(
     offence_id = Hash(hashlib.sha256(b"bcfl/evidence-removal/v1" + repr(key).encode()).digest())
     change = MemberChange(kind=CHANGE_REMOVE, target=target.name)
     return [ScheduledChange(offence_id, change, Height(height + GOVERNANCE_DELAY))]
-
-
-def evidence_key(
-    validator: int, height: int, round_: int, vote_type: int
-) -> tuple[int, int, int, int]:
-    """The key under which one offence is punished once."""
-    return (validator, height, round_, vote_type)

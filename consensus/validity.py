@@ -296,7 +296,7 @@ class BlockChecker:
     ) -> str | None:
         """Why `evidence` does not prove a double proposal, or None."""
         a, b = evidence.first, evidence.second
-        if (bytes(a.block_hash), int(a.valid_round)) >= (bytes(b.block_hash), int(b.valid_round)):
+        if a.order >= b.order:
             return "evidence proposals do not conflict or are out of order"
         if not self.validator_set.is_validator(evidence.proposer):
             return "evidence against a non-validator"
@@ -473,8 +473,8 @@ def proposal_evidence(
             ProposalHead(first_hash, first.valid_round, first.signature),
             ProposalHead(second_hash, second.valid_round, second.signature),
         ),
-        key=lambda h: (bytes(h.block_hash), int(h.valid_round)),
+        key=lambda h: h.order,
     )
-    if (heads[0].block_hash, heads[0].valid_round) == (heads[1].block_hash, heads[1].valid_round):
+    if heads[0].order == heads[1].order:
         return None
     return DuplicateProposalEvidence(first.height, first.round, first.proposer, *heads)

@@ -243,6 +243,20 @@ class LearningApp:
         self, base_model: Blob, updates: Sequence[tuple[UpdateReceipt, Blob | None]]
     ) -> CandidateOutcome:
         """Validate each fetched update and aggregate the good ones (None bytes: unavailable)."""
+        accepted, rejected = self._screen(base_model, updates)
+        if self.forge_rejection:
+            victim = next((i for i, (r, _) in enumerate(accepted) if r.author != self.me), None)
+            if victim is not None:
+                receipt = accepted.pop(victim)[0]
+                rejected.append((receipt, "outlier"))
+                log.warning("forge-rejection: rejecting member %d's update", receipt.author)
+        model = self._aggregate(base_model, accepted) if accepted else None
+        return CandidateOutcome(model, tuple(r for r, _ in accepted), tuple(rejected))
+
+    def _screen(
+        self, base_model: Blob, updates: Sequence[tuple[UpdateReceipt, Blob | None]]
+    ) -> tuple[list[tuple[UpdateReceipt, Blob]], list[tuple[UpdateReceipt, str]]]:
+        """The honest verdicts on `updates`: (accepted, in order; rejected with reasons)."""
         accepted: list[tuple[UpdateReceipt, Blob]] = []
         rejected: list[tuple[UpdateReceipt, str]] = []
         for receipt, blob in updates:
@@ -253,15 +267,7 @@ class LearningApp:
                 accepted.append((receipt, blob))
         verdicts = screen_outliers([blob for _, blob in accepted])
         rejected += [(r, v) for (r, _), v in zip(accepted, verdicts, strict=True) if v]
-        accepted = [item for item, v in zip(accepted, verdicts, strict=True) if not v]
-        if self.forge_rejection:
-            victim = next((i for i, (r, _) in enumerate(accepted) if r.author != self.me), None)
-            if victim is not None:
-                receipt = accepted.pop(victim)[0]
-                rejected.append((receipt, "outlier"))
-                log.warning("forge-rejection: rejecting member %d's update", receipt.author)
-        model = self._aggregate(base_model, accepted) if accepted else None
-        return CandidateOutcome(model, tuple(r for r, _ in accepted), tuple(rejected))
+        return [item for item, v in zip(accepted, verdicts, strict=True) if not v], rejected
 
     def forged_rejection(
         self,
@@ -272,10 +278,11 @@ class LearningApp:
         """True when a screening rejection (every reason but "unavailable") does not reproduce:
         our own validation and screening of all the candidate's screened updates gives that
         update another verdict than the reason the proposer put in the candidate (both are
-        deterministic given the content-addressed blobs)."""
+        deterministic given the content-addressed blobs). Screening only: the model itself is
+        aggregated once, by the caller."""
         screened = [(r, blob, why) for r, blob, why in rejected if debits(why)]
-        recomputed = self.build_candidate(base_model, [*updates, *((r, b) for r, b, _ in screened)])
-        verdicts = {bytes(r.blob_hash): why for r, why in recomputed.rejected}
+        _, verdicts_now = self._screen(base_model, [*updates, *((r, b) for r, b, _ in screened)])
+        verdicts = {bytes(r.blob_hash): why for r, why in verdicts_now}
         return any(verdicts.get(bytes(r.blob_hash)) != why for r, _, why in screened)
 
     def _check(self, base_model: Blob, blob: Blob) -> str:
