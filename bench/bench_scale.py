@@ -83,6 +83,7 @@ def run_one(n: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         update_window_s=args.update_window,
         link_delay_ms=args.link_delay_ms,
         link_loss=args.link_loss,
+        transport=args.transport,
     )
 
     def read(nodes: list[DevnetNode]) -> tuple[list[tuple[float, float]], list[int]]:
@@ -189,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-window", type=float, default=10.0)
     parser.add_argument("--link-delay", default="0ms", help="one-way delay per peer link")
     parser.add_argument("--link-loss", default="0%", help="chunk loss per peer link")
+    parser.add_argument(
+        "--transport", choices=("direct", "gossip"), default="direct", help="network.transport"
+    )
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="0: skip the idle run")
     parser.add_argument("--dir", default=None, help="where the devnets go (default: a temp dir)")
     parser.add_argument("--json", action="store_true")
@@ -206,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "link_delay_ms": args.link_delay_ms,
         "link_loss": args.link_loss,
+        "transport": args.transport,
         "results": rows,
         "cpu_growth_exponent": growth_exponent(rows),
         "idle_cpu_fraction": idle,

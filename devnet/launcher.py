@@ -91,6 +91,7 @@ class DevnetSpec:
     extra_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     privacy: Privacy | None = None  # the genesis privacy policy (None: off)
     max_regression: float | None = None  # genesis safeguards.max_regression (None: default)
+    transport: str = "direct"  # every node's network.transport (node/network/direct.py)
 
 
 def parse_byzantine(value: str | None, nodes: int) -> tuple[str, int] | None:
@@ -261,6 +262,7 @@ def create(spec: DevnetSpec) -> list[DevnetNode]:
         config.training.optimizer = train.optimizer
         config.byzantine.behaviour = node.byzantine
         config.metrics.enabled = spec.metrics
+        config.network.transport = spec.transport
         for table, values in spec.extra_config.items():
             for key, value in values.items():
                 setattr(getattr(config, table), key, value)

@@ -50,9 +50,7 @@ class MeasuredRun:
         }
 
 
-def measured_run(
-    spec: DevnetSpec, read: Callable[[list[DevnetNode]], T]
-) -> tuple[MeasuredRun, T]:
+def measured_run(spec: DevnetSpec, read: Callable[[list[DevnetNode]], T]) -> tuple[MeasuredRun, T]:
     """Run `spec` to `spec.blocks` blocks (or `spec.timeout_s`); `read` sees the running nodes."""
     nodes = create(spec)
     monitor = ResourceMonitor()

@@ -47,6 +47,9 @@ class NetworkSection:
     bootstrap: list[str] = field(default_factory=list)
     # Peer ids (besides the genesis validators) allowed to connect: auditors, dashboards.
     observers: list[str] = field(default_factory=list)
+    # "direct": messages straight to each peer (a full mesh, the default); "gossip": through
+    # GossipSub, which relays, for members that cannot all reach each other
+    transport: str = "direct"
 
 
 @dataclass(slots=True)
@@ -232,6 +235,10 @@ def validate(config: NodeConfig) -> None:
     if "observer" in config.node.roles and "validator" in config.node.roles:
         raise ConfigError("node.roles cannot hold both observer and validator")
     _check_multiaddr("network.listen", config.network.listen, need_peer_id=False)
+    if config.network.transport not in ("direct", "gossip"):
+        raise ConfigError(
+            f'network.transport must be "direct" or "gossip", got {config.network.transport!r}'
+        )
     _check_port("network.listen", config.listen_port, allow_zero=True)
     for i, addr in enumerate(config.network.bootstrap):
         _check_multiaddr(f"network.bootstrap[{i}]", addr, need_peer_id=True)

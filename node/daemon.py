@@ -191,6 +191,7 @@ async def run_node(home_dir: Path) -> None:
             bootstrap=list(config.network.bootstrap),
             allowed_peers=allowed,
             size_caps=caps,
+            transport=config.network.transport,
         ),
         store,
     )

@@ -71,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of chunks each link loses and retransmits after a TCP timeout, e.g. 1%%",
     )
     parser.add_argument(
+        "--transport",
+        choices=("direct", "gossip"),
+        default="direct",
+        help="how nodes send consensus messages: straight to each peer, or by relaying gossip",
+    )
+    parser.add_argument(
         "--join-at",
         type=int,
         default=None,
@@ -159,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             metrics=not args.no_metrics,
             link_delay_ms=link_delay_ms,
             link_loss=link_loss,
+            transport=args.transport,
             privacy=privacy_policy(args),
             max_regression=args.max_regression,
             join_at=args.join_at,

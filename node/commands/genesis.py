@@ -169,6 +169,8 @@ def privacy_policy(args: argparse.Namespace):  # noqa: ANN201 - consensus.types.
         secure_aggregation=secure,
         dp_noise_shares=shares,
     )
+
+
 def parse_powers(items: list[str]) -> dict[str, int]:
     """`--power NAME=P` items as a map; one sentence for a malformed or repeated item."""
     out: dict[str, int] = {}

@@ -20,9 +20,11 @@ once) does not fail a height.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,6 +57,42 @@ class PeerBusyError(Exception):
     """The peer is serving as many blobs as it allows; ask again later."""
 
 
+class PushedBlobs:
+    """Small blobs peers pushed to us (direct.py), held in memory until a fetch asks for one.
+
+    Bounded in bytes (oldest out first), and only blobs whose bytes hash to their name enter:
+    a peer can push junk, but it costs it rate-limited frames and us bounded memory, never a
+    disk write.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._blobs: OrderedDict[bytes, bytes] = OrderedDict()
+        self._bytes = 0
+
+    def offer(self, blob_hash: bytes, data: bytes) -> str:
+        """Keep the blob if it is what it claims to be: "ok", "duplicate" or "bad-hash"."""
+        if blob_hash in self._blobs:
+            return "duplicate"
+        if hashlib.sha256(data).digest() != blob_hash:
+            return "bad-hash"
+        self._blobs[blob_hash] = data
+        self._bytes += len(data)
+        while self._bytes > self.max_bytes:
+            _, old = self._blobs.popitem(last=False)
+            self._bytes -= len(old)
+        return "ok"
+
+    def pop(self, blob_hash: bytes) -> bytes | None:
+        data = self._blobs.pop(blob_hash, None)
+        if data is not None:
+            self._bytes -= len(data)
+        return data
+
+    def __len__(self) -> int:
+        return len(self._blobs)
+
+
 class BlobExchange:
     """Serves blobs from a `BlobStore` and fetches missing ones from peers."""
 
@@ -70,6 +108,7 @@ class BlobExchange:
         max_concurrent_serves: int = 8,
         busy_retries: int = 5,
         busy_backoff_s: float = 0.25,
+        pushed_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.host = host
         self.blobs = blobs
@@ -81,6 +120,7 @@ class BlobExchange:
         self.busy_backoff_s = busy_backoff_s
         self._serve_slots = trio.Semaphore(max_concurrent_serves)
         self._in_flight: dict[bytes, trio.Event] = {}
+        self.pushed = PushedBlobs(pushed_bytes)
         host.set_stream_handler(BLOB_PROTOCOL, self._serve)
 
     def _deadline_for(self, length: int) -> float:
@@ -192,6 +232,13 @@ class BlobExchange:
         try:
             if await trio.to_thread.run_sync(self.blobs.verify, blob_hash):
                 return  # a damaged copy was moved aside by verify(): fetch it again
+            pushed = self.pushed.pop(blob_hash)
+            if pushed is not None:  # its hash was checked when it arrived; put() checks again
+                await trio.to_thread.run_sync(
+                    lambda: self.blobs.put(pushed, expected_hash=blob_hash)
+                )
+                self.counters.blob_pushes["used"] += 1
+                return
             failures: list[str] = []
             queue = list(from_peers)
             for attempt in range(self.busy_retries + 1):

@@ -36,3 +36,7 @@ class NetworkCounters:
     sync_requests_served: int = 0
     sync_blocks_fetched: int = 0
     stream_errors: Counter[str] = field(default_factory=Counter)  # by protocol kind
+    # direct transport (direct.py): frames not sent, by cause; pushed blobs in, by outcome
+    direct_dropped: Counter[str] = field(default_factory=Counter)
+    direct_duplicates: int = 0
+    blob_pushes: Counter[str] = field(default_factory=Counter)

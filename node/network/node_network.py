@@ -19,10 +19,15 @@ channel per topic so a slow handler never makes the library drop messages silent
 from `time_ns`. Eclipse protection (IP diversity) is off: every peer of a devnet shares
 127.0.0.1 and the allow-list already pins who may connect.
 
-Every message passes the topic validator before it is delivered or relayed: a size cap per
-topic, the rate limit, then the caller's check. A rejection is counted by (topic, reason) and
-the message is neither delivered nor forwarded. Our own publishes are delivered to nobody
-locally (the driver knows what it sent).
+Transport (`NetworkSettings.transport`): "direct" (the default) sends our messages straight to
+each connected peer over one stream each (direct.py), without relay, as the consensus simulator
+models the network; "gossip" publishes them through GossipSub, which relays, for a consortium
+whose members cannot all reach each other. Both are always received.
+
+Every message, whichever way it came, passes the topic validator before it is delivered or
+relayed: a size cap per topic, the rate limit, then the caller's check. A rejection is counted
+by (topic, reason) and the message is neither delivered nor forwarded. Our own publishes are
+delivered to nobody locally (the driver knows what it sent).
 
 A health loop (every `health_interval_s`) repairs what py-libp2p leaves broken: it redials
 known peers that are not connected (after `unblock_peer`, or the 60 s negative dial cache
@@ -33,6 +38,7 @@ absent from the pubsub peer set, and lifts expired malformed-frame bans.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -50,6 +56,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from node.network.blob_exchange import BlobExchange
 from node.network.block_sync import BlockSync, SyncBatch
 from node.network.counters import NetworkCounters
+from node.network.direct import DirectMesh
 from node.network.guarded_pubsub import GuardedPubsub
 from node.network.host import PeerGate, build_host
 from node.network.libp2p_compat import batch_yamux_window_updates, unblock_peer
@@ -86,6 +93,16 @@ class NetworkSettings:
     # consortium of 8-32 known sites it makes the mesh (nearly) complete, so every node
     # receives each message from almost every other node. 4 keeps 3-4 hops at 32 sites.
     gossip_degree: tuple[int, int, int] = (4, 3, 6)
+    # "direct": our messages go straight to each connected peer (direct.py), no relay;
+    # "gossip": through GossipSub, which relays (for a consortium that is not a full mesh).
+    # Either way we accept both, each through the same topic validators.
+    transport: str = "direct"
+    # a blob up to this size is pushed with its receipt (direct transport only)
+    max_blob_push: int = 256 * 1024
+    seen_cache_size: int = 8192
+
+
+TRANSPORTS = ("direct", "gossip")
 
 
 class _TokenBucket:
@@ -156,6 +173,20 @@ class NodeNetwork:
             timeout_s=settings.blob_timeout_s,
         )
         self.sync = BlockSync(self.host, store, self.counters)
+        if settings.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}")
+        self.direct = DirectMesh(
+            self.host,
+            self.counters,
+            settings.size_caps,
+            max_blob_push=settings.max_blob_push,
+            queue_size=settings.outbound_queue_size,
+            timeout_s=settings.dial_timeout_s,
+            on_message=self._on_direct,
+            on_blob=self._on_pushed_blob,
+        )
+        self._deliver: dict[Topic, trio.MemorySendChannel[tuple[bytes, str]]] = {}
+        self._seen: dict[bytes, None] = {}
         self._validators: dict[Topic, Validator] = {}
         self._handlers: dict[Topic, Handler] = {}
         self._buckets: dict[ID, _TokenBucket] = {}
@@ -198,6 +229,7 @@ class NodeNetwork:
         for peer in self._peer_ids():
             if not self.gate.allows(peer):
                 self._known.pop(peer, None)
+                self.direct.close_peer(peer)
                 with contextlib.suppress(Exception):
                     await self.host.disconnect(peer)
 
@@ -218,8 +250,10 @@ class NodeNetwork:
                         send, receive = trio.open_memory_channel[tuple[bytes, str]](
                             self.settings.delivery_queue_size
                         )
+                        self._deliver[topic] = send.clone()
                         nursery.start_soon(self._drain, topic, subscription, send)
                         nursery.start_soon(self._dispatch, topic, receive)
+                    self.direct.start(nursery)
                     await self._redial_due(nursery)
                     nursery.start_soon(self._health_loop, nursery)
                     task_status.started()
@@ -245,36 +279,79 @@ class NodeNetwork:
         cap = self.settings.size_caps[topic]
         if len(data) > cap:
             raise ValueError(f"{topic} message of {len(data)} bytes exceeds its cap of {cap}")
-        await self.pubsub.publish(self._wire[topic], data)
+        if self.settings.transport == "direct":
+            self.direct.send(topic, data, self._direct_peers())
+        else:
+            await self.pubsub.publish(self._wire[topic], data)
         self.counters.messages_out[topic.value] += 1
         self.counters.bytes_out[topic.value] += len(data)
 
-    def _make_validator(self, topic: Topic) -> Callable[[ID, Any], bool]:
-        cap = self.settings.size_caps[topic]
-
-        def validate(forwarder: ID, msg: Any) -> bool:
-            data: bytes = msg.data
-            own = forwarder == self.peer_id
-            reason: str | None = None
-            if len(data) > cap:
-                reason = "oversized"
-            elif not own and not self._bucket(forwarder).take():
-                reason = "rate_limited"
-            else:
-                check = self._validators.get(topic)
-                if check is not None:
-                    try:
-                        origin = ID(msg.from_id).to_base58()
-                        reason = check(data, origin)
-                    except Exception:
-                        logger.exception("topic validator for %s raised", topic.value)
-                        reason = "validator_error"
-            if reason is None:
-                return True
-            self.counters.rejected[(topic.value, reason)] += 1
+    def push_blob(self, blob_hash: bytes, data: bytes | bytearray | memoryview) -> bool:
+        """Send a small blob to every connected peer ahead of the message that names it, so
+        none of them has to fetch it (direct transport; False when not pushed)."""
+        if self.settings.transport != "direct" or len(data) > self.settings.max_blob_push:
             return False
+        self.direct.send_blob(blob_hash, bytes(data), self._direct_peers())
+        self.counters.blob_pushes["sent"] += 1
+        return True
+
+    def _direct_peers(self) -> list[ID]:
+        return [p for p in self._peer_ids() if self.gate.allows(p)]
+
+    def _check(self, topic: Topic, data: bytes, forwarder: ID, origin: bytes) -> bool:
+        """The topic validator of both transports: cap, rate limit, then the caller's check;
+        a rejection is counted by (topic, reason)."""
+        reason: str | None = None
+        if len(data) > self.settings.size_caps[topic]:
+            reason = "oversized"
+        elif forwarder != self.peer_id and not self._bucket(forwarder).take():
+            reason = "rate_limited"
+        else:
+            check = self._validators.get(topic)
+            if check is not None:
+                try:
+                    reason = check(data, ID(origin).to_base58())
+                except Exception:
+                    logger.exception("topic validator for %s raised", topic.value)
+                    reason = "validator_error"
+        if reason is None:
+            return True
+        self.counters.rejected[(topic.value, reason)] += 1
+        return False
+
+    def _make_validator(self, topic: Topic) -> Callable[[ID, Any], bool]:
+        def validate(forwarder: ID, msg: Any) -> bool:
+            return self._check(topic, msg.data, forwarder, msg.from_id)
 
         return validate
+
+    def _on_direct(self, topic: Topic, data: bytes, peer: ID) -> None:
+        """A message a peer sent us directly: its sender is its origin (Noise authenticated
+        the peer id). A byte-identical repeat (a re-send) is dropped before the validator."""
+        key = hashlib.blake2b(data, digest_size=16, person=topic.value.encode()[:16]).digest()
+        if key in self._seen:
+            self.counters.direct_duplicates += 1
+            return
+        if not self._check(topic, data, peer, peer.to_bytes()):
+            return
+        self._seen[key] = None
+        if len(self._seen) > self.settings.seen_cache_size:
+            del self._seen[next(iter(self._seen))]
+        self.counters.messages_in[topic.value] += 1
+        self.counters.bytes_in[topic.value] += len(data)
+        deliver = self._deliver.get(topic)
+        try:
+            if deliver is None:
+                raise trio.WouldBlock
+            deliver.send_nowait((data, peer.to_base58()))
+        except trio.WouldBlock:
+            self.counters.dropped_slow_consumer[topic.value] += 1
+
+    def _on_pushed_blob(self, blob_hash: bytes, data: bytes, peer: ID) -> None:
+        if not self._bucket(peer).take():
+            self.counters.blob_pushes["rate_limited"] += 1
+            return
+        self.counters.blob_pushes[self.blobs.pushed.offer(blob_hash, data)] += 1
 
     def _bucket(self, peer: ID) -> _TokenBucket:
         bucket = self._buckets.get(peer)

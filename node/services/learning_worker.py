@@ -200,6 +200,7 @@ class LearningWorker:
             pairing = self.secagg.pairing(setting)
             update = await trio.to_thread.run_sync(self.secagg.mask, pairing, update)
         blob_hash = await self._put_blob(update)  # under secure aggregation: only the masked one
+        self.net.push_blob(blob_hash, update)  # small ones, ahead of the receipt
         loss = outcome.train_loss if math.isfinite(outcome.train_loss) else 0.0
         done = TrainingFinished(
             action.height,
