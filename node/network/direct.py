@@ -206,7 +206,8 @@ class DirectMesh:
         except trio.Cancelled:
             raise
         except (FramingError, trio.TooSlowError) as exc:
-            self.counters.rejected[("direct", "malformed")] += 1
+            # counted with the pubsub's broken frames (telemetry.labels: a closed label set)
+            self.counters.rejected[("consensus", "malformed-rpc")] += 1
             logger.info("direct stream from %s broke its framing: %s", peer, exc)
             await _reset_quietly(stream)
         finally:

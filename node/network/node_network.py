@@ -188,6 +188,7 @@ class NodeNetwork:
         self._deliver: dict[Topic, trio.MemorySendChannel[tuple[bytes, str]]] = {}
         self._seen: dict[bytes, None] = {}
         self._validators: dict[Topic, Validator] = {}
+        self._direct_validators: dict[Topic, Validator] = {}
         self._handlers: dict[Topic, Handler] = {}
         self._buckets: dict[ID, _TokenBucket] = {}
         self._known: dict[ID, _KnownPeer] = {}
@@ -206,6 +207,10 @@ class NodeNetwork:
     def set_validator(self, topic: Topic, validator: Validator) -> None:
         """Install the decode/size/signature/height check for a topic."""
         self._validators[topic] = validator
+
+    def set_direct_validator(self, topic: Topic, validator: Validator) -> None:
+        """The check of messages a peer sent us directly (the topic's gossip check without)."""
+        self._direct_validators[topic] = validator
 
     def subscribe(self, topic: Topic, handler: Handler) -> None:
         """Deliver every accepted message of `topic` from other peers to `handler`, in order."""
@@ -298,7 +303,9 @@ class NodeNetwork:
     def _direct_peers(self) -> list[ID]:
         return [p for p in self._peer_ids() if self.gate.allows(p)]
 
-    def _check(self, topic: Topic, data: bytes, forwarder: ID, origin: bytes) -> bool:
+    def _check(
+        self, topic: Topic, data: bytes, forwarder: ID, origin: bytes, *, direct: bool = False
+    ) -> bool:
         """The topic validator of both transports: cap, rate limit, then the caller's check;
         a rejection is counted by (topic, reason)."""
         reason: str | None = None
@@ -307,7 +314,7 @@ class NodeNetwork:
         elif forwarder != self.peer_id and not self._bucket(forwarder).take():
             reason = "rate_limited"
         else:
-            check = self._validators.get(topic)
+            check = (direct and self._direct_validators.get(topic)) or self._validators.get(topic)
             if check is not None:
                 try:
                     reason = check(data, ID(origin).to_base58())
@@ -332,7 +339,7 @@ class NodeNetwork:
         if key in self._seen:
             self.counters.direct_duplicates += 1
             return
-        if not self._check(topic, data, peer, peer.to_bytes()):
+        if not self._check(topic, data, peer, peer.to_bytes(), direct=True):
             return
         self._seen[key] = None
         if len(self._seen) > self.settings.seen_cache_size:

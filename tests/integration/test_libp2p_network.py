@@ -39,6 +39,9 @@ def free_port() -> int:
 
 
 def make_net(tmp: Path, name: str, seed: bytes | None = None, **settings: object) -> NodeNetwork:
+    """A network on the gossip transport unless `transport` says otherwise: these tests are
+    about GossipSub's relaying (tests/integration/test_direct_transport.py covers direct)."""
+    settings.setdefault("transport", "gossip")
     store = ChainStore.open(NodeHome(tmp / name))
     key_pair = NodeIdentity(seed or os.urandom(32)).key_pair()
     return NodeNetwork(key_pair, NetworkSettings(chain_id="test", **settings), store)  # type: ignore[arg-type]
