@@ -122,47 +122,53 @@ class DirectMesh:
             return None
         send, receive = trio.open_memory_channel[bytes](self.queue_size)
         self._queues[peer] = send
-        self._nursery.start_soon(self._write_peer, peer, receive)
+        self._nursery.start_soon(self._write_peer, peer, send, receive)
         return send
 
-    async def _write_peer(self, peer: ID, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+    async def _write_peer(
+        self,
+        peer: ID,
+        send: trio.MemorySendChannel[bytes],
+        receive: trio.MemoryReceiveChannel[bytes],
+    ) -> None:
         """Own the stream to `peer`: open it, write queued frames in batches. On a failure the
         writer ends and the frames still queued are dropped (counted); the next send opens a
         new writer and stream."""
         stream = None
         try:
-            async with receive:
-                async for first in receive:
-                    batch, size = [first], len(first)
-                    while size < MAX_BATCH_BYTES:
-                        try:
-                            frame = receive.receive_nowait()
-                        except trio.WouldBlock:
-                            break
-                        batch.append(frame)
-                        size += len(frame)
+            async for first in receive:
+                batch, size = [first], len(first)
+                while size < MAX_BATCH_BYTES:
                     try:
-                        with trio.fail_after(self.timeout_s):
-                            if stream is None:
-                                stream = await self.host.new_stream(peer, [DIRECT_PROTOCOL])
-                            await stream.write(b"".join(batch))
-                    except trio.Cancelled:
-                        raise
-                    except Exception as exc:
-                        self.counters.stream_errors["direct_write"] += 1
-                        self.counters.direct_dropped["stream_error"] += len(batch)
-                        logger.debug("direct stream to %s failed: %r", peer, exc)
-                        return
+                        frame = receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    batch.append(frame)
+                    size += len(frame)
+                try:
+                    with trio.fail_after(self.timeout_s):
+                        if stream is None:
+                            stream = await self.host.new_stream(peer, [DIRECT_PROTOCOL])
+                        await stream.write(b"".join(batch))
+                except trio.Cancelled:
+                    raise
+                except Exception as exc:
+                    self.counters.stream_errors["direct_write"] += 1
+                    self.counters.direct_dropped["stream_error"] += len(batch)
+                    logger.debug("direct stream to %s failed: %r", peer, exc)
+                    return
         finally:
-            queue = self._queues.pop(peer, None)
-            if queue is not None:
-                queue.close()
-                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
-                    while True:
-                        receive.receive_nowait()
-                        self.counters.direct_dropped["stream_error"] += 1
+            if self._queues.get(peer) is send:
+                del self._queues[peer]
+            send.close()
+            with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                while True:
+                    receive.receive_nowait()
+                    self.counters.direct_dropped["stream_error"] += 1
+            receive.close()
             if stream is not None:
-                await _reset_quietly(stream)
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await _reset_quietly(stream)
 
     def close_peer(self, peer: ID) -> None:
         """Forget the writer to a peer (hung up on, or gone)."""
