@@ -18,6 +18,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import trio
+
 from node.fsutil import atomic_write, fsync_dir
 
 HASH_SIZE = 32
@@ -52,8 +54,11 @@ class BlobStore:
         except FileNotFoundError:
             return None
 
-    def put(self, data: bytes, *, expected_hash: bytes | None = None) -> bytes:
-        """Store `data` and return its hash; with `expected_hash`, refuse bytes that differ."""
+    def put(
+        self, data: bytes, *, expected_hash: bytes | None = None, durable: bool = True
+    ) -> bytes:
+        """Store `data` and return its hash; with `expected_hash`, refuse bytes that differ.
+        `durable=False`: no fsync (a blob peers hold too; `atomic_write`)."""
         blob_hash = hashlib.sha256(data).digest()
         if expected_hash is not None and blob_hash != expected_hash:
             raise BlobCorruptError(
@@ -61,7 +66,7 @@ class BlobStore:
             )
         target = self.path(blob_hash)
         if not target.is_file():  # immutable: an existing blob with this name is the same bytes
-            atomic_write(target, data, mode=0o644)
+            atomic_write(target, data, mode=0o644, durable=durable)
         return blob_hash
 
     def get(self, blob_hash: bytes) -> bytes:
@@ -191,3 +196,17 @@ class IncomingBlob:
         """Drop the temporary file (idempotent)."""
         self._file.close()
         self.tmp.unlink(missing_ok=True)
+
+
+INLINE_VERIFY_BYTES = 256 * 1024  # a blob this small is hashed on the event loop (~0.1 ms)
+
+
+async def verify_blob(blobs: BlobStore, blob_hash: bytes) -> bool:
+    """`blobs.verify` off the event loop, except for a small blob: handing one of a few KiB to a
+    worker thread costs more than hashing it (the 4n small update blobs of every height)."""
+    size = blobs.size(blob_hash)
+    if size is None:
+        return False
+    if size <= INLINE_VERIFY_BYTES:
+        return blobs.verify(blob_hash)
+    return await trio.to_thread.run_sync(blobs.verify, blob_hash)

@@ -20,8 +20,11 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o644) -> None:
+def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
     """Write `data` to `path` atomically and durably, with permission bits `mode`.
+
+    `durable=False` skips both fsyncs, for a file that can be had again (a peer's update blob):
+    after a power cut it may be empty or short, never a mix, and a blob's hash check says so.
 
     The temp file is created with `mode` from the start (never world-readable for a key),
     lives in the same directory (same file system, so the rename is atomic) and is removed
@@ -39,14 +42,16 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o644) -> None:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def atomic_write_text(path: Path | str, text: str, *, mode: int = 0o644) -> None:

@@ -33,7 +33,7 @@ from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
-from node.blobs import BlobStore
+from node.blobs import BlobStore, verify_blob
 from node.network.counters import NetworkCounters
 from node.network.framing import FramingError, check_length, read_exactly, read_struct
 
@@ -122,6 +122,19 @@ class BlobExchange:
         self._in_flight: dict[bytes, trio.Event] = {}
         self.pushed = PushedBlobs(pushed_bytes)
         host.set_stream_handler(BLOB_PROTOCOL, self._serve)
+
+    def store_pushed(self, blob_hash: bytes) -> bool:
+        """Move a blob a peer pushed to us into the store; False when none was pushed.
+
+        Inline on the event loop and without fsync: it is small (`PushedBlobs`), its hash was
+        checked when it arrived (put() checks again), and peers hold it too.
+        """
+        pushed = self.pushed.pop(blob_hash)
+        if pushed is None:
+            return False
+        self.blobs.put(pushed, expected_hash=blob_hash, durable=False)
+        self.counters.blob_pushes["used"] += 1
+        return True
 
     def _deadline_for(self, length: int) -> float:
         return self.timeout_s + length / self.min_rate
@@ -230,14 +243,9 @@ class BlobExchange:
         # claimed before the first await, so a concurrent fetch of this blob waits for us
         done = self._in_flight[blob_hash] = trio.Event()
         try:
-            if await trio.to_thread.run_sync(self.blobs.verify, blob_hash):
+            if await verify_blob(self.blobs, blob_hash):
                 return  # a damaged copy was moved aside by verify(): fetch it again
-            pushed = self.pushed.pop(blob_hash)
-            if pushed is not None:  # its hash was checked when it arrived; put() checks again
-                await trio.to_thread.run_sync(
-                    lambda: self.blobs.put(pushed, expected_hash=blob_hash)
-                )
-                self.counters.blob_pushes["used"] += 1
+            if self.store_pushed(blob_hash):
                 return
             failures: list[str] = []
             queue = list(from_peers)

@@ -407,6 +407,10 @@ class NodeNetwork:
         )
         await self.blobs.fetch_to_store(blob_hash, peers)
 
+    def store_pushed_blob(self, blob_hash: bytes) -> bool:
+        """Store a blob a peer pushed to us, if one did (`BlobExchange.store_pushed`)."""
+        return self.blobs.store_pushed(blob_hash)
+
     async def fetch_blocks(
         self, peer: str, from_height: int, max_count: int | None = None
     ) -> SyncBatch:

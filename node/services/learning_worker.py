@@ -25,7 +25,7 @@ from consensus.shell import Aggregate, Evaluate, NodeShell, Request, Train
 from consensus.types import Genesis, Hash, UpdateReceipt
 from learning.serialize import FileSource
 from node.app import Evaluation, LearningApp
-from node.blobs import BlobCorruptError
+from node.blobs import BlobCorruptError, verify_blob
 from node.chain import Chain
 from node.network import BlobUnavailableError, NodeNetwork
 from node.services.secagg_round import SecAggRound, Setting
@@ -129,7 +129,9 @@ class LearningWorker:
         """An update blob as a verified file of the local store (fetched if missing), or None
         if nobody has it; its bytes are never read into memory here."""
         blobs = self.chain.store.blobs
-        if await trio.to_thread.run_sync(blobs.verify, blob_hash):
+        if self.net.store_pushed_blob(blob_hash):  # pushed with its receipt (direct.py)
+            return FileSource(blobs.path(blob_hash))
+        if await verify_blob(blobs, blob_hash):
             return FileSource(blobs.path(blob_hash))
         started = self.clock()
         try:
