@@ -360,3 +360,52 @@ def test_install_sets_a_validator_on_every_topic(
     assert installed[Topic.SECAGG](data, "peer-b") == "schema"
     assert installed[Topic.RECEIPTS](data, "peer-b") is None
     assert installed[Topic.CONSENSUS](data, "peer-b") == "schema"
+
+
+# -- direct messages (node/network/direct.py) ----------------------------------------------
+
+
+def test_a_direct_message_must_come_from_its_author(
+    gv: GossipValidator, signers: list[BlsSigner]
+) -> None:
+    """Sent directly, a vote is accepted from its signer's peer only: a member that forwards
+    another's message is refused as a replay, whether or not the bytes were seen before."""
+    data = encode_message(vote(signers, who=0))
+    assert gv.check(Topic.CONSENSUS, data, "peer-b", direct=True) == (None, "duplicate")
+    assert gv.check(Topic.CONSENSUS, data, "peer-a", direct=True)[1] is None
+    assert gv.check(Topic.CONSENSUS, data, "peer-b", direct=True) == (None, "duplicate")
+
+
+def test_direct_votes_leave_their_signature_to_the_core_until_relayed(
+    gv: GossipValidator, signers: list[BlsSigner]
+) -> None:
+    """The edge skips a direct vote's signature (the core batch-verifies votes); the same
+    bytes arriving by gossip, to be relayed, are checked then, and a forgery is refused."""
+    verifier = gv.verifier
+    assert isinstance(verifier, CountingVerifier)
+    forged = encode_message(vote(signers, who=0, signature=Signature(os.urandom(96))))
+    assert gv.check(Topic.CONSENSUS, forged, "peer-a", direct=True)[1] is None
+    assert verifier.calls == 0
+    assert gv.check(Topic.CONSENSUS, forged, "peer-a") == (None, "bad-signature")
+    assert verifier.calls == 1
+    assert gv.check(Topic.CONSENSUS, forged, "peer-a", direct=True) == (None, "bad-signature")
+    good = encode_message(vote(signers, who=1))
+    assert gv.check(Topic.CONSENSUS, good, "peer-b", direct=True)[1] is None
+    assert gv.check(Topic.CONSENSUS, good, "peer-b")[1] is None
+    assert gv.check(Topic.CONSENSUS, good, "peer-b")[1] is None
+    assert verifier.calls == 2  # checked once, when it first came to be relayed
+
+
+def test_direct_proposals_are_still_verified_at_the_edge(
+    gv: GossipValidator, signers: list[BlsSigner], genesis: Genesis
+) -> None:
+    """Proposals and candidates are not batch-verified by the core, so a direct one with a
+    bad signature is refused here."""
+    p = proposal(signers, genesis)
+    forged = dataclasses.replace(p, signature=Signature(os.urandom(96)))
+    author = PEERS[p.signer]
+    assert gv.check(Topic.CONSENSUS, encode_message(forged), author, direct=True) == (
+        None,
+        "bad-signature",
+    )
+    assert gv.check(Topic.CONSENSUS, encode_message(p), author, direct=True)[1] is None

@@ -1,0 +1,151 @@
+"""The direct transport (node/network/direct.py) on real libp2p hosts on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from node.network import BlobUnavailableError, NodeNetwork, Topic
+from node.network.direct import BLOB_KIND, DIRECT_PROTOCOL, HEADER, KIND_OF
+from tests.integration.test_libp2p_network import (  # noqa: E402
+    Inbox,
+    make_net,
+    start_all,
+    wait_until,
+)
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning"
+)
+
+
+@pytest.fixture(autouse=True)
+def collect_libp2p_garbage() -> Iterator[None]:
+    yield
+    gc.collect()
+
+
+def direct_net(tmp: Path, name: str) -> NodeNetwork:
+    return make_net(tmp, name, transport="direct")
+
+
+async def connect_all(nets: list[NodeNetwork]) -> None:
+    for i, a in enumerate(nets):
+        for b in nets[i + 1 :]:
+            await b.connect(a.listen_addrs[0])
+    await wait_until(lambda: all(len(n.peers()) == len(nets) - 1 for n in nets))
+
+
+async def test_each_message_reaches_every_peer_once(tmp_path: Path) -> None:
+    """In a full mesh of four, 30 messages from each node reach each other node exactly once,
+    none through GossipSub, and the duplicate a re-send makes is dropped before delivery."""
+    nets = [direct_net(tmp_path, f"n{i}") for i in range(4)]
+    inbox = Inbox(nets, Topic.CONSENSUS)
+    async with trio.open_nursery() as nursery:
+        await start_all(nursery, nets)
+        await connect_all(nets)
+        for i, net in enumerate(nets):
+            for k in range(30):
+                await net.publish(Topic.CONSENSUS, b"%d-%03d" % (i, k))
+        await wait_until(lambda: all(len(got) >= 90 for got in inbox.got))
+        for i, got in enumerate(inbox.got):
+            expected = {b"%d-%03d" % (j, k) for j in range(4) if j != i for k in range(30)}
+            assert sorted(got) == sorted(expected)  # each once: no relay, no duplicate
+            assert nets[i].counters.messages_in["consensus"] == 90
+            assert nets[i].counters.messages_out["consensus"] == 30
+        await nets[0].publish(Topic.CONSENSUS, b"0-000")  # a re-send of the same bytes
+        await wait_until(lambda: all(n.counters.direct_duplicates == 1 for n in nets[1:]))
+        assert all(len(got) == 90 for got in inbox.got[1:])
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("transport", ["direct", "gossip"])
+async def test_direct_messages_are_not_relayed_gossip_ones_are(
+    tmp_path: Path, transport: str
+) -> None:
+    """On a line a - b - c the direct transport reaches b only (no relay: a consortium is a full
+    mesh); the gossip transport, on the same line, reaches c through b."""
+    nets = [make_net(tmp_path, f"n{i}", transport=transport) for i in range(3)]
+    inbox = Inbox(nets, Topic.RECEIPTS)
+    async with trio.open_nursery() as nursery:
+        await start_all(nursery, nets)
+        await nets[1].connect(nets[0].listen_addrs[0])
+        await nets[2].connect(nets[1].listen_addrs[0])
+        if transport == "gossip":  # b must have grafted both into its mesh to relay
+            wire = Topic.RECEIPTS.wire_name("test")
+            await wait_until(lambda: len(nets[1].router.mesh.get(wire, ())) == 2)
+            await wait_until(lambda: all(len(n.router.mesh.get(wire, ())) == 1 for n in nets[::2]))
+        for k in range(20):
+            await nets[0].publish(Topic.RECEIPTS, b"m%02d" % k)
+        await nets[0].publish(Topic.RECEIPTS, b"end")
+        await wait_until(lambda: b"end" in inbox.got[1])
+        if transport == "gossip":
+            await wait_until(lambda: b"end" in inbox.got[2])
+        else:
+            # b has delivered all 21 in order; had c been sent any, they would precede "end"
+            assert len(inbox.got[1]) == 21
+            assert inbox.got[2] == []
+            assert nets[1].counters.messages_out["receipts"] == 0  # b forwarded nothing
+        nursery.cancel_scope.cancel()
+
+
+async def test_pushed_blob_is_used_without_a_fetch(tmp_path: Path) -> None:
+    """A blob pushed ahead of its receipt is in b's store after a fetch that may ask no peer; a
+    pushed blob whose bytes do not hash to its name is counted and never stored."""
+    a, b = direct_net(tmp_path, "a"), direct_net(tmp_path, "b")
+    async with trio.open_nursery() as nursery:
+        await start_all(nursery, [a, b])
+        await connect_all([a, b])
+        data = os.urandom(4000)
+        name = hashlib.sha256(data).digest()
+        assert a.push_blob(name, data)
+        await wait_until(lambda: b.counters.blob_pushes["ok"] == 1)
+        await b.fetch_blob_to_store(name, from_peers=[])  # no peer to ask: the push it is
+        assert b.store.blobs.get(name) == data
+        assert b.counters.blob_pushes["used"] == 1
+        assert b.counters.blob_fetches["ok"] == 0
+
+        lie = hashlib.sha256(b"something else").digest()
+        a.direct.send_blob(lie, data, [b.peer_id])
+        await wait_until(lambda: b.counters.blob_pushes["bad-hash"] == 1)
+        with pytest.raises(BlobUnavailableError):
+            await b.fetch_blob_to_store(lie, from_peers=[])
+        assert b.store.blobs.size(lie) is None
+        assert not a.push_blob(name, bytes(a.settings.max_blob_push + 1))  # too big: fetched
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        HEADER.pack(0x42, 4) + b"junk",  # an unknown kind
+        HEADER.pack(KIND_OF[Topic.CONSENSUS], 1 << 30),  # a length far above the cap
+        HEADER.pack(BLOB_KIND, 8) + b"shortblb",  # a pushed blob shorter than its hash
+        struct.pack(">B", 1) + b"\x00",  # a header cut short, then the stream ends
+    ],
+    ids=["unknown-kind", "over-cap", "short-blob", "cut-header"],
+)
+async def test_malformed_frame_is_counted_and_the_node_goes_on(
+    tmp_path: Path, frame: bytes
+) -> None:
+    """A frame that breaks the framing resets that stream and is counted; the node keeps
+    serving, and the peer's next stream delivers again."""
+    a, b = direct_net(tmp_path, "a"), direct_net(tmp_path, "b")
+    inbox = Inbox([a, b], Topic.CONSENSUS)
+    async with trio.open_nursery() as nursery:
+        await start_all(nursery, [a, b])
+        await connect_all([a, b])
+        stream = await a.host.new_stream(b.peer_id, [DIRECT_PROTOCOL])
+        await stream.write(frame)
+        await stream.close()
+        await wait_until(lambda: b.counters.rejected[("consensus", "malformed-rpc")] == 1)
+        await a.publish(Topic.CONSENSUS, b"still here")
+        await wait_until(lambda: inbox.got[1] == [b"still here"])
+        nursery.cancel_scope.cancel()
