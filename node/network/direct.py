@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,7 +36,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
 from node.network.counters import NetworkCounters
-from node.network.framing import FramingError, read_exactly
+from node.network.framing import FramingError
 from node.network.topics import Topic
 
 logger = logging.getLogger(__name__)
@@ -45,8 +46,10 @@ HEADER = struct.Struct(">BI")
 KIND_OF: dict[Topic, int] = {topic: code for code, topic in enumerate(Topic, start=1)}
 TOPIC_OF: dict[int, Topic] = {code: topic for topic, code in KIND_OF.items()}
 BLOB_KIND = 0x80
-# Frames a writer coalesces into one stream write (one Noise message, one Yamux frame).
+# Frames a writer coalesces into one stream write (one Noise message, one Yamux frame), and the
+# most a reader asks of its stream at once (it parses every whole frame out of what came).
 MAX_BATCH_BYTES = 64 * 1024
+READ_CHUNK = 64 * 1024
 
 # (topic, payload, sending peer) -> None; the caller validates, counts and delivers
 OnMessage = Callable[[Topic, bytes, ID], None]
@@ -185,30 +188,40 @@ class DirectMesh:
         self._inbound[peer] = stream
         if previous is not None:
             await _reset_quietly(previous)
+        buffer = bytearray()
+        started = 0.0  # when the frame at the head of the buffer began to arrive
         try:
             while True:
-                try:
-                    header = await stream.read(HEADER.size)
-                except Exception:  # the peer closed or reset its stream: it reopens one
+                # a frame once begun must be complete within timeout_s; an idle link may wait
+                deadline = started + self.timeout_s if buffer else math.inf
+                with trio.fail_at(deadline):
+                    try:
+                        chunk = await stream.read(READ_CHUNK)
+                    except (trio.Cancelled, trio.TooSlowError):
+                        raise
+                    except Exception:  # the peer closed or reset its stream: it reopens one
+                        chunk = b""
+                if not chunk:
+                    if buffer:
+                        raise FramingError(f"stream ended inside a frame ({len(buffer)} bytes)")
                     return
-                if not header:
-                    return
-                if len(header) < HEADER.size:
-                    header += await read_exactly(stream, HEADER.size - len(header))
-                kind, length = HEADER.unpack(header)
-                cap = self.caps.get(kind)
-                if cap is None:
-                    raise FramingError(f"unknown frame kind {kind}")
-                if length > cap:
-                    raise FramingError(f"frame of kind {kind}: {length} bytes, cap {cap}")
-                with trio.fail_after(self.timeout_s):
-                    payload = await read_exactly(stream, length)
-                if kind == BLOB_KIND:
-                    if length < 32:
-                        raise FramingError("a pushed blob frame is shorter than its hash")
-                    self.on_blob(payload[:32], payload[32:], peer)
-                else:
-                    self.on_message(TOPIC_OF[kind], payload, peer)
+                if not buffer:
+                    started = trio.current_time()
+                buffer += chunk
+                while len(buffer) >= HEADER.size:
+                    kind, length = HEADER.unpack_from(buffer)
+                    cap = self.caps.get(kind)
+                    if cap is None:
+                        raise FramingError(f"unknown frame kind {kind}")
+                    if length > cap:
+                        raise FramingError(f"frame of kind {kind}: {length} bytes, cap {cap}")
+                    end = HEADER.size + length
+                    if len(buffer) < end:
+                        break
+                    payload = bytes(buffer[HEADER.size : end])
+                    del buffer[:end]
+                    started = trio.current_time()
+                    self._dispatch(kind, payload, peer)
         except trio.Cancelled:
             raise
         except (FramingError, trio.TooSlowError) as exc:
@@ -219,6 +232,14 @@ class DirectMesh:
         finally:
             if self._inbound.get(peer) is stream:
                 del self._inbound[peer]
+
+    def _dispatch(self, kind: int, payload: bytes, peer: ID) -> None:
+        if kind == BLOB_KIND:
+            if len(payload) < 32:
+                raise FramingError("a pushed blob frame is shorter than its hash")
+            self.on_blob(payload[:32], payload[32:], peer)
+        else:
+            self.on_message(TOPIC_OF[kind], payload, peer)
 
 
 async def _reset_quietly(stream: Any) -> None:

@@ -58,6 +58,12 @@ class MemNetwork:
     async def fetch_blob_to_store(self, blob_hash: bytes, from_peers: Any = None) -> None:
         raise BlobUnavailableError(blob_hash.hex())
 
+    def push_blob(self, blob_hash: bytes, data: Any) -> bool:
+        return False  # nobody to push to
+
+    def store_pushed_blob(self, blob_hash: bytes) -> bool:
+        return False
+
 
 class RecordingStore(ChainStore):
     """A real store that also notes when the signer state became durable."""
