@@ -195,14 +195,15 @@ async def run_node(home_dir: Path) -> None:
         ),
         store,
     )
-    GossipValidator(
+    edge = GossipValidator(
         genesis,
         verifier,
         lambda: int(core.height),
         current_admission=lambda: core.admission,
         local_peer_id=str(net.peer_id),
         size_caps=caps,
-    ).install(net)
+    )
+    edge.install(net)
     app = None
     if active and (signs or is_trainer):
         try:
@@ -237,6 +238,7 @@ async def run_node(home_dir: Path) -> None:
         insider=(config.byzantine.behaviour, signer) if signs and signer is not None else None,
         on_height=lambda h, r: log_ctx.set(height=h, round=r),
         secagg=secagg,
+        decoded=edge.decoded,
         on_members=lambda c: nursery_box[0].start_soon(
             net.follow_members, allowed_peers(c, config.network.observers)
         ),

@@ -21,6 +21,7 @@ time), so the driver runs under trio's MockClock in tests.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -106,8 +107,12 @@ class Driver:
         on_members: Callable[[ConsensusCore], None] = lambda core: None,
         clock: Callable[[], float] | None = None,
         secagg: SecAggKeys | None = None,
+        decoded: Callable[[Topic, bytes], object] | None = None,
     ) -> None:
         self.core = core
+        # the edge's decoded message for accepted bytes (node/gossip_validation.py), so a
+        # message is not decoded twice; None: decode here
+        self._decoded = decoded
         self.store = store
         self.chain = Chain(store)
         self.net = net
@@ -194,7 +199,7 @@ class Driver:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Subscribe to gossip, start the services and the shell, then process shell calls."""
         for topic in (Topic.CONSENSUS, Topic.RECEIPTS, Topic.CANDIDATES, Topic.ATTESTATIONS):
-            self.net.subscribe(topic, self._on_gossip)
+            self.net.subscribe(topic, functools.partial(self._on_gossip, topic=topic))
         self.net.subscribe(Topic.GOVERNANCE, self._on_governance)
         if self.secagg is not None:
             self.net.subscribe(Topic.SECAGG, self.secagg.on_gossip)
@@ -224,10 +229,14 @@ class Driver:
         self.metrics.set_round(int(core.round))
         self.metrics.enter_step(int(core.height), int(core.round), core.step.name.lower())
 
-    async def _on_gossip(self, data: bytes, origin: str) -> None:
+    async def _on_gossip(self, data: bytes, origin: str, *, topic: Topic | None = None) -> None:
         """Decode an accepted gossip message and hand it to the shell (the edge checked it)."""
+        message = None
+        if self._decoded is not None and topic is not None:
+            message = self._decoded(topic, data)
         try:
-            message = codec.decode_message(data)
+            if message is None:
+                message = codec.decode_message(data)
         except codec.InvalidMessage as exc:  # the validator let it through: count, never crash
             log.warning("dropping undecodable gossip from %s: %s", origin, exc.reason)
             return

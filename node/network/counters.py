@@ -38,5 +38,4 @@ class NetworkCounters:
     stream_errors: Counter[str] = field(default_factory=Counter)  # by protocol kind
     # direct transport (direct.py): frames not sent, by cause; pushed blobs in, by outcome
     direct_dropped: Counter[str] = field(default_factory=Counter)
-    direct_duplicates: int = 0
     blob_pushes: Counter[str] = field(default_factory=Counter)

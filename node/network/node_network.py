@@ -38,7 +38,6 @@ absent from the pubsub peer set, and lifts expired malformed-frame bans.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -136,7 +135,6 @@ class NodeNetwork:
             on_blob=self._on_pushed_blob,
         )
         self._deliver: dict[Topic, trio.MemorySendChannel[tuple[bytes, str]]] = {}
-        self._seen: dict[bytes, None] = {}
         self._validators: dict[Topic, Validator] = {}
         self._direct_validators: dict[Topic, Validator] = {}
         self._handlers: dict[Topic, Handler] = {}
@@ -284,16 +282,11 @@ class NodeNetwork:
 
     def _on_direct(self, topic: Topic, data: bytes, peer: ID) -> None:
         """A message a peer sent us directly: its sender is its origin (Noise authenticated
-        the peer id). A byte-identical repeat (a re-send) is dropped before the validator."""
-        key = hashlib.blake2b(data, digest_size=16, person=topic.value.encode()[:16]).digest()
-        if key in self._seen:
-            self.counters.direct_duplicates += 1
-            return
+        the peer id). A re-send is delivered again, as over gossip: the validator's cache
+        makes it cheap, and it is how a message the core had to drop (a future height
+        beyond its buffer) comes back."""
         if not self._check(topic, data, peer, peer.to_bytes(), direct=True):
             return
-        self._seen[key] = None
-        if len(self._seen) > self.settings.seen_cache_size:
-            del self._seen[next(iter(self._seen))]
         self.counters.messages_in[topic.value] += 1
         self.counters.bytes_in[topic.value] += len(data)
         deliver = self._deliver.get(topic)

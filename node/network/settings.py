@@ -38,7 +38,6 @@ class NetworkSettings:
     transport: str = "direct"
     # a blob up to this size is pushed with its receipt (direct transport only)
     max_blob_push: int = 256 * 1024
-    seen_cache_size: int = 8192
 
 
 TRANSPORTS = ("direct", "gossip")
