@@ -193,7 +193,8 @@ class InstantNet:
     once and answers the app side.
 
     `verdict(node, candidate)` decides each evaluation; `drop(src, dst, message)` loses a
-    message. Timers are collected, never fired unless a test calls `fire_timeouts`. `log`
+    message; `tamper(src, message)` is what the others receive instead (a forger on the wire:
+    the direct transport leaves these signatures to the core). Timers are collected, never fired unless a test calls `fire_timeouts`. `log`
     holds every shell request, with its node.
     """
 
@@ -201,6 +202,7 @@ class InstantNet:
     cores: list[ConsensusCore]
     verdict: Callable[[int, Candidate], bool] = lambda node, c: True
     drop: Callable[[int, int, object], bool] = lambda src, dst, m: False
+    tamper: Callable[[int, object], object] = lambda src, m: m
     now: float = 0.0
     max_height: int = 3
     commits: dict[int, list[Commit]] = field(default_factory=dict)
@@ -238,7 +240,7 @@ class InstantNet:
     def _perform(self, node: int, request: Request) -> None:
         now = self.now
         if isinstance(request, Publish):
-            message = request.message
+            message = self.tamper(node, request.message)
             for dst in range(len(self.cores)):
                 if dst != node and not self.drop(node, dst, message):
                     self.queue.append((dst, lambda s, m=message: s.deliver(m, now)))
