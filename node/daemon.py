@@ -192,6 +192,9 @@ async def run_node(home_dir: Path) -> None:
             allowed_peers=allowed,
             size_caps=caps,
             transport=config.network.transport,
+            # a member's peers are members that dial it too; an observer or a joiner is
+            # dialed by nobody (node/network/settings.py `dial_defer_s`)
+            dial_defer_s=10.0 if who.me is not None and not who.joining else 0.0,
         ),
         store,
     )

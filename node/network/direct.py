@@ -50,6 +50,7 @@ BLOB_KIND = 0x80
 # most a reader asks of its stream at once (it parses every whole frame out of what came).
 MAX_BATCH_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
+MAX_ATTEMPTS = 6  # a writer tries a batch this often (backoff 1, 2, 4, 8, 8 s) before it ends
 
 # (topic, payload, sending peer) -> None; the caller validates, counts and delivers
 OnMessage = Callable[[Topic, bytes, ID], None]
@@ -134,17 +135,29 @@ class DirectMesh:
         send: trio.MemorySendChannel[bytes],
         receive: trio.MemoryReceiveChannel[bytes],
     ) -> None:
-        """Own the stream to `peer`: open it, write queued frames in batches. On a failure the
-        writer ends and the frames still queued are dropped (counted); the next send opens a
-        new writer and stream."""
+        """Own the stream to `peer`: open it, write queued frames in batches.
+
+        A failed open or write (a starved peer answers a stream open in seconds: 32 daemons on
+        2 cores took more than 5 s) keeps the batch, resets the stream and tries again after a
+        backoff, up to `MAX_ATTEMPTS` times; giving up at the first failure made every later
+        frame start over and fail the same way. While the peer is still connected the writer
+        stays; once it is gone the writer ends and what is queued is dropped (counted).
+        """
         stream = None
+        batch: list[bytes] = []
+        failures = 0
         try:
-            async for first in receive:
-                batch, size = [first], len(first)
+            while True:
+                if not batch:
+                    try:
+                        batch = [await receive.receive()]
+                    except (trio.EndOfChannel, trio.ClosedResourceError):
+                        return
+                size = sum(len(f) for f in batch)
                 while size < MAX_BATCH_BYTES:
                     try:
                         frame = receive.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
+                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                         break
                     batch.append(frame)
                     size += len(frame)
@@ -153,13 +166,20 @@ class DirectMesh:
                         if stream is None:
                             stream = await self.host.new_stream(peer, [DIRECT_PROTOCOL])
                         await stream.write(b"".join(batch))
+                    batch, failures = [], 0
                 except trio.Cancelled:
                     raise
                 except Exception as exc:
                     self.counters.stream_errors["direct_write"] += 1
-                    self.counters.direct_dropped["stream_error"] += len(batch)
                     logger.debug("direct stream to %s failed: %r", peer, exc)
-                    return
+                    if stream is not None:
+                        await _reset_quietly(stream)
+                        stream = None
+                    failures += 1
+                    if failures >= MAX_ATTEMPTS or peer not in self.host.get_connected_peers():
+                        self.counters.direct_dropped["stream_error"] += len(batch)
+                        return
+                    await trio.sleep(min(0.5 * 2**failures, 8.0))
         finally:
             if self._queues.get(peer) is send:
                 del self._queues[peer]

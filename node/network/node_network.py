@@ -130,7 +130,7 @@ class NodeNetwork:
             settings.size_caps,
             max_blob_push=settings.max_blob_push,
             queue_size=settings.outbound_queue_size,
-            timeout_s=settings.dial_timeout_s,
+            timeout_s=settings.direct_timeout_s,
             on_message=self._on_direct,
             on_blob=self._on_pushed_blob,
         )
@@ -207,6 +207,7 @@ class NodeNetwork:
                         nursery.start_soon(self._drain, topic, subscription, send)
                         nursery.start_soon(self._dispatch, topic, receive)
                     self.direct.start(nursery)
+                    self._defer_crossing_dials()
                     await self._redial_due(nursery)
                     nursery.start_soon(self._health_loop, nursery)
                     task_status.started()
@@ -393,11 +394,23 @@ class NodeNetwork:
         self.counters.malformed_by_peer[peer_id.to_base58()] += 1
 
     async def _health_loop(self, nursery: trio.Nursery) -> None:
+        reported: dict[str, int] = {}
         while True:
             await trio.sleep(self.settings.health_interval_s)
+            dropped = dict(self.counters.direct_dropped)
+            if dropped != reported:  # frames lost before the wire: the shell re-sends them
+                logger.info("direct frames dropped so far, by cause: %s", dropped)
+                reported = dropped
             self.pubsub.lift_expired_bans()
             await self._redial_due(nursery)
             self._repair_pubsub_links(nursery)
+
+    def _defer_crossing_dials(self) -> None:
+        """At start, let the peer with the smaller id dial (see `dial_defer_s`)."""
+        now, mine = trio.current_time(), self.peer_id.to_bytes()
+        for peer_id, known in self._known.items():
+            if peer_id.to_bytes() < mine:
+                known.next_dial = max(known.next_dial, now + self.settings.dial_defer_s)
 
     async def _redial_due(self, nursery: trio.Nursery) -> None:
         connected = set(self._peer_ids())

@@ -25,6 +25,10 @@ class NetworkSettings:
     delivery_queue_size: int = 4096
     health_interval_s: float = 1.0
     redial_max_backoff_s: float = 10.0
+    # Of two known peers, the one with the smaller peer id dials first; the other waits this
+    # long before it dials too (the daemon sets 10 s for a genesis member) (one handshake per pair instead of two crossing ones; py-libp2p
+    # upgrades one inbound connection at a time, and 31 at once timed out on 2 cores).
+    dial_defer_s: float = 0.0
     dial_timeout_s: float = 5.0
     max_blob_bytes: int = 512 * 1024 * 1024
     blob_timeout_s: float = 10.0
@@ -38,6 +42,9 @@ class NetworkSettings:
     transport: str = "direct"
     # a blob up to this size is pushed with its receipt (direct transport only)
     max_blob_push: int = 256 * 1024
+    # opening a direct stream, one write, one frame's arrival; a peer on a starved machine
+    # answers a stream open in seconds (direct.py)
+    direct_timeout_s: float = 15.0
 
 
 TRANSPORTS = ("direct", "gossip")
