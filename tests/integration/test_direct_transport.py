@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,20 +14,12 @@ from node.network import BlobUnavailableError, NodeNetwork, Topic
 from node.network.direct import BLOB_KIND, DIRECT_PROTOCOL, HEADER, KIND_OF
 from tests.integration.test_libp2p_network import (  # noqa: E402
     Inbox,
+    collect_libp2p_garbage,  # noqa: F401  (the same autouse fixture)
     make_net,
+    pytestmark,  # noqa: F401  (the same warning filter: the library's leaked sockets)
     start_all,
     wait_until,
 )
-
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@pytest.fixture(autouse=True)
-def collect_libp2p_garbage() -> Iterator[None]:
-    yield
-    gc.collect()
 
 
 def direct_net(tmp: Path, name: str) -> NodeNetwork:
