@@ -5,13 +5,18 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import sys
 from pathlib import Path
 
 import pytest
 import trio
 
-from node.network import BlobUnavailableError, NodeNetwork, Topic
-from node.network.direct import BLOB_KIND, DIRECT_PROTOCOL, HEADER, KIND_OF
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from node.network import BlobUnavailableError, NodeNetwork, Topic  # noqa: E402
+from node.network.direct import BLOB_KIND, DIRECT_PROTOCOL, HEADER, KIND_OF  # noqa: E402
 from tests.integration.test_libp2p_network import (  # noqa: E402
     Inbox,
     collect_libp2p_garbage,  # noqa: F401  (the same autouse fixture)
