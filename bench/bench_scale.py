@@ -55,6 +55,7 @@ from devnet.measured_run import measured_run  # noqa: E402
 from devnet.processes import start_node, stop_all  # noqa: E402
 from devnet.resources import cpu_seconds  # noqa: E402
 from devnet.summary import inbound_totals  # noqa: E402
+from node.config import TRANSPORTS  # noqa: E402
 
 
 def _gossip_in(node: DevnetNode) -> tuple[float, float]:
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--link-delay", default="0ms", help="one-way delay per peer link")
     parser.add_argument("--link-loss", default="0%", help="chunk loss per peer link")
     parser.add_argument(
-        "--transport", choices=("direct", "gossip"), default="direct", help="network.transport"
+        "--transport", choices=TRANSPORTS, default="direct", help="network.transport"
     )
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="0: skip the idle run")
     parser.add_argument("--dir", default=None, help="where the devnets go (default: a temp dir)")

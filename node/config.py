@@ -26,6 +26,7 @@ from node.errors import UserError
 from node.fsutil import atomic_write_text
 
 ROLES = ("validator", "trainer", "observer")
+TRANSPORTS = ("direct", "gossip")  # network.transport (node/network/direct.py)
 LOG_FORMATS = ("text", "json")
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_PORT = 4001
@@ -235,7 +236,7 @@ def validate(config: NodeConfig) -> None:
     if "observer" in config.node.roles and "validator" in config.node.roles:
         raise ConfigError("node.roles cannot hold both observer and validator")
     _check_multiaddr("network.listen", config.network.listen, need_peer_id=False)
-    if config.network.transport not in ("direct", "gossip"):
+    if config.network.transport not in TRANSPORTS:
         raise ConfigError(
             f'network.transport must be "direct" or "gossip", got {config.network.transport!r}'
         )

@@ -8,6 +8,8 @@ import signal
 import sys
 from collections.abc import Iterator
 
+from node.config import TRANSPORTS
+
 DEFAULT_DIR = "devnet-home"
 
 
@@ -72,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--transport",
-        choices=("direct", "gossip"),
+        choices=TRANSPORTS,
         default="direct",
         help="how nodes send consensus messages: straight to each peer, or by relaying gossip",
     )

@@ -89,9 +89,6 @@ class PushedBlobs:
             self._bytes -= len(data)
         return data
 
-    def __len__(self) -> int:
-        return len(self._blobs)
-
 
 class BlobExchange:
     """Serves blobs from a `BlobStore` and fetches missing ones from peers."""

@@ -288,13 +288,24 @@ class NodeNetwork:
         beyond its buffer) comes back."""
         if not self._check(topic, data, peer, peer.to_bytes(), direct=True):
             return
+        deliver = self._deliver.get(topic)
+        if deliver is None:  # not running yet: nobody subscribed
+            self.counters.dropped_slow_consumer[topic.value] += 1
+            return
+        self._enqueue(topic, deliver, data, peer.to_base58())
+
+    def _enqueue(
+        self,
+        topic: Topic,
+        send: trio.MemorySendChannel[tuple[bytes, str]],
+        data: bytes,
+        origin: str,
+    ) -> None:
+        """Count an accepted message in and queue it for the topic's handler (both transports)."""
         self.counters.messages_in[topic.value] += 1
         self.counters.bytes_in[topic.value] += len(data)
-        deliver = self._deliver.get(topic)
         try:
-            if deliver is None:
-                raise trio.WouldBlock
-            deliver.send_nowait((data, peer.to_base58()))
+            send.send_nowait((data, origin))
         except trio.WouldBlock:
             self.counters.dropped_slow_consumer[topic.value] += 1
 
@@ -319,12 +330,7 @@ class NodeNetwork:
                 msg = await subscription.get()
                 if msg.from_id == own:
                     continue
-                self.counters.messages_in[topic.value] += 1
-                self.counters.bytes_in[topic.value] += len(msg.data)
-                try:
-                    send.send_nowait((msg.data, ID(msg.from_id).to_base58()))
-                except trio.WouldBlock:
-                    self.counters.dropped_slow_consumer[topic.value] += 1
+                self._enqueue(topic, send, msg.data, ID(msg.from_id).to_base58())
 
     async def _dispatch(self, topic: Topic, receive: trio.MemoryReceiveChannel) -> None:
         async with receive:
@@ -350,10 +356,6 @@ class NodeNetwork:
             [ID.from_base58(p) for p in from_peers] if from_peers is not None else self._peer_ids()
         )
         await self.blobs.fetch_to_store(blob_hash, peers)
-
-    def store_pushed_blob(self, blob_hash: bytes) -> bool:
-        """Store a blob a peer pushed to us, if one did (`BlobExchange.store_pushed`)."""
-        return self.blobs.store_pushed(blob_hash)
 
     async def fetch_blocks(
         self, peer: str, from_height: int, max_count: int | None = None

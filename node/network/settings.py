@@ -6,7 +6,10 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from node.config import TRANSPORTS
 from node.network.topics import DEFAULT_SIZE_CAPS, Topic
+
+__all__ = ["TRANSPORTS", "NetworkSettings", "TokenBucket"]
 
 
 @dataclass(slots=True)
@@ -45,9 +48,6 @@ class NetworkSettings:
     # opening a direct stream, one write, one frame's arrival; a peer on a starved machine
     # answers a stream open in seconds (direct.py)
     direct_timeout_s: float = 15.0
-
-
-TRANSPORTS = ("direct", "gossip")
 
 
 class TokenBucket:

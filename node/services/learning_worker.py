@@ -129,8 +129,6 @@ class LearningWorker:
         """An update blob as a verified file of the local store (fetched if missing), or None
         if nobody has it; its bytes are never read into memory here."""
         blobs = self.chain.store.blobs
-        if self.net.store_pushed_blob(blob_hash):  # pushed with its receipt (direct.py)
-            return FileSource(blobs.path(blob_hash))
         if await verify_blob(blobs, blob_hash):
             return FileSource(blobs.path(blob_hash))
         started = self.clock()

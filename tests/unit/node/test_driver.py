@@ -61,9 +61,6 @@ class MemNetwork:
     def push_blob(self, blob_hash: bytes, data: Any) -> bool:
         return False  # nobody to push to
 
-    def store_pushed_blob(self, blob_hash: bytes) -> bool:
-        return False
-
 
 class RecordingStore(ChainStore):
     """A real store that also notes when the signer state became durable."""
