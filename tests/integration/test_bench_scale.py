@@ -14,9 +14,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_bench_scale_reports_every_figure_for_a_small_devnet(tmp_path: Path) -> None:
-    """--nodes 4 --blocks 3: intervals, phases, CPU and RSS per node, gossip per height."""
+    """--nodes 4 --blocks 20 (enough CPU samples after the first commit: 3 blocks now take under a second): intervals, phases, CPU and RSS per node, gossip per height."""
     done = subprocess.run(
-        [sys.executable, "bench/bench_scale.py", "--nodes", "4", "--blocks", "3", "--json"]
+        [sys.executable, "bench/bench_scale.py", "--nodes", "4", "--blocks", "20", "--json"]
         + ["--timeout", "240", "--idle-seconds", "3", "--dir", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
