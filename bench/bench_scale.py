@@ -12,6 +12,9 @@ reports per n:
 - `peak_rss_bytes_per_node`: the largest peak RSS (VmHWM) of any node;
 - `gossip_messages_in_per_height_per_node`, `gossip_bytes_in_per_height_per_node`: gossip
   messages (and payload bytes) each node accepted, from its `/metrics`, per height;
+- `round_changes_per_height`: the mean round at which node0's blocks of heights 2 and up
+  committed (each round past 0 is one timeout that fired), and `heights_past_round_0`, how
+  many of those heights needed more than one round;
 - `blocks`, `elapsed_s`, `reached_target`;
 
 then `cpu_growth_exponent`, the least-squares slope of log(CPU per height per node) over
@@ -99,6 +102,7 @@ def run_one(n: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
     rss = [r["peak_rss_bytes"] for r in reports if r["peak_rss_bytes"]]
     per_node_msgs = [m / h for (m, _), h in zip(gossip, heights, strict=True) if h > 0]
     per_node_bytes = [b / h for (_, b), h in zip(gossip, heights, strict=True) if h > 0]
+    rounds = [int(b.get("round") or 0) for b in chain if b["height"] >= 2]
     return {
         "nodes": n,
         "blocks": len(chain),
@@ -108,6 +112,8 @@ def run_one(n: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
         "block_interval_median_s": median(intervals) if intervals else None,
         "block_interval_p90_s": _p90(intervals),
         "phase_medians": phases,
+        "round_changes_per_height": sum(rounds) / len(rounds) if rounds else None,
+        "heights_past_round_0": sum(1 for r in rounds if r > 0),
         "cpu_seconds_per_height_per_node": median(per_height) if per_height else None,
         "cpu_seconds_per_height_per_node_max": max(per_height) if per_height else None,
         "cpu_seconds_startup_per_node": median(

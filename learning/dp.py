@@ -24,6 +24,7 @@ receipt's increment cheaply and the same way on every node.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ def epsilon_after(config: DpConfig, releases: int) -> float:
 
 def os_gaussian(shape: tuple[int, ...], sigma: float) -> np.ndarray:
     """N(0, sigma^2) samples of `shape` from the OS CSPRNG (Box-Muller over 53-bit uniforms)."""
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     pairs = (count + 1) // 2
     raw = np.frombuffer(os.urandom(16 * pairs), dtype=np.uint64).reshape(2, pairs)
     # (x >> 11) + 1 over 2^53 is uniform on (0, 1]: the logarithm below never sees 0

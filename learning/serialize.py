@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -194,7 +195,7 @@ class TensorView:
                 and all(isinstance(o, int) for o in offsets)
             ):
                 raise BlobError(f"tensor {name!r} has a malformed shape or offsets")
-            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            count = math.prod(shape)
             if offsets[1] - offsets[0] != 4 * count or offsets[0] < 0:
                 raise BlobError(f"tensor {name!r} offsets do not match its shape")
             self._tensors[name] = (tuple(shape), offsets[0])
@@ -217,7 +218,7 @@ class TensorView:
 
     def count(self, name: str) -> int:
         """Number of elements of a tensor."""
-        return int(np.prod(self._tensors[name][0], dtype=np.int64))
+        return math.prod(self._tensors[name][0])
 
     def read(self, name: str, start: int, stop: int) -> npt.NDArray[np.float32]:
         """Elements [start, stop) of the flattened tensor, as a read-only float32 array."""
@@ -243,7 +244,7 @@ def safetensors_header(shapes: dict[str, tuple[int, ...]]) -> bytes:
     offset = 0
     for name in sorted(shapes):
         shape = shapes[name] or (1,)  # a 0-d array is saved as one element
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         entries.append(
             f'{json.dumps(name)}:{{"dtype":"F32","shape":'
             f"[{','.join(str(d) for d in shape)}],"

@@ -189,6 +189,7 @@ class LearningApp:
         self.drift = config.byzantine.behaviour == "drift"
         self.forge_rejection = config.byzantine.behaviour == "forge-rejection"
         self._eval_cache: dict[bytes, dict[str, float]] = {}
+        self._verdicts: dict[bytes, str] = {}  # (base hash, update hash) -> validate_update
         # the best certified model's metrics on our split: every base we are asked to judge a
         # candidate against is a committed model (docs/THREAT-MODEL.md "Slow drift")
         self.best_certified: dict[str, float] | None = None
@@ -259,8 +260,9 @@ class LearningApp:
         """The honest verdicts on `updates`: (accepted, in order; rejected with reasons)."""
         accepted: list[tuple[UpdateReceipt, Blob]] = []
         rejected: list[tuple[UpdateReceipt, str]] = []
+        base = sha256(base_model)
         for receipt, blob in updates:
-            reason = "unavailable" if blob is None else self._check(base_model, blob)
+            reason = "unavailable" if blob is None else self._check(base, base_model, blob)
             if reason or blob is None:
                 rejected.append((receipt, reason or "unavailable"))
             else:
@@ -285,8 +287,19 @@ class LearningApp:
         verdicts = {bytes(r.blob_hash): why for r, why in verdicts_now}
         return any(verdicts.get(bytes(r.blob_hash)) != why for r, _, why in screened)
 
-    def _check(self, base_model: Blob, blob: Blob) -> str:
-        return learning.validate_update(self.task, base_model, blob, MAX_UPDATE_NORM) or ""
+    def _check(self, base: Hash, base_model: Blob, blob: Blob) -> str:
+        """validate_update's verdict ("" for valid), remembered by the hashes of the base model
+        (`base`) and of the update's bytes: a candidate's updates are validated again when its
+        rejections are re-checked (`forged_rejection`) and, at the proposer, once to build the
+        candidate and once to judge it; hashing a blob costs far less than validating it."""
+        key = bytes(base) + bytes(sha256(blob))
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = learning.validate_update(self.task, base_model, blob, MAX_UPDATE_NORM) or ""
+            if len(self._verdicts) > 1024:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+        return verdict
 
     def _aggregate(
         self, base_model: Blob, accepted: Sequence[tuple[UpdateReceipt, Blob]]
@@ -312,9 +325,10 @@ class LearningApp:
         """
         refusal = ""
         model: bytearray | None = None
+        base = sha256(base_model)
         if any(blob is None for _, blob in updates):
             refusal = "update blob unavailable"
-        elif any(self._check(base_model, blob) for _, blob in updates if blob is not None):
+        elif any(self._check(base, base_model, blob) for _, blob in updates if blob is not None):
             refusal = "candidate includes an invalid update"
         elif rejected and self.forged_rejection(base_model, updates, rejected):
             refusal = "a rejection does not reproduce"

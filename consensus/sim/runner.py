@@ -84,8 +84,6 @@ BUILD_DELAY = 0.01  # virtual seconds the fake aggregation takes
 EVALUATE_DELAY = 0.05  # ... and the fake evaluation
 
 
-
-
 class Simulation:
     """One seeded run; call `run()` once."""
 

@@ -38,6 +38,7 @@ absent from the pubsub peer set, and lifts expired malformed-frame bans.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,19 @@ logger = logging.getLogger(__name__)
 # A topic validator: (message bytes, origin peer id) -> None to accept, or a short reason.
 Validator = Callable[[bytes, str], str | None]
 Handler = Callable[[bytes, str], Awaitable[None]]
+
+
+@functools.lru_cache(maxsize=4096)
+def peer_text(raw: bytes) -> str:
+    """A peer id's base58 text. py-libp2p's base58 is pure Python and a new `ID` computes it
+    again, once per message; the peers of a consortium are few, so it is cached."""
+    return ID(raw).to_base58()
+
+
+@functools.lru_cache(maxsize=4096)
+def peer_of(text: str) -> ID:
+    """The `ID` of a base58 peer id (cached, as `peer_text`; a bad one raises every time)."""
+    return ID.from_base58(text)
 
 
 @dataclass(slots=True)
@@ -266,7 +280,7 @@ class NodeNetwork:
             check = (direct and self._direct_validators.get(topic)) or self._validators.get(topic)
             if check is not None:
                 try:
-                    reason = check(data, ID(origin).to_base58())
+                    reason = check(data, peer_text(origin))
                 except Exception:
                     logger.exception("topic validator for %s raised", topic.value)
                     reason = "validator_error"
@@ -330,7 +344,7 @@ class NodeNetwork:
                 msg = await subscription.get()
                 if msg.from_id == own:
                     continue
-                self._enqueue(topic, send, msg.data, ID(msg.from_id).to_base58())
+                self._enqueue(topic, send, msg.data, peer_text(msg.from_id))
 
     async def _dispatch(self, topic: Topic, receive: trio.MemoryReceiveChannel) -> None:
         async with receive:
@@ -343,25 +357,21 @@ class NodeNetwork:
 
     async def fetch_blob(self, blob_hash: bytes, from_peers: Sequence[str] | None = None) -> bytes:
         """The blob with this SHA-256, from the store or from peers (verified, then stored)."""
-        peers = (
-            [ID.from_base58(p) for p in from_peers] if from_peers is not None else self._peer_ids()
-        )
+        peers = [peer_of(p) for p in from_peers] if from_peers is not None else self._peer_ids()
         return await self.blobs.fetch(blob_hash, peers)
 
     async def fetch_blob_to_store(
         self, blob_hash: bytes, from_peers: Sequence[str] | None = None
     ) -> None:
         """Like `fetch_blob`, but leaves the verified blob in the store without reading it."""
-        peers = (
-            [ID.from_base58(p) for p in from_peers] if from_peers is not None else self._peer_ids()
-        )
+        peers = [peer_of(p) for p in from_peers] if from_peers is not None else self._peer_ids()
         await self.blobs.fetch_to_store(blob_hash, peers)
 
     async def fetch_blocks(
         self, peer: str, from_height: int, max_count: int | None = None
     ) -> SyncBatch:
         """Up to `max_count` stored blocks of `peer` from `from_height` (unverified bytes)."""
-        return await self.sync.fetch(ID.from_base58(peer), from_height, max_count)
+        return await self.sync.fetch(peer_of(peer), from_height, max_count)
 
     # -- peers ----------------------------------------------------------------------------
 

@@ -33,6 +33,8 @@ def test_bench_scale_reports_every_figure_for_a_small_devnet(tmp_path: Path) -> 
     assert row["peak_rss_bytes_per_node"] > 50e6
     assert row["gossip_messages_in_per_height_per_node"] > 0
     assert row["gossip_bytes_in_per_height_per_node"] > 0
+    assert 0 <= row["round_changes_per_height"] <= 10
+    assert 0 <= row["heights_past_round_0"] <= row["blocks"] - 1
     assert result["cpu_growth_exponent"] is None  # one size: nothing to fit
     assert 0 <= result["idle_cpu_fraction"] < 1
     assert not list(tmp_path.glob("*/pids.json")), "a devnet was left running"

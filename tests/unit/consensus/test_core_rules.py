@@ -393,11 +393,14 @@ def test_a_forged_polka_is_refused() -> None:
     # the same proposal with a forged polka: four signers claimed, three signatures aggregated
     forged = dataclasses.replace(
         proposal,
-        polka=dataclasses.replace(proposal.polka, signers=cluster.genesis_set().bitfield([0, 1, 2, 3])),
+        polka=dataclasses.replace(
+            proposal.polka, signers=cluster.genesis_set().bitfield([0, 1, 2, 3])
+        ),
     )
     assert _late_node_sees(cluster, forged) == ([], ["bad-polka"])  # waits: no line 28
     too_few = dataclasses.replace(
-        proposal, polka=dataclasses.replace(proposal.polka, signers=cluster.genesis_set().bitfield([1]))
+        proposal,
+        polka=dataclasses.replace(proposal.polka, signers=cluster.genesis_set().bitfield([1])),
     )
     assert _late_node_sees(cluster, too_few) == ([], ["bad-polka"])
 

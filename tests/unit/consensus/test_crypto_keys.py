@@ -97,6 +97,36 @@ def test_batch_verification_with_garbage_bytes(bls) -> None:  # type: ignore[no-
     assert batch_verify_same_message(verifier, keys, b"m", sigs) == [False, True, True, True]
 
 
+def test_parsed_signatures_are_reused_and_garbage_is_refused_each_time() -> None:
+    """A signature parsed once is not parsed again (the commit certificate re-aggregates the
+    batch's precommits) and still verifies for its message only; bytes that are no point are
+    refused on every call, in verify and in aggregate, and never remembered."""
+    import blspy
+
+    signer, verifier = BlsSigner(b"\x07" * 32), BlsVerifier()
+    sig = signer.sign(b"precommit")
+    parses: list[bytes] = []
+    real = blspy.G2Element.from_bytes
+
+    class Counting:
+        @staticmethod
+        def from_bytes(data: bytes):  # type: ignore[no-untyped-def]
+            parses.append(bytes(data))
+            return real(data)
+
+    verifier._blspy = type("B", (), {"G1Element": blspy.G1Element, "G2Element": Counting})
+    assert verifier.verify(signer.public_key, b"precommit", sig)
+    assert verifier.aggregate([sig, sig]) and verifier.verify(signer.public_key, b"precommit", sig)
+    assert not verifier.verify(signer.public_key, b"prevote", sig)
+    assert parses == [bytes(sig)]
+    garbage = b"\x01" * 96
+    for _ in range(2):
+        assert not verifier.verify(signer.public_key, b"precommit", garbage)
+        with pytest.raises(ValueError):
+            verifier.aggregate([sig, garbage])
+    assert parses == [bytes(sig)] + [garbage] * 4
+
+
 def test_fake_signatures_detect_forgery() -> None:
     """The fast test double still refuses a signature made with another key."""
     signers = [FakeSigner(bytes([i]) * 32) for i in range(3)]

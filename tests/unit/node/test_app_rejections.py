@@ -113,3 +113,33 @@ def test_a_rejection_with_another_reason_does_not_reproduce(tmp_path: Path) -> N
         model, Hash(bytes(32)), model_hash, accepted, [(receipt, flipped, "norm-exceeded")]
     )
     assert result.refusal == "a rejection does not reproduce"
+
+
+def test_each_update_is_validated_once_however_often_it_is_judged(
+    tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Building a candidate, judging it and re-checking its rejection validate each update's
+    bytes once (the verdict is remembered by base and update hash); other bytes under the same
+    receipt are validated on their own, and a broken update is still refused."""
+    app, model, updates = _setup(tmp_path)
+    calls: list[bytes] = []
+    real = learning.validate_update
+
+    def counting(task, base, blob, max_norm):  # type: ignore[no-untyped-def]
+        calls.append(codec.sha256(bytes(blob)))
+        return real(task, base, blob, max_norm)
+
+    monkeypatch.setattr(learning, "validate_update", counting)
+    accepted, dropped = updates[:3], [(*updates[3], "outlier")]
+    model_hash = _candidate_hash(app, model, accepted)
+    app.evaluate_candidate(model, Hash(bytes(32)), model_hash, accepted, dropped)
+    app.evaluate_candidate(model, Hash(bytes(32)), model_hash, accepted, dropped)
+    assert sorted(calls) == sorted(codec.sha256(b) for _, b in updates)
+
+    receipt, blob = updates[0]
+    broken = bytes(blob[:-4]) + b"\x00\x00\xc0\x7f"  # the last weight becomes NaN
+    result = app.evaluate_candidate(
+        model, Hash(bytes(32)), model_hash, [(receipt, broken), *accepted[1:]], None
+    )
+    assert result.refusal == "candidate includes an invalid update"
+    assert len(calls) == 5
