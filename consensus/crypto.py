@@ -161,9 +161,10 @@ class BlsVerifier:
         if len(signature) != SIGNATURE_SIZE:
             return None
         try:
-            parsed = self._blspy.G2Element.from_bytes(signature)
+            point: object = self._blspy.G2Element.from_bytes(signature)
         except (ValueError, RuntimeError):
             return None
+        parsed = point
         if len(self._signatures) > 16_384:
             self._signatures.clear()
         self._signatures[signature] = parsed
