@@ -143,9 +143,12 @@ class Chain:
                 *extra_refs,  # e.g. a secure aggregation transcript, kept with its block
             ),
             ledger_snapshot=codec.encode(commit.ledger),
+            meta=(
+                ()
+                if phases is None
+                else ((PHASES_META_KEY.format(height=height), json.dumps(phases).encode()),)
+            ),
         )
-        if phases is not None:
-            self.store.set_meta(PHASES_META_KEY.format(height=height), json.dumps(phases).encode())
 
     def put_blob(self, data: bytes, *, expected_hash: bytes | None = None) -> Hash:
         """Store a blob; returns its SHA-256. With `expected_hash`, other bytes are refused

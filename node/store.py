@@ -26,7 +26,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,8 +118,11 @@ class ChainStore:
         *,
         blob_refs: Iterable[bytes] = (),
         ledger_snapshot: bytes | None = None,
+        meta: Sequence[tuple[str, bytes]] = (),
     ) -> None:
-        """Append a committed block, the blobs it references and its ledger, atomically."""
+        """Append a committed block, the blobs it references, its ledger and `meta` entries
+        (the block's phases) atomically: one transaction, one WAL fsync on the commit path.
+        For the block already stored at `height`, only `meta` is (re)written."""
         refs = sorted(set(blob_refs))
         with self._lock:
             existing = self._db.execute(
@@ -130,6 +133,10 @@ class ChainStore:
                     raise StoreConflictError(
                         f"height {height} already holds block {bytes(existing[0]).hex()[:16]}, "
                         f"refusing {block_hash.hex()[:16]}"
+                    )
+                if meta:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(meta)
                     )
                 return
             tip = self.tip_height()
@@ -150,6 +157,9 @@ class ChainStore:
                         "INSERT OR REPLACE INTO ledger (height, snapshot) VALUES (?, ?)",
                         (height, ledger_snapshot),
                     )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(meta)
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -76,6 +76,21 @@ def test_block_ledger_and_refs_commit_together(store: ChainStore) -> None:
     assert store.latest_ledger() == (1, b"L1")
 
 
+def test_meta_commits_with_its_block_and_is_rewritten_on_a_re_append(store: ChainStore) -> None:
+    """The block's phases go in its own transaction: a failing put_block leaves none; putting
+    the stored block again rewrites them, and a different block there still conflicts."""
+    with pytest.raises(sqlite3.ProgrammingError):
+        store.put_block(1, h(b"a"), b"a", b"c", ledger_snapshot=object(), meta=[("p1", b"x")])  # type: ignore[arg-type]
+    assert store.get_meta("p1") is None and store.tip_height() is None
+    store.put_block(1, h(b"a"), b"a", b"c", meta=[("p1", b"first")])
+    assert store.get_meta("p1") == b"first"
+    store.put_block(1, h(b"a"), b"a", b"c", meta=[("p1", b"again")])
+    assert store.get_meta("p1") == b"again" and store.tip_height() == 1
+    with pytest.raises(StoreConflictError):
+        store.put_block(1, h(b"z"), b"z", b"c", meta=[("p1", b"other")])
+    assert store.get_meta("p1") == b"again"
+
+
 def test_committed_block_survives_a_killed_process(tmp_path: Path) -> None:
     """A block committed by a process that is then SIGKILLed is there when the store reopens."""
     script = textwrap.dedent(
