@@ -71,6 +71,22 @@ def test_measure_store_counts_database_and_blobs(tmp_path: Path) -> None:
     assert measure_store(tmp_path) == (120, 80, 2)
 
 
+def test_the_store_walk_waits_longer_as_the_store_grows(tmp_path: Path) -> None:
+    """The walk stats every blob: it is timed, and the wait before the next one grows with its
+    CPU time so that it stays under 0.2% of a core (never sooner than every 5 s)."""
+    from node.services.observer import STORAGE_EVERY_TICKS, storage_wait_ticks, timed_walk
+
+    fan = tmp_path / "blobs" / "ab"
+    fan.mkdir(parents=True)
+    for i in range(3000):
+        (fan / f"{i:04x}").write_bytes(b"y")
+    sizes, cpu = timed_walk(tmp_path)
+    assert sizes == (0, 3000, 3000) and cpu > 0
+    assert storage_wait_ticks(0.0) == STORAGE_EVERY_TICKS
+    assert storage_wait_ticks(0.03) == 15  # 30 ms walk: at most every 15 s
+    assert storage_wait_ticks(cpu) >= cpu / 0.002 - 1
+
+
 def test_libp2p_warnings_reach_the_structured_log() -> None:
     """libp2p's import cuts its logger off the root; configure_logging routes it back."""
     import io
