@@ -31,6 +31,7 @@ import cbor2
 
 from consensus.bounds import FIELD_BOUNDS, NEWTYPE_BOUNDS
 from consensus.guard import SignerState
+from consensus.memo import IdentityMemo
 from consensus.types import (
     HASH_SIZE,
     PUBLIC_KEY_SIZE,
@@ -414,8 +415,8 @@ def hash_of(obj: Any) -> Hash:
 
 
 def block_hash(block: Block) -> Hash:
-    """A block's id: SHA-256 of its whole canonical encoding (header and body)."""
-    return hash_of(block)
+    """A block's id: SHA-256 of its whole canonical encoding (header and body); memoized."""
+    return _BLOCK_IDS(block, hash_of)
 
 
 def genesis_hash(genesis: Genesis) -> Hash:
@@ -425,7 +426,11 @@ def genesis_hash(genesis: Genesis) -> Hash:
 
 def receipt_hash(receipt: UpdateReceipt) -> Hash:
     """An update receipt's id (covers its signature; BLS signatures are deterministic)."""
-    return hash_of(receipt)
+    return _RECEIPT_IDS(receipt, hash_of)
+
+
+_BLOCK_IDS: IdentityMemo[Block, Hash] = IdentityMemo(256)
+_RECEIPT_IDS: IdentityMemo[UpdateReceipt, Hash] = IdentityMemo(4096)
 
 
 def ledger_root(ledger: Ledger) -> Hash:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import cbor2
 import pytest
@@ -296,3 +297,36 @@ def test_a_block_time_that_leaves_no_successor_does_not_decode() -> None:
     raw[1]["time_ms"] = 2**64 - 1
     with pytest.raises(InvalidMessage, match="time_ms: integer out of range"):
         decode(codec.canonical(raw))
+
+
+def test_ids_are_computed_once_per_object_and_never_shared_by_equal_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """receipt_hash is memoized by identity: a second call on the same object does not encode
+    again, and an equal receipt that encodes differently (-0.0 == 0.0) still gets its own id."""
+    calls: list[object] = []
+    real = codec.hash_of
+
+    def counting(obj: object) -> Hash:
+        calls.append(obj)
+        return real(obj)
+
+    monkeypatch.setattr(codec, "hash_of", counting)
+    receipt = UpdateReceipt(
+        author=ValidatorIndex(1),
+        height=Height(3),
+        base_model_hash=Hash(bytes(32)),
+        blob_hash=Hash(b"\x01" * 32),
+        n_samples=10,
+        train_loss=0.0,
+        epsilon_spent=0.0,
+        signature=Signature(b"\x02" * 96),
+    )
+    first = codec.receipt_hash(receipt)
+    assert codec.receipt_hash(receipt) == first
+    assert calls == [receipt]
+    negative = dataclasses.replace(receipt, train_loss=-0.0)
+    assert negative == receipt  # equal values ...
+    assert codec.receipt_hash(negative) != first  # ... different bytes, different ids
+    assert codec.receipt_hash(negative) == real(negative)
+    assert len(calls) == 2
