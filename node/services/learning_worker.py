@@ -7,7 +7,8 @@ node whose trainer is slow still votes, stores what it produced, and hands the a
 the driver as a shell call. A failure is logged and contained: the core does not need an
 answer to make progress (its timeouts move the height on: a new round, or a carry-over block).
 Update blobs are handed to aggregation and evaluation as files (`learning.FileSource`), read a
-chunk at a time, so a height's memory does not grow with the number of updates.
+chunk at a time, so a height's memory does not grow with the number of updates; a blob of at
+most 256 KiB is read once into memory instead (`verified_source`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from consensus.events import TrainingFinished
 from consensus.rejections import debits
 from consensus.shell import Aggregate, Evaluate, NodeShell, Request, Train
 from consensus.types import Genesis, Hash, UpdateReceipt
-from learning.serialize import FileSource
+from learning.serialize import ByteSource, FileSource, MemorySource
 from node.app import Evaluation, LearningApp
-from node.blobs import BlobCorruptError, verify_blob
+from node.blobs import INLINE_VERIFY_BYTES, BlobCorruptError, BlobStore
 from node.chain import Chain
 from node.network import BlobUnavailableError, NodeNetwork
 from node.services.secagg_round import SecAggRound, Setting
@@ -125,12 +126,14 @@ class LearningWorker:
         self.metrics.observe_blob_transfer("in", len(data), self.clock() - started)
         return data
 
-    async def update_file(self, blob_hash: bytes, author: int | None) -> FileSource | None:
-        """An update blob as a verified file of the local store (fetched if missing), or None
-        if nobody has it; its bytes are never read into memory here."""
+    async def update_file(self, blob_hash: bytes, author: int | None) -> ByteSource | None:
+        """An update blob of the local store (fetched if missing), verified, or None if nobody
+        has it: a small one in memory, a large one as a file that is never read into memory
+        here (`verified_source`)."""
         blobs = self.chain.store.blobs
-        if await verify_blob(blobs, blob_hash):
-            return FileSource(blobs.path(blob_hash))
+        source = await verified_source(blobs, blob_hash)
+        if source is not None:
+            return source
         started = self.clock()
         try:
             await self.net.fetch_blob_to_store(blob_hash, from_peers=self._peers_for(author))
@@ -139,7 +142,7 @@ class LearningWorker:
             return None
         size = blobs.size(blob_hash) or 0
         self.metrics.observe_blob_transfer("in", size, self.clock() - started)
-        return FileSource(blobs.path(blob_hash))
+        return await verified_source(blobs, blob_hash, checked=True)
 
     def _peers_for(self, author: int | None) -> list[str]:
         """Connected peers, the blob's author first."""
@@ -158,9 +161,9 @@ class LearningWorker:
 
     async def _updates(
         self, receipts: tuple[UpdateReceipt, ...]
-    ) -> list[tuple[UpdateReceipt, FileSource | None]]:
+    ) -> list[tuple[UpdateReceipt, ByteSource | None]]:
         """The update files of `receipts`, fetched concurrently (None where unavailable)."""
-        blobs: dict[bytes, FileSource | None] = {}
+        blobs: dict[bytes, ByteSource | None] = {}
 
         async def one(receipt: UpdateReceipt) -> None:
             blobs[receipt.blob_hash] = await self.update_file(
@@ -220,7 +223,7 @@ class LearningWorker:
             log.warning("cannot %s at height %d: base model unavailable", what, height)
         return base
 
-    async def _base_file(self, base_hash: Hash, what: str, height: int) -> FileSource | None:
+    async def _base_file(self, base_hash: Hash, what: str, height: int) -> ByteSource | None:
         """The base model as a verified file of the store, which plain aggregation and
         evaluation read a tensor or a chunk at a time, so the job does not hold a copy of the
         model beside the one it builds (docs/ARCHITECTURE.md "Memory"); None: logged, cannot."""
@@ -373,4 +376,27 @@ class LearningWorker:
         await self._finish_evaluation(request, result, self.clock() - started)
 
 
+async def verified_source(
+    blobs: BlobStore, blob_hash: bytes, *, checked: bool = False
+) -> ByteSource | None:
+    """The stored blob as learning reads it, its bytes checked against its name; None when it
+    is absent or damaged (moved aside). One of at most `INLINE_VERIFY_BYTES` is read whole into
+    memory once: learning reads it whole anyway, and a file source opens the file again for
+    every tensor. A larger one stays a file, read piece by piece, so a large model is never
+    held twice (docs/ARCHITECTURE.md "Memory"), and is hashed in a worker thread; `checked`:
+    the fetch that stored it has just verified it, so it is not read again."""
+    size = blobs.size(blob_hash)
+    if size is None:
+        return None
+    if size <= INLINE_VERIFY_BYTES:
+        try:
+            return MemorySource(blobs.get(blob_hash))
+        except (KeyError, BlobCorruptError):
+            return None
+    if checked or await trio.to_thread.run_sync(blobs.verify, blob_hash):
+        return FileSource(blobs.path(blob_hash))
+    return None
+
+
 __all__ = ["LearningWorker", "ShellCall"]
+
