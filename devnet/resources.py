@@ -84,3 +84,7 @@ class ResourceMonitor:
 
     def report(self, name: str) -> dict[str, Any]:
         return self.nodes.get(name, NodeUsage()).report()
+
+    def complete(self, names: list[str]) -> bool:
+        """Whether every named node has a CPU-per-height figure (two heights after its first)."""
+        return all(self.report(name)["cpu_seconds_per_height"] is not None for name in names)

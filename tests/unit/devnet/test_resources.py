@@ -33,3 +33,18 @@ def test_no_commit_means_no_per_height_figure() -> None:
     monitor.sample("node0", os.getpid(), 0)
     assert monitor.report("node0")["cpu_seconds_per_height"] is None
     assert monitor.report("unknown")["peak_rss_bytes"] is None
+
+
+def test_the_monitor_is_complete_only_when_every_node_has_two_heights_after_its_first() -> None:
+    """A short run that commits between two samples has no CPU per height yet: `complete` says
+    so, and `wait_for_blocks` keeps sampling past its target until it is."""
+    monitor = ResourceMonitor()
+    pid = os.getpid()
+    monitor.sample("a", pid, 0)
+    monitor.sample("a", pid, 4)
+    monitor.sample("b", pid, 1)
+    monitor.sample("b", pid, 3)
+    assert not monitor.complete(["a", "b"])  # a: one sample at a height >= 1
+    monitor.sample("a", pid, 5)
+    assert monitor.complete(["a", "b"])
+    assert not monitor.complete(["a", "b", "c"])  # never sampled
