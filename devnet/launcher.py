@@ -57,8 +57,9 @@ from devnet.resources import ResourceMonitor
 from node.config import BYZANTINE_BEHAVIOURS
 
 BYZANTINE_KINDS = tuple(kind for kind in BYZANTINE_BEHAVIOURS if kind)
-SETTLE_S = 10.0  # how long `wait_for_blocks` samples past the target for CPU per height
 """What `--byzantine KIND:N` accepts: the behaviours a node config may name."""
+SETTLE_S = 10.0
+"""How long `wait_for_blocks` goes on sampling past its block target for CPU per height."""
 
 
 class DevnetError(Exception):
@@ -413,10 +414,10 @@ def wait_for_blocks(
         if blocks is not None and all((rows[i].get("height") or 0) >= blocks for i in honest):
             # a fast devnet commits a short run between two samples: keep sampling (a few
             # seconds at most) until every node's CPU per height has two heights to come from
-            settle = settle if settle is not None else time.monotonic() + SETTLE_S
-            if monitor is None or monitor.complete([live[i].name for i in honest]):
-                return
-            if time.monotonic() > settle:
+            if settle is None:
+                settle = time.monotonic() + SETTLE_S
+            complete = monitor is None or monitor.complete([live[i].name for i in honest])
+            if complete or time.monotonic() > settle:
                 return
         if blocks is not None and time.monotonic() > deadline:
             raise DevnetError(f"the devnet did not reach {blocks} blocks within {timeout_s:.0f} s")

@@ -26,7 +26,7 @@ from consensus.shell import Aggregate, Evaluate, NodeShell, Request, Train
 from consensus.types import Genesis, Hash, UpdateReceipt
 from learning.serialize import ByteSource, FileSource, MemorySource
 from node.app import Evaluation, LearningApp
-from node.blobs import INLINE_VERIFY_BYTES, BlobCorruptError, BlobStore
+from node.blobs import INLINE_VERIFY_BYTES, BlobCorruptError, BlobStore, verify_blob
 from node.chain import Chain
 from node.network import BlobUnavailableError, NodeNetwork
 from node.services.secagg_round import SecAggRound, Setting
@@ -224,9 +224,10 @@ class LearningWorker:
         return base
 
     async def _base_file(self, base_hash: Hash, what: str, height: int) -> ByteSource | None:
-        """The base model as a verified file of the store, which plain aggregation and
-        evaluation read a tensor or a chunk at a time, so the job does not hold a copy of the
-        model beside the one it builds (docs/ARCHITECTURE.md "Memory"); None: logged, cannot."""
+        """The base model, verified; a large one as a file of the store, which plain aggregation
+        and evaluation read a tensor or a chunk at a time, so the job does not hold a copy of
+        the model beside the one it builds (docs/ARCHITECTURE.md "Memory", `verified_source`);
+        None: logged, cannot."""
         base = await self.update_file(base_hash, None) if self.app is not None else None
         if base is None:
             log.warning("cannot %s at height %d: base model unavailable", what, height)
@@ -383,7 +384,7 @@ async def verified_source(
     is absent or damaged (moved aside). One of at most `INLINE_VERIFY_BYTES` is read whole into
     memory once: learning reads it whole anyway, and a file source opens the file again for
     every tensor. A larger one stays a file, read piece by piece, so a large model is never
-    held twice (docs/ARCHITECTURE.md "Memory"), and is hashed in a worker thread; `checked`:
+    held twice (docs/ARCHITECTURE.md "Memory"), and is checked by `verify_blob`; `checked`:
     the fetch that stored it has just verified it, so it is not read again."""
     size = blobs.size(blob_hash)
     if size is None:
@@ -393,10 +394,9 @@ async def verified_source(
             return MemorySource(blobs.get(blob_hash))
         except (KeyError, BlobCorruptError):
             return None
-    if checked or await trio.to_thread.run_sync(blobs.verify, blob_hash):
+    if checked or await verify_blob(blobs, blob_hash):
         return FileSource(blobs.path(blob_hash))
     return None
 
 
 __all__ = ["LearningWorker", "ShellCall"]
-
