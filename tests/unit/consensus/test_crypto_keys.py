@@ -108,23 +108,78 @@ def test_parsed_signatures_are_reused_and_garbage_is_refused_each_time() -> None
     parses: list[bytes] = []
     real = blspy.G2Element.from_bytes
 
+    parts: list[bytes] = []
+    real_part = blspy.G2Element.from_bytes_unchecked
+
     class Counting:
         @staticmethod
         def from_bytes(data: bytes):  # type: ignore[no-untyped-def]
             parses.append(bytes(data))
             return real(data)
 
+        @staticmethod
+        def from_bytes_unchecked(data: bytes):  # type: ignore[no-untyped-def]
+            parts.append(bytes(data))
+            return real_part(data)
+
     verifier._blspy = type("B", (), {"G1Element": blspy.G1Element, "G2Element": Counting})
     assert verifier.verify(signer.public_key, b"precommit", sig)
     assert verifier.aggregate([sig, sig]) and verifier.verify(signer.public_key, b"precommit", sig)
     assert not verifier.verify(signer.public_key, b"prevote", sig)
-    assert parses == [bytes(sig)]
+    assert parses == [bytes(sig)] and parts == []
     garbage = b"\x01" * 96
     for _ in range(2):
         assert not verifier.verify(signer.public_key, b"precommit", garbage)
         with pytest.raises(ValueError):
             verifier.aggregate([sig, garbage])
-    assert parses == [bytes(sig)] + [garbage] * 4
+    assert parses == [bytes(sig)] + [garbage] * 2 and parts == [garbage] * 2
+    other = BlsSigner(b"\x08" * 32).sign(b"precommit")
+    verifier.aggregate([other, sig])
+    verifier.aggregate([other])
+    assert parts == [garbage] * 2 + [bytes(other)]  # a part is parsed once, unchecked
+
+
+def _outside_subgroup() -> bytes:
+    """A compressed G2 encoding of a point on the curve but outside the prime-order subgroup
+    (almost every curve point is: the cofactor is huge)."""
+    import hashlib
+
+    import blspy
+
+    for i in range(1000):
+        data = bytearray(hashlib.sha512(b"bcfl-off-subgroup-%d" % i).digest() * 2)[:96]
+        data[0] = (data[0] & 0x1F) | 0x80  # compressed, not infinity, sign bit clear
+        data[48] &= 0x1F  # both halves of x below the field modulus
+        try:
+            blspy.G2Element.from_bytes_unchecked(bytes(data))
+        except (ValueError, RuntimeError):
+            continue
+        return bytes(data)
+    raise AssertionError("no curve point found")
+
+
+def test_a_part_outside_the_subgroup_never_verifies(bls) -> None:  # type: ignore[no-untyped-def]
+    """Aggregation parses its parts without the subgroup check; the sum is checked when it is
+    verified, so a signature outside the subgroup fails its batch, and the fallback refuses
+    exactly that one; alone, it is refused by the checked parse."""
+    import blspy
+
+    signers, verifier = bls
+    bad = _outside_subgroup()
+    with pytest.raises(ValueError):
+        blspy.G2Element.from_bytes(bad)
+    keys = [s.public_key for s in signers]
+    sigs = [s.sign(b"vote") for s in signers]
+    sigs[1] = bad
+    aggregate = verifier.aggregate(sigs)  # accepted as a part
+    assert not verifier.verify_same_message(keys, b"vote", aggregate)
+    assert batch_verify_same_message(verifier, keys, b"vote", sigs) == [True, False, True, True]
+    assert not verifier.verify(keys[1], b"vote", bad)
+    messages = [b"receipt-%d" % i for i in range(4)]
+    distinct = [s.sign(m) for s, m in zip(signers, messages, strict=True)]
+    assert verifier.verify_distinct_messages(keys, messages, verifier.aggregate(distinct))
+    distinct[3] = bad
+    assert not verifier.verify_distinct_messages(keys, messages, verifier.aggregate(distinct))
 
 
 def test_fake_signatures_detect_forgery() -> None:
