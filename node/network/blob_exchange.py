@@ -120,18 +120,19 @@ class BlobExchange:
         self.pushed = PushedBlobs(pushed_bytes)
         host.set_stream_handler(BLOB_PROTOCOL, self._serve)
 
-    def store_pushed(self, blob_hash: bytes) -> bool:
-        """Move a blob a peer pushed to us into the store; False when none was pushed.
+    def store_pushed(self, blob_hash: bytes) -> bytes | None:
+        """Move a blob a peer pushed to us into the store and return its bytes; None when none
+        was pushed.
 
         Inline on the event loop and without fsync: it is small (`PushedBlobs`), its hash was
         checked when it arrived (put() checks again), and peers hold it too.
         """
         pushed = self.pushed.pop(blob_hash)
         if pushed is None:
-            return False
+            return None
         self.blobs.put(pushed, expected_hash=blob_hash, durable=False)
         self.counters.blob_pushes["used"] += 1
-        return True
+        return pushed
 
     def _deadline_for(self, length: int) -> float:
         return self.timeout_s + length / self.min_rate
@@ -227,11 +228,13 @@ class BlobExchange:
         await self.fetch_to_store(blob_hash, from_peers)
         return await trio.to_thread.run_sync(self.blobs.get, blob_hash)
 
-    async def fetch_to_store(self, blob_hash: bytes, from_peers: Sequence[ID]) -> None:
+    async def fetch_to_store(self, blob_hash: bytes, from_peers: Sequence[ID]) -> bytes | None:
         """Make sure a verified copy of the blob is in the local store (fetched if needed).
 
-        Peers are tried in order; a busy one is retried after the others, with a backoff
-        that doubles each round. Raises `BlobUnavailableError` naming each peer's failure.
+        Returns the bytes when they came from a push (small, already in memory and verified),
+        so the caller need not read the file back; None otherwise. Peers are tried in order;
+        a busy one is retried after the others, with a backoff that doubles each round.
+        Raises `BlobUnavailableError` naming each peer's failure.
         """
         if len(blob_hash) != 32:
             raise ValueError("a blob id is 32 bytes")
@@ -241,9 +244,10 @@ class BlobExchange:
         done = self._in_flight[blob_hash] = trio.Event()
         try:
             if await verify_blob(self.blobs, blob_hash):
-                return  # a damaged copy was moved aside by verify(): fetch it again
-            if self.store_pushed(blob_hash):
-                return
+                return None  # a damaged copy was moved aside by verify(): fetch it again
+            pushed = self.store_pushed(blob_hash)
+            if pushed is not None:
+                return pushed
             failures: list[str] = []
             queue = list(from_peers)
             for attempt in range(self.busy_retries + 1):
@@ -252,7 +256,7 @@ class BlobExchange:
                 busy = []
                 for peer_id in queue:
                     if await self._try_peer(peer_id, blob_hash, failures, busy):
-                        return
+                        return None
                 if not busy:
                     break
                 queue = busy

@@ -362,10 +362,11 @@ class NodeNetwork:
 
     async def fetch_blob_to_store(
         self, blob_hash: bytes, from_peers: Sequence[str] | None = None
-    ) -> None:
-        """Like `fetch_blob`, but leaves the verified blob in the store without reading it."""
+    ) -> bytes | None:
+        """Like `fetch_blob`, but leaves the verified blob in the store without reading it;
+        returns its bytes when a peer had pushed them (`BlobExchange.fetch_to_store`)."""
         peers = [peer_of(p) for p in from_peers] if from_peers is not None else self._peer_ids()
-        await self.blobs.fetch_to_store(blob_hash, peers)
+        return await self.blobs.fetch_to_store(blob_hash, peers)
 
     async def fetch_blocks(
         self, peer: str, from_height: int, max_count: int | None = None

@@ -129,17 +129,23 @@ class LearningWorker:
     async def update_file(self, blob_hash: bytes, author: int | None) -> ByteSource | None:
         """An update blob of the local store (fetched if missing), verified, or None if nobody
         has it: a small one in memory, a large one as a file that is never read into memory
-        here (`verified_source`)."""
+        here (`verified_source`). A blob its author pushed is used as it came, its hash checked
+        on arrival, not read back from the file it was just written to."""
         blobs = self.chain.store.blobs
         source = await verified_source(blobs, blob_hash)
         if source is not None:
             return source
         started = self.clock()
         try:
-            await self.net.fetch_blob_to_store(blob_hash, from_peers=self._peers_for(author))
+            pushed = await self.net.fetch_blob_to_store(
+                blob_hash, from_peers=self._peers_for(author)
+            )
         except BlobUnavailableError:
             self.metrics.observe_blob_transfer("in", 0, self.clock() - started, ok=False)
             return None
+        if pushed is not None:
+            self.metrics.observe_blob_transfer("in", len(pushed), self.clock() - started)
+            return MemorySource(pushed)
         size = blobs.size(blob_hash) or 0
         self.metrics.observe_blob_transfer("in", size, self.clock() - started)
         return await verified_source(blobs, blob_hash, checked=True)

@@ -92,8 +92,10 @@ async def test_direct_messages_are_not_relayed_gossip_ones_are(
 
 
 async def test_pushed_blob_is_used_without_a_fetch(tmp_path: Path) -> None:
-    """A blob pushed ahead of its receipt is in b's store after a fetch that may ask no peer; a
-    pushed blob whose bytes do not hash to its name is counted and never stored."""
+    """A blob pushed ahead of its receipt is in b's store after a fetch that may ask no peer,
+    and the fetch hands back its bytes (the caller need not read the file); once stored, a
+    fetch returns None (read it from the store); a pushed blob whose bytes do not hash to its
+    name is counted and never stored."""
     a, b = direct_net(tmp_path, "a"), direct_net(tmp_path, "b")
     async with trio.open_nursery() as nursery:
         await start_all(nursery, [a, b])
@@ -102,8 +104,9 @@ async def test_pushed_blob_is_used_without_a_fetch(tmp_path: Path) -> None:
         name = hashlib.sha256(data).digest()
         assert a.push_blob(name, data)
         await wait_until(lambda: b.counters.blob_pushes["ok"] == 1)
-        await b.fetch_blob_to_store(name, from_peers=[])  # no peer to ask: the push it is
-        assert b.store.blobs.get(name) == data
+        pushed = await b.fetch_blob_to_store(name, from_peers=[])  # no peer to ask: the push
+        assert pushed == data and b.store.blobs.get(name) == data
+        assert await b.fetch_blob_to_store(name, from_peers=[]) is None  # in the store now
         assert b.counters.blob_pushes["used"] == 1
         assert b.counters.blob_fetches["ok"] == 0
 

@@ -55,7 +55,7 @@ class MemNetwork:
     async def fetch_blob(self, blob_hash: bytes, from_peers: Any = None) -> bytes:
         raise BlobUnavailableError(blob_hash.hex())
 
-    async def fetch_blob_to_store(self, blob_hash: bytes, from_peers: Any = None) -> None:
+    async def fetch_blob_to_store(self, blob_hash: bytes, from_peers: Any = None) -> bytes | None:
         raise BlobUnavailableError(blob_hash.hex())
 
     def push_blob(self, blob_hash: bytes, data: Any) -> bool:
