@@ -37,6 +37,7 @@ from libp2p.peer.id import ID
 
 from node.network.counters import NetworkCounters
 from node.network.framing import FramingError
+from node.network.libp2p_compat import send_window_updates_by_halves
 from node.network.topics import Topic
 
 logger = logging.getLogger(__name__)
@@ -204,6 +205,7 @@ class DirectMesh:
     async def _read_peer(self, stream: Any) -> None:
         """Read one peer's frames until its stream ends; a newer stream replaces an older."""
         peer: ID = stream.muxed_conn.peer_id
+        send_window_updates_by_halves(stream)  # frames are small: no update every other one
         previous = self._inbound.get(peer)
         self._inbound[peer] = stream
         if previous is not None:

@@ -52,6 +52,7 @@ from node.network.libp2p_private import (
     VERIFY_SENDER_RECORD,
     WRITE_MSG,
     YAMUX_RELEASE_ON_READ,
+    YAMUX_WINDOW_UPDATE,
     Kind,
     LibP2PCompatError,
     LibP2PVersionError,
@@ -75,6 +76,7 @@ from node.network.libp2p_patches import (  # noqa: E402
     next_seqno,
     pubsub_signing_prefix,
     score_invalid_message,
+    send_window_updates_by_halves,
     unblock_peer,
     wrap_upgrade_security,
 )
@@ -106,6 +108,7 @@ __all__ = [
     "WRITE_MSG",
     "YAMUX_RELEASE_ENV",
     "YAMUX_RELEASE_ON_READ",
+    "YAMUX_WINDOW_UPDATE",
     "CompatPubsub",
     "batch_yamux_window_updates",
     "Kind",
@@ -120,6 +123,7 @@ __all__ = [
     "require",
     "resolve",
     "score_invalid_message",
+    "send_window_updates_by_halves",
     "unblock_peer",
     "wrap_upgrade_security",
 ]

@@ -286,6 +286,19 @@ YAMUX_RELEASE_ON_READ = PrivateName(
     params=(),
 )
 
+_YAMUX_STREAM = "libp2p.stream_muxer.yamux.yamux.YamuxStream"
+YAMUX_WINDOW_UPDATE = PrivateName(
+    _YAMUX_STREAM,
+    "_auto_tune_and_send_window_update",
+    Kind.CALLABLE,
+    "called after every read of a stream; besides go-yamux's half-window rule it sends an "
+    "update whenever a read leaves the window short of its target by less than half (its "
+    "'partial slack' branch), so a stream of small frames answers every other frame with a "
+    "WINDOW_UPDATE; replaced per stream on direct streams by the go-yamux rule",
+    used_by=(f"{_YAMUX_STREAM}.read",),
+    params=("bytes_read",),
+)
+
 PRIVATE_NAMES: tuple[PrivateName, ...] = (
     SWARM_UPGRADER,
     UPGRADE_SECURITY,
@@ -309,6 +322,7 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     ON_INVALID_MESSAGE,
     SIGNING_PREFIX,
     YAMUX_RELEASE_ON_READ,
+    YAMUX_WINDOW_UPDATE,
 )
 
 # -- checks and access ---------------------------------------------------------------------

@@ -498,3 +498,18 @@ def test_yamux_release_on_read_reads_the_environment(monkeypatch: pytest.MonkeyP
     assert os.environ[compat.YAMUX_RELEASE_ENV] == "0"
     assert yamux._yamux_release_on_read() is False
     assert looks_up(yamux.YamuxStream._auto_tune_and_send_window_update, "_yamux_release_on_read")
+
+
+@contract("YamuxStream._auto_tune_and_send_window_update")
+def test_yamux_window_update_after_each_read() -> None:
+    """YamuxStream.read calls _auto_tune_and_send_window_update(bytes_read=...) through self,
+    an async method whose one parameter is the keyword bytes_read; the per-stream rule
+    replaces it on the instance only."""
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
+    method = YamuxStream._auto_tune_and_send_window_update
+    assert inspect.iscoroutinefunction(method)
+    assert params(method) == ["self", "bytes_read"]
+    assert inspect.signature(method).parameters["bytes_read"].kind is KEYWORD_ONLY
+    assert looks_up(YamuxStream.read, "_auto_tune_and_send_window_update")
