@@ -38,3 +38,27 @@ def test_bench_scale_reports_every_figure_for_a_small_devnet(tmp_path: Path) -> 
     assert result["cpu_growth_exponent"] is None  # one size: nothing to fit
     assert 0 <= result["idle_cpu_fraction"] < 1
     assert not list(tmp_path.glob("*/pids.json")), "a devnet was left running"
+
+
+def test_bench_direct_reports_the_cost_of_one_message() -> None:
+    """`bench/bench_direct.py` (a smoke): every message delivered, a positive CPU figure per
+    message, and bad arguments refused in one line."""
+    done = subprocess.run(
+        [sys.executable, "bench/bench_direct.py", "--messages", "200", "--repeat", "1", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["messages"] == 200 and result["size_bytes"] == 300
+    assert 0 < result["cpu_us_per_message"] < 1e6 and result["wall_us_per_message"] > 0
+    bad = subprocess.run(
+        [sys.executable, "bench/bench_direct.py", "--size", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--size" in bad.stderr
