@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from consensus.types import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, PublicKey, Signature
@@ -124,6 +124,27 @@ class BlsSigner:
         return Signature(bytes(self._scheme.pop_prove(self._secret)))
 
 
+def _parse_cached(
+    signature: bytes, cache: dict[bytes, object], parse: Callable[[bytes], object]
+) -> object | None:
+    """`parse(signature)` remembered in `cache` (cleared past 16,384 entries); None, and
+    nothing remembered, for bytes of the wrong size or that `parse` refuses."""
+    signature = bytes(signature)
+    parsed = cache.get(signature)
+    if parsed is not None:
+        return parsed
+    if len(signature) != SIGNATURE_SIZE:
+        return None
+    try:
+        parsed = parse(signature)
+    except (ValueError, RuntimeError):
+        return None
+    if len(cache) > 16_384:
+        cache.clear()
+    cache[signature] = parsed
+    return parsed
+
+
 class BlsVerifier:
     """BLS verification with a cache of decoded public keys (decoding checks the subgroup)."""
 
@@ -155,21 +176,7 @@ class BlsVerifier:
         """The parsed G2 point (decompressed and subgroup-checked, ~0.1 ms), cached by its
         bytes: a vote's signature is parsed in its batch and again in the commit certificate.
         A malformed one is not cached (it is refused every time)."""
-        signature = bytes(signature)
-        parsed = self._signatures.get(signature)
-        if parsed is not None:
-            return parsed
-        if len(signature) != SIGNATURE_SIZE:
-            return None
-        try:
-            point: object = self._blspy.G2Element.from_bytes(signature)
-        except (ValueError, RuntimeError):
-            return None
-        parsed = point
-        if len(self._signatures) > 16_384:
-            self._signatures.clear()
-        self._signatures[signature] = parsed
-        return parsed
+        return _parse_cached(signature, self._signatures, self._blspy.G2Element.from_bytes)
 
     def _aggregand(self, signature: bytes) -> object | None:
         """A signature parsed to be summed into an aggregate: decompressed and on the curve,
@@ -181,21 +188,12 @@ class BlsVerifier:
         another part cancels it: that takes two colluding signers, who can already cancel
         any offset between their signatures (docs/THREAT-MODEL.md "Beyond one insider"). A
         batch that fails is verified signature by signature, with `_signature`. Cached like
-        `_signature`."""
-        signature = bytes(signature)
-        parsed = self._signatures.get(signature) or self._aggregands.get(signature)
-        if parsed is not None:
-            return parsed
-        if len(signature) != SIGNATURE_SIZE:
-            return None
-        try:
-            point: object = self._blspy.G2Element.from_bytes_unchecked(signature)
-        except (ValueError, RuntimeError):
-            return None
-        if len(self._aggregands) > 16_384:
-            self._aggregands.clear()
-        self._aggregands[signature] = point
-        return point
+        `_signature`; a point `_signature` already checked is reused."""
+        checked = self._signatures.get(bytes(signature))
+        if checked is not None:
+            return checked
+        unchecked = self._blspy.G2Element.from_bytes_unchecked
+        return _parse_cached(signature, self._aggregands, unchecked)
 
     def valid_public_key(self, public_key: bytes) -> bool:
         """Well-formed, in the subgroup, and not the identity."""

@@ -13,14 +13,18 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
+def _bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a bench/ script (`args[0]`) with its arguments from the repository root."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def test_bench_scale_reports_every_figure_for_a_small_devnet(tmp_path: Path) -> None:
     """--nodes 4 --blocks 20 (enough CPU samples after the first commit: 3 blocks now take under a second): intervals, phases, CPU and RSS per node, gossip per height."""
-    done = subprocess.run(
-        [sys.executable, "bench/bench_scale.py", "--nodes", "4", "--blocks", "20", "--json"]
-        + ["--timeout", "240", "--idle-seconds", "3", "--dir", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    done = _bench(
+        *["bench/bench_scale.py", "--nodes", "4", "--blocks", "20", "--json"],
+        *["--timeout", "240", "--idle-seconds", "3", "--dir", str(tmp_path)],
         timeout=400,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -43,22 +47,12 @@ def test_bench_scale_reports_every_figure_for_a_small_devnet(tmp_path: Path) -> 
 def test_bench_direct_reports_the_cost_of_one_message() -> None:
     """`bench/bench_direct.py` (a smoke): every message delivered, a positive CPU figure per
     message, and bad arguments refused in one line."""
-    done = subprocess.run(
-        [sys.executable, "bench/bench_direct.py", "--messages", "200", "--repeat", "1", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = _bench(
+        "bench/bench_direct.py", "--messages", "200", "--repeat", "1", "--json", timeout=120
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["messages"] == 200 and result["size_bytes"] == 300
     assert 0 < result["cpu_us_per_message"] < 1e6 and result["wall_us_per_message"] > 0
-    bad = subprocess.run(
-        [sys.executable, "bench/bench_direct.py", "--size", "0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = _bench("bench/bench_direct.py", "--size", "0", timeout=60)
     assert bad.returncode == 2 and "--size" in bad.stderr
