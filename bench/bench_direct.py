@@ -4,8 +4,8 @@ Two `NodeNetwork`s on the direct transport (node/network/direct.py) in one proce
 127.0.0.1, with real Noise and Yamux: a sends `--messages` messages of `--size` bytes to b, one
 at a time (the next leaves once b has delivered the last, as votes of a height are spaced), and
 the process's CPU time is divided by the count. A devnet node pays this, sender and receiver
-halves together, for every message of a height it sends and receives (about 8n at n nodes),
-so it isolates the network layer's share of `bench_scale.py`'s CPU per height from the noise of
+halves together, for every message of a height it sends and receives (about 4(n - 1) each
+way at n nodes), so it isolates the network layer's share of `bench_scale.py`'s CPU per height from the noise of
 a whole devnet. Prints `cpu_us_per_message` and `wall_us_per_message` (median of `--repeat`
 runs, after a warm-up of 300 messages each).
 
