@@ -6,8 +6,9 @@ at a time (the next leaves once b has delivered the last, as votes of a height a
 the process's CPU time is divided by the count. Each message a devnet node sends to one
 peer costs this, the sender's half and the receiver's together, and a node sends and receives
 about 4(n - 1) a height each way at n nodes; the figure isolates the network layer's share of
-`bench_scale.py`'s CPU per height from the noise of a whole devnet. Prints `cpu_us_per_message` and `wall_us_per_message` (median of `--repeat`
-runs, after a warm-up of 300 messages each).
+`bench_scale.py`'s CPU per height from the noise of a whole devnet. Prints
+`cpu_us_per_message` and `wall_us_per_message` (median of `--repeat` runs, after a warm-up of
+300 messages each).
 
     python bench/bench_direct.py --json
 """
