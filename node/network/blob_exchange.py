@@ -225,7 +225,9 @@ class BlobExchange:
         share a single transfer. For a large blob prefer `fetch_to_store`, which does not
         read it into memory.
         """
-        await self.fetch_to_store(blob_hash, from_peers)
+        pushed = await self.fetch_to_store(blob_hash, from_peers)
+        if pushed is not None:
+            return pushed
         return await trio.to_thread.run_sync(self.blobs.get, blob_hash)
 
     async def fetch_to_store(self, blob_hash: bytes, from_peers: Sequence[ID]) -> bytes | None:

@@ -141,7 +141,7 @@ def send_window_updates_by_halves(stream: Any) -> bool:
         async with muxed.window_lock:
             buffered = len(muxed.conn.stream_buffers.get(muxed.stream_id, b""))
             delta = muxed.target_recv_window - (muxed.recv_window + buffered)
-            if delta <= 0 or delta < muxed.target_recv_window // 2:
+            if delta < muxed.target_recv_window // 2:
                 return
             muxed.recv_window += delta
         await muxed.send_window_update(delta, skip_lock=True)

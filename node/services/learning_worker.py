@@ -143,11 +143,10 @@ class LearningWorker:
         except BlobUnavailableError:
             self.metrics.observe_blob_transfer("in", 0, self.clock() - started, ok=False)
             return None
-        if pushed is not None:
-            self.metrics.observe_blob_transfer("in", len(pushed), self.clock() - started)
-            return MemorySource(pushed)
-        size = blobs.size(blob_hash) or 0
+        size = len(pushed) if pushed is not None else blobs.size(blob_hash) or 0
         self.metrics.observe_blob_transfer("in", size, self.clock() - started)
+        if pushed is not None:
+            return MemorySource(pushed)
         return await verified_source(blobs, blob_hash, checked=True)
 
     def _peers_for(self, author: int | None) -> list[str]:

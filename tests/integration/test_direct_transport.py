@@ -94,8 +94,9 @@ async def test_direct_messages_are_not_relayed_gossip_ones_are(
 async def test_pushed_blob_is_used_without_a_fetch(tmp_path: Path) -> None:
     """A blob pushed ahead of its receipt is in b's store after a fetch that may ask no peer,
     and the fetch hands back its bytes (the caller need not read the file); once stored, a
-    fetch returns None (read it from the store); a pushed blob whose bytes do not hash to its
-    name is counted and never stored."""
+    fetch returns None (read it from the store); `fetch_blob` of a pushed blob returns its
+    bytes and stores them; a pushed blob whose bytes do not hash to its name is counted and
+    never stored."""
     a, b = direct_net(tmp_path, "a"), direct_net(tmp_path, "b")
     async with trio.open_nursery() as nursery:
         await start_all(nursery, [a, b])
@@ -109,6 +110,12 @@ async def test_pushed_blob_is_used_without_a_fetch(tmp_path: Path) -> None:
         assert await b.fetch_blob_to_store(name, from_peers=[]) is None  # in the store now
         assert b.counters.blob_pushes["used"] == 1
         assert b.counters.blob_fetches["ok"] == 0
+        more = os.urandom(3000)
+        more_name = hashlib.sha256(more).digest()
+        assert a.push_blob(more_name, more)
+        await wait_until(lambda: b.counters.blob_pushes["ok"] == 2)
+        assert await b.fetch_blob(more_name, from_peers=[]) == more  # the pushed bytes
+        assert b.store.blobs.get(more_name) == more and b.counters.blob_pushes["used"] == 2
 
         lie = hashlib.sha256(b"something else").digest()
         a.direct.send_blob(lie, data, [b.peer_id])
