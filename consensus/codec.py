@@ -429,8 +429,10 @@ def receipt_hash(receipt: UpdateReceipt) -> Hash:
     return _RECEIPT_IDS(receipt, hash_of)
 
 
-_BLOCK_IDS: IdentityMemo[Block, Hash] = IdentityMemo(256)
-_RECEIPT_IDS: IdentityMemo[UpdateReceipt, Hash] = IdentityMemo(4096)
+# An id is asked for again while its object is checked, stored and built on, within a height
+# or two; each entry keeps its object alive (a block with all its receipts and certificates).
+_BLOCK_IDS: IdentityMemo[Block, Hash] = IdentityMemo(64)
+_RECEIPT_IDS: IdentityMemo[UpdateReceipt, Hash] = IdentityMemo(1024)
 
 
 def ledger_root(ledger: Ledger) -> Hash:

@@ -21,15 +21,23 @@ from collections.abc import Sequence
 from consensus.crypto import Verifier
 from consensus.types import Signature
 
-CACHE_SIZE = 16_384
+# Verified results kept (a 32-byte key each); a result is asked for again within a height or
+# the next, and a height verifies at most a few n signatures and aggregates.
+CACHE_SIZE = 4096
+# Aggregates whose parts are kept. Each holds n signatures (about 130 bytes each): 16,384 of
+# them would hold 34 MB at n = 16. A height builds about five.
+PARTS_SIZE = 256
 
 
 class CachingVerifier:
     """Wraps a `Verifier`; the same answers, fewer pairings."""
 
-    def __init__(self, inner: Verifier, size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self, inner: Verifier, size: int = CACHE_SIZE, parts_size: int = PARTS_SIZE
+    ) -> None:
         self.inner = inner
         self.size = size
+        self.parts_size = parts_size
         self._ok: OrderedDict[bytes, None] = OrderedDict()
         self._parts: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
         self.hits = 0
@@ -78,7 +86,7 @@ class CachingVerifier:
     def aggregate(self, signatures: Sequence[bytes]) -> Signature:
         result = self.inner.aggregate(signatures)
         self._parts[bytes(result)] = tuple(bytes(s) for s in signatures)
-        if len(self._parts) > self.size:
+        if len(self._parts) > self.parts_size:
             self._parts.popitem(last=False)
         return result
 

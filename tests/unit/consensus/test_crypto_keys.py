@@ -196,3 +196,21 @@ def test_fake_signatures_detect_forgery() -> None:
     assert batch_verify_same_message(verifier, keys, b"m", [sig, sig, sig]) == [True, False, False]
     assert verifier.verify_possession(signers[0].public_key, signers[0].prove_possession())
     assert not verifier.verify_possession(signers[0].public_key, signers[1].prove_possession())
+
+
+def test_parse_caches_stay_bounded() -> None:
+    """A long-running node parses new signatures every height; each cache keeps at most
+    PARSE_CACHE_ENTRIES of them, and a signature parsed after the cache was emptied still
+    verifies."""
+    from consensus import crypto
+
+    signer, verifier = BlsSigner(b"\x09" * 32), BlsVerifier()
+    signatures = [signer.sign(b"h%d" % i) for i in range(crypto.PARSE_CACHE_ENTRIES + 10)]
+    for sig in signatures:
+        verifier.aggregate([sig])
+        verifier._signature(sig)
+    assert 0 < len(verifier._aggregands) <= crypto.PARSE_CACHE_ENTRIES
+    assert 0 < len(verifier._signatures) <= crypto.PARSE_CACHE_ENTRIES
+    last = crypto.PARSE_CACHE_ENTRIES + 9
+    assert verifier.verify(signer.public_key, b"h%d" % last, signatures[last])
+    assert not verifier.verify(signer.public_key, b"h0", signatures[last])

@@ -55,3 +55,20 @@ def test_aggregate_with_an_unverified_part_is_checked_for_real() -> None:
     aggregate = verifier.aggregate(signatures)
     assert not verifier.verify_same_message([k.public_key for k in keys], MESSAGE, aggregate)
     assert not BlsVerifier().verify_same_message([k.public_key for k in keys], MESSAGE, aggregate)
+
+
+def test_caches_stay_bounded_and_keep_the_newest() -> None:
+    """Every height adds verified results and aggregates; the caches keep at most their sizes,
+    dropping the oldest, and what was dropped is verified for real again (a miss)."""
+    verifier = CachingVerifier(BlsVerifier(), size=8, parts_size=4)
+    signer = signers(1)[0]
+    signatures = [signer.sign(MESSAGE + b"%d" % i) for i in range(12)]
+    for i, signature in enumerate(signatures):
+        assert verifier.verify(signer.public_key, MESSAGE + b"%d" % i, signature)
+        verifier.aggregate([signature])
+    assert len(verifier._ok) == 8 and len(verifier._parts) == 4
+    misses = verifier.misses
+    assert verifier.verify(signer.public_key, MESSAGE + b"11", signatures[11])
+    assert verifier.misses == misses
+    assert verifier.verify(signer.public_key, MESSAGE + b"0", signatures[0])
+    assert verifier.misses == misses + 1
