@@ -127,6 +127,69 @@ async def test_pushed_blob_is_used_without_a_fetch(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_a_prefetched_update_is_not_read_back_from_the_store(tmp_path: Path) -> None:
+    """The learning worker prefetches an update as its receipt arrives; the aggregation that
+    asks for it later gets the verified bytes from memory, without reading the store. One
+    that was stored without a prefetch is read from the store (and checked) as before."""
+    from node.chain import Chain
+    from node.services import learning_worker as lw
+    from telemetry.metrics import NodeMetrics
+
+    a, b = direct_net(tmp_path, "a"), direct_net(tmp_path, "b")
+    worker = lw.LearningWorker(
+        app=None,
+        chain=Chain(b.store),
+        net=b,
+        genesis=None,  # type: ignore[arg-type]  (only read for a blob's author)
+        metrics=NodeMetrics(node_id="b", chain_id="c", version="test"),
+        clock=trio.current_time,
+        answer=lambda call: None,
+    )
+    reads: list[bytes] = []
+    real_get = b.store.blobs.get
+
+    def counting_get(name: bytes, *args: object, **kwargs: object) -> bytes:
+        reads.append(bytes(name))
+        return real_get(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    b.store.blobs.get = counting_get  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        await start_all(nursery, [a, b])
+        await connect_all([a, b])
+        await nursery.start(worker.run)
+        data, other = os.urandom(4000), os.urandom(3000)
+        name, other_name = hashlib.sha256(data).digest(), hashlib.sha256(other).digest()
+        assert a.push_blob(name, data) and a.push_blob(other_name, other)
+        await wait_until(lambda: b.counters.blob_pushes["ok"] == 2)
+        worker.prefetch(name, None)
+        await wait_until(lambda: name in worker._fresh)
+        assert await b.fetch_blob_to_store(other_name, from_peers=[]) == other  # stored only
+        reads.clear()
+        source = await worker.update_file(name, None)
+        assert source is not None and bytes(source.read(0, source.size())) == data
+        assert reads == []
+        source = await worker.update_file(other_name, None)
+        assert source is not None and bytes(source.read(0, source.size())) == other
+        assert reads == [other_name]
+        nursery.cancel_scope.cancel()
+
+
+def test_fresh_updates_stay_within_their_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FRESH_UPDATES entries or FRESH_UPDATE_BYTES, the oldest fresh update goes first."""
+    from learning.serialize import MemorySource
+    from node.services import learning_worker as lw
+
+    monkeypatch.setattr(lw, "FRESH_UPDATES", 3)
+    monkeypatch.setattr(lw, "FRESH_UPDATE_BYTES", 250)
+    worker = lw.LearningWorker.__new__(lw.LearningWorker)
+    worker._fresh, worker._fresh_bytes = lw.OrderedDict(), 0
+    for i in range(5):
+        worker._keep_fresh(bytes([i]) * 32, MemorySource(bytes(60)))
+    assert list(worker._fresh) == [bytes([i]) * 32 for i in (2, 3, 4)]
+    worker._keep_fresh(b"\xff" * 32, MemorySource(bytes(200)))
+    assert len(worker._fresh) == 1 and worker._fresh_bytes == 200
+
+
 @pytest.mark.parametrize(
     "frame",
     [
