@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -214,15 +213,13 @@ class DirectMesh:
         started = 0.0  # when the frame at the head of the buffer began to arrive
         try:
             while True:
-                # a frame once begun must be complete within timeout_s; an idle link may wait
-                deadline = started + self.timeout_s if buffer else math.inf
-                with trio.fail_at(deadline):
-                    try:
-                        chunk = await stream.read(READ_CHUNK)
-                    except (trio.Cancelled, trio.TooSlowError):
-                        raise
-                    except Exception:  # the peer closed or reset its stream: it reopens one
-                        chunk = b""
+                # a frame once begun must be complete within timeout_s; an idle link may wait,
+                # and a read between frames (nearly every read) needs no cancel scope
+                if buffer:
+                    with trio.fail_at(started + self.timeout_s):
+                        chunk = await _read_chunk(stream)
+                else:
+                    chunk = await _read_chunk(stream)
                 if not chunk:
                     if buffer:
                         raise FramingError(f"stream ended inside a frame ({len(buffer)} bytes)")
@@ -262,6 +259,17 @@ class DirectMesh:
             self.on_blob(payload[:32], payload[32:], peer)
         else:
             self.on_message(TOPIC_OF[kind], payload, peer)
+
+
+async def _read_chunk(stream: Any) -> bytes:
+    """What the stream has (up to READ_CHUNK); b"" once the peer closed or reset it (it
+    reopens one)."""
+    try:
+        return await stream.read(READ_CHUNK)
+    except (trio.Cancelled, trio.TooSlowError):
+        raise
+    except Exception:
+        return b""
 
 
 async def _reset_quietly(stream: Any) -> None:

@@ -217,3 +217,31 @@ async def test_malformed_frame_is_counted_and_the_node_goes_on(
         await a.publish(Topic.CONSENSUS, b"still here")
         await wait_until(lambda: inbox.got[1] == [b"still here"])
         nursery.cancel_scope.cancel()
+
+
+async def test_a_frame_left_unfinished_times_out_and_an_idle_stream_does_not(
+    tmp_path: Path,
+) -> None:
+    """A peer that starts a frame and stops has that stream reset and counted once timeout_s
+    has passed, not before; a stream that is quiet between frames for longer than that stays
+    open and delivers its next frame (the time has to pass: that is what is tested)."""
+    a, b = direct_net(tmp_path, "a"), direct_net(tmp_path, "b")
+    inbox = Inbox([a, b], Topic.CONSENSUS)
+    b.direct.timeout_s = 0.5
+    frame = HEADER.pack(KIND_OF[Topic.CONSENSUS], 5)
+    async with trio.open_nursery() as nursery:
+        await start_all(nursery, [a, b])
+        await connect_all([a, b])
+        stalled = await a.host.new_stream(b.peer_id, [DIRECT_PROTOCOL])
+        began = trio.current_time()
+        await stalled.write(frame + b"on")
+        await wait_until(lambda: b.counters.rejected[("consensus", "malformed-rpc")] == 1)
+        assert trio.current_time() - began >= 0.5
+        idle = await a.host.new_stream(b.peer_id, [DIRECT_PROTOCOL])
+        await idle.write(frame + b"first")
+        await wait_until(lambda: inbox.got[1] == [b"first"])
+        await trio.sleep(1.5)  # three timeouts of silence between frames
+        await idle.write(frame + b"later")
+        await wait_until(lambda: inbox.got[1] == [b"first", b"later"])
+        assert b.counters.rejected[("consensus", "malformed-rpc")] == 1
+        nursery.cancel_scope.cancel()
