@@ -37,10 +37,11 @@ from telemetry.metrics import NodeMetrics
 log = logging.getLogger("bcfl.learning")
 
 MAX_EVALUATIONS_KEPT = 64
-# Small updates that a prefetch (as their receipts arrive) has just fetched and verified, kept
-# in memory for the aggregation that asks for them later in the height: without this each was
-# read back from its file and hashed again, n times a height (4% of a 16-node daemon's
-# GIL-holding samples). Oldest out past either bound; each is at most INLINE_VERIFY_BYTES.
+# Small updates `update_file` has fetched or read and verified, kept in memory: the prefetch
+# (as a receipt arrives) fetches each, and the aggregation later in the height asks again;
+# without this each was read back from its file and hashed again, n times a height (4% of a
+# 16-node daemon's GIL-holding samples). Oldest out past either bound; each is at most
+# INLINE_VERIFY_BYTES.
 FRESH_UPDATES = 256
 FRESH_UPDATE_BYTES = 16 * 1024 * 1024
 
@@ -104,14 +105,12 @@ class LearningWorker:
         """Fetch a blob into the local store now (an update as its receipt arrives)."""
 
         async def fetch() -> None:
-            source = await self.update_file(blob_hash, author)
-            if isinstance(source, MemorySource) and isinstance(source.data, bytes):
-                self._keep_fresh(bytes(blob_hash), source)
+            await self.update_file(blob_hash, author)
 
         self._send.send_nowait(fetch)
 
     def _keep_fresh(self, blob_hash: bytes, source: MemorySource) -> None:
-        if blob_hash in self._fresh:
+        if blob_hash in self._fresh:  # two concurrent loads of one blob: counted once
             return
         self._fresh[blob_hash] = source
         self._fresh_bytes += source.size()
@@ -150,12 +149,20 @@ class LearningWorker:
         """An update blob of the local store (fetched if missing), verified, or None if nobody
         has it: a small one in memory, a large one as a file that is never read into memory
         here (`verified_source`). A blob its author pushed is used as it came, its hash checked
-        on arrival, not read back from the file it was just written to, nor is one that a
-        prefetch has just fetched."""
-        fresh = self._fresh.get(bytes(blob_hash))
+        on arrival, not read back from the file it was just written to. A small one stays in
+        memory (`FRESH_UPDATES`), so the aggregation that asks for an update the prefetch
+        fetched as its receipt arrived neither reads nor hashes it again."""
+        key = bytes(blob_hash)
+        fresh = self._fresh.get(key)
         if fresh is not None:
-            self._fresh.move_to_end(bytes(blob_hash))
+            self._fresh.move_to_end(key)
             return fresh
+        source = await self._load_update(blob_hash, author)
+        if isinstance(source, MemorySource) and isinstance(source.data, bytes):
+            self._keep_fresh(key, source)
+        return source
+
+    async def _load_update(self, blob_hash: bytes, author: int | None) -> ByteSource | None:
         blobs = self.chain.store.blobs
         source = await verified_source(blobs, blob_hash)
         if source is not None:
