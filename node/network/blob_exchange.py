@@ -125,7 +125,9 @@ class BlobExchange:
         was pushed.
 
         Inline on the event loop and without fsync: it is small (`PushedBlobs`), its hash was
-        checked when it arrived (put() checks again), and peers hold it too.
+        checked when it arrived (put() checks again), and peers hold it too. Creating the file
+        waits for the file system's journal when other processes fsync: in an 8-node devnet on
+        one disk a put took 1 ms at the median and 9 ms at p90 (about 20 ms a height).
         """
         pushed = self.pushed.pop(blob_hash)
         if pushed is None:
