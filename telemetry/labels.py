@@ -95,7 +95,7 @@ MODEL_METRICS = ("auc", "accuracy", "rmse", "r2", "mae", "macro_f1", "macro_auc"
 
 SYNC_STATES = ("in_sync", "catching_up", "stalled")
 BLOB_RESULTS = ("ok", "failed")
-REFUSAL_REASONS = ("not-allowed", "too-many")
+REFUSAL_REASONS = ("not-allowed", "too-many", "unsupported-key")
 STORE_WRITE_KINDS = ("block", "blob", "signer_state", "ledger")
 
 

@@ -24,6 +24,7 @@ class NetworkCounters:
     malformed_rpc_frames: int = 0
     malformed_by_peer: Counter[str] = field(default_factory=Counter)
     refused_connections: int = 0
+    refused_unsupported_key: int = 0  # RSA / secp256k1 identity keys (node/libp2p_extras.py)
     pubsub_repairs: int = 0
     redials: int = 0
     blob_fetches: Counter[str] = field(

@@ -1,4 +1,4 @@
-"""The node's pubsub: `CompatPubsub` plus two guards against what a peer can do to it.
+"""The node's pubsub: `CompatPubsub` plus three guards against what a peer can do to it.
 
 py-libp2p 0.8.1 pitfalls these guards answer (docs/libp2p-compat.md); the fixes that touch
 the library's internals (queue bounds, seqno start, teardown race, sender records) are in
@@ -11,7 +11,14 @@ the library's internals (queue bounds, seqno start, teardown race, sender record
    `malformed_strikes` frames put the peer on the pubsub blacklist for
    `malformed_cooldown_s` seconds (its connection is torn down; the health loop of
    `NodeNetwork` lifts the ban when it expires, so a restarted honest peer comes back).
-2. **Interleaved writes.** Yamux locks each frame, not each write; the sending loop and
+2. **Messages whose signature check raises.** The stock `push_msg` runs in a task of the
+   pubsub service, and `signature_validator` re-raises when the attached public key cannot
+   be parsed (an RSA or secp256k1 `key` with garbage bytes, or any such key once
+   node/libp2p_extras.py stands in their packages): the task's error stops the whole pubsub
+   service, so one member could silence a node. We catch it, drop that message, and count it
+   against the forwarder like a malformed frame (an honest forwarder drops it too and never
+   relays it).
+3. **Interleaved writes.** Yamux locks each frame, not each write; the sending loop and
    gossipsub's flush/replay paths may write to one stream concurrently and interleave frames
    of two RPCs. `write_msg` takes a per-stream lock around the whole write.
 """
@@ -75,6 +82,14 @@ class GuardedPubsub(CompatPubsub):
             with contextlib.suppress(Exception):
                 await stream.reset()
             self.drop_dead_peer(peer_id)
+
+    async def push_msg(self, msg_forwarder: ID, msg: Any) -> None:
+        try:
+            await super().push_msg(msg_forwarder, msg)
+        except trio.Cancelled:
+            raise
+        except Exception as exc:  # an unparseable key in the signature check, and the like
+            self._penalise(msg_forwarder, exc)
 
     def _penalise(self, peer_id: ID, exc: BaseException) -> None:
         logger.warning("dropping malformed pubsub frame from %s: %r", peer_id, exc)

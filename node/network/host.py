@@ -9,7 +9,8 @@ Gating: py-libp2p's own `ConnectionGate` filters by IP address only. We check th
 right after the security handshake, the first point where it is authenticated (Noise), for
 both directions (`libp2p_compat.wrap_upgrade_security`): a peer id outside the allow-list
 gets its connection closed before any muxer, stream or pubsub state exists, and the refusal
-is counted.
+is counted. A peer whose identity key is RSA or secp256k1 (types bcfl does not load,
+node/libp2p_extras.py) fails inside the handshake and is refused and counted apart.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.transport.exceptions import SecurityUpgradeFailure
 
+from node.libp2p_extras import ExtraNotLoaded
 from node.network.libp2p_compat import wrap_upgrade_security
 
 logger = logging.getLogger(__name__)
@@ -41,10 +43,16 @@ logger = logging.getLogger(__name__)
 class PeerGate:
     """The allow-list of peer ids that may hold a connection to us (genesis + observers)."""
 
-    def __init__(self, allowed: Collection[str] | None, on_refused: Callable[[ID], None]) -> None:
+    def __init__(
+        self,
+        allowed: Collection[str] | None,
+        on_refused: Callable[[ID], None],
+        on_unsupported_key: Callable[[], None] = lambda: None,
+    ) -> None:
         # None means "allow everyone" (only for tools and tests that have no genesis yet).
         self.allowed: set[str] | None = None if allowed is None else set(allowed)
         self._on_refused = on_refused
+        self.on_unsupported_key = on_unsupported_key
 
     def allows(self, peer_id: ID) -> bool:
         return self.allowed is None or peer_id.to_base58() in self.allowed
@@ -64,7 +72,12 @@ def install_gate(host: IHost, gate: PeerGate) -> None:
                 await secured.close()
             raise SecurityUpgradeFailure(f"peer {remote} is not in the allow-list")
 
-    wrap_upgrade_security(host, admit)
+    def unsupported(exc: ExtraNotLoaded) -> SecurityUpgradeFailure:
+        gate.on_unsupported_key()
+        logger.info("refused a connection: the peer's identity key is of a type bcfl does not load")
+        return SecurityUpgradeFailure(f"the peer's identity key is not supported: {exc}")
+
+    wrap_upgrade_security(host, admit, unsupported)
 
 
 def consortium_connection_config() -> ConnectionConfig:

@@ -64,6 +64,7 @@ from libp2p.pubsub import utils as _pubsub_utils
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
+from node.libp2p_extras import ExtraNotLoaded, not_loaded_cause
 from node.network.libp2p_private import (
     FORGET_SUBSCRIPTIONS,
     GOSSIPSUB_CONSUME_RECORD,
@@ -97,17 +98,29 @@ from node.network.libp2p_private import (
 # -- host ----------------------------------------------------------------------------------
 
 
-def wrap_upgrade_security(host: IHost, admit: Callable[[Any], Awaitable[None]]) -> None:
+def wrap_upgrade_security(
+    host: IHost,
+    admit: Callable[[Any], Awaitable[None]],
+    unsupported: Callable[[ExtraNotLoaded], Exception],
+) -> None:
     """Await `admit(secured_conn)` after every security handshake of `host`, both directions.
 
     `admit` raises to refuse the connection (before any muxer, stream or pubsub state exists).
+    A handshake that fails on a feature bcfl does not load (the remote's RSA or secp256k1
+    identity key, node/libp2p_extras.py) raises `unsupported(exc)` instead.
     """
     require(SWARM_UPGRADER, UPGRADE_SECURITY)
     upgrader = lookup(host.get_network(), SWARM_UPGRADER)
     original = lookup(upgrader, UPGRADE_SECURITY)
 
     async def upgrade_security(raw_conn: Any, is_initiator: bool, peer_id: ID | None = None) -> Any:
-        secured = await original(raw_conn, is_initiator, peer_id)
+        try:
+            secured = await original(raw_conn, is_initiator, peer_id)
+        except Exception as exc:
+            cause = not_loaded_cause(exc)
+            if cause is None:
+                raise
+            raise unsupported(cause) from exc
         await admit(secured)
         return secured
 

@@ -103,7 +103,7 @@ class NodeNetwork:
         self.store = store
         self.counters = NetworkCounters()
         batch_yamux_window_updates()
-        self.gate = PeerGate(settings.allowed_peers, self._on_refused)
+        self.gate = PeerGate(settings.allowed_peers, self._on_refused, self._on_unsupported_key)
         self.host = build_host(key_pair, settings.listen, self.gate)
         self.peer_id: ID = self.host.get_id()
         degree, low, high = settings.gossip_degree
@@ -401,6 +401,9 @@ class NodeNetwork:
     def _on_refused(self, peer_id: ID) -> None:
         self.counters.refused_connections += 1
         logger.info("refused connection from %s: not in the allow-list", peer_id)
+
+    def _on_unsupported_key(self) -> None:
+        self.counters.refused_unsupported_key += 1
 
     def _on_malformed(self, peer_id: ID, exc: BaseException) -> None:
         self.counters.malformed_rpc_frames += 1

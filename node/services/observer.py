@@ -168,7 +168,10 @@ class MetricsObserver:
                 **{(t, "out"): n for t, n in c.bytes_out.items()},
             },
             rejected=labels.by_closed_reason(c.rejected),
-            refused={"not-allowed": c.refused_connections},
+            refused={
+                "not-allowed": c.refused_connections,
+                "unsupported-key": c.refused_unsupported_key,
+            },
             blobs_served=c.blob_serves,
             blob_bytes_out=c.blob_bytes_out,
         )
