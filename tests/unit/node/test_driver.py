@@ -21,12 +21,14 @@ from consensus import codec
 from consensus.core import ConsensusCore
 from consensus.crypto import BlsSigner, BlsVerifier
 from consensus.genesis import make_genesis
-from consensus.types import Block, Proposal, Timeouts, ValidatorIndex
+from consensus.guard import SignerState
+from consensus.shell import PersistSigner, Publish
+from consensus.types import Block, Proposal, Step, Timeouts, ValidatorIndex, Vote, VoteType
 from learning import builtin_task, initial_weights
 from node.app import LearningApp
 from node.chain import Chain
 from node.config import NodeConfig
-from node.driver import Driver
+from node.driver import Driver, coalesce_signer_writes
 from node.home import NodeHome
 from node.network import BlobUnavailableError, NetworkCounters, Topic
 from node.store import ChainStore
@@ -66,10 +68,12 @@ class RecordingStore(ChainStore):
     """A real store that also notes when the signer state became durable."""
 
     events: list[str]
+    persisted: list[SignerState]
 
     def save_signer_state(self, state: bytes) -> None:
         super().save_signer_state(state)
         self.events.append("persist")
+        self.persisted.append(codec.decode_as(state, SignerState))
 
 
 def single_validator(
@@ -89,6 +93,7 @@ def single_validator(
     events: list[str] = []
     store = RecordingStore(home.db_path, home.blobs_dir, home.signer_state_path)
     store.events = events
+    store.persisted = []
     store.blobs.put(model)
     net = MemNetwork(store, events)
     config = NodeConfig()
@@ -155,21 +160,44 @@ async def test_single_validator_commits_model_blocks_through_the_driver(
 async def test_signer_state_is_durable_before_each_signed_message_leaves(
     tmp_path: Path, mock_clock: Any
 ) -> None:
-    """Each published vote or proposal has its own signer-state persist since the previous one."""
-    driver, store, _, events = single_validator(tmp_path)
+    """Each published vote or proposal leaves only after a durable signer state that covers it
+    (its position signed, with its value): the guard would refuse a conflicting one after a
+    crash. One write may cover several messages of a shell step (coalesce_signer_writes)."""
+    driver, store, net, events = single_validator(tmp_path)
     await run_until_height(driver, 1)
-    signed = ("publish Vote", "publish Proposal")
-    persisted_since_last = False
+    published = iter(net.published)
+    persisted = iter(store.persisted)
+    durable: SignerState | None = None
     checked = 0
     for event in events:
         if event == "persist":
-            persisted_since_last = True
-        elif event in signed:
-            assert persisted_since_last, events
-            persisted_since_last = False
-            checked += 1
+            durable = next(persisted)
+            continue
+        message = codec.decode_message(next(published)[1])
+        if isinstance(message, Vote):
+            step = Step.PREVOTE if message.vote_type == VoteType.PREVOTE else Step.PRECOMMIT
+            value = message.block_hash or b""
+        elif isinstance(message, Proposal):
+            step, value = Step.PROPOSE, codec.block_hash(message.block)
+        else:
+            continue
+        assert durable is not None, events
+        position = (message.height, message.round, step)
+        assert position <= (durable.height, durable.round, durable.step), (message, durable)
+        if position == (durable.height, durable.round, durable.step):
+            assert durable.value == value
+        checked += 1
     assert checked >= 3  # a proposal, a prevote and a precommit at least
     store.close()
+
+
+def test_one_write_per_shell_step_the_last_state_before_the_first_publish() -> None:
+    first, last = SignerState(height=1, round=0, step=1), SignerState(height=1, round=0, step=2)
+    vote, commit = Publish("consensus", b"v"), Publish("consensus", b"c")
+    steps = [PersistSigner(first), vote, PersistSigner(last), commit]
+    assert coalesce_signer_writes(steps) == [PersistSigner(last), vote, commit]
+    alone = [PersistSigner(first), vote]
+    assert coalesce_signer_writes(alone) is alone
 
 
 async def test_a_failing_learning_step_is_contained(tmp_path: Path) -> None:
